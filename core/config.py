@@ -1,0 +1,137 @@
+"""Configuration, read from environment variables in one place.
+
+Every setting has a documented default except the source's identity and secret
+(``POLYAI_BASE_URL``, ``POLYAI_API_KEY``, ``POLYAI_ACCOUNT_ID``, ``POLYAI_PROJECT_ID``), which a
+real sync must be given; :meth:`Settings.require_source` names whichever are missing. The API
+key is kept out of ``repr`` so that it never reaches a log line by accident.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Final
+
+from core.api_contract import ENVIRONMENTS
+from core.windows import Scope, scopes_for
+
+LOCAL_DIR: Final = Path(".polyai-sync")
+"""Project-local folder (git-ignored) for the default warehouse and Dagster instance."""
+
+DEFAULTS: Final[dict[str, str]] = {
+    "POLYAI_ENVIRONMENTS": "live",
+    "POLYAI_CHANNELS": "voice,chat",
+    "POLYAI_SYNC_START": "2025-01-01",
+    "WAREHOUSE_URL": f"duckdb:///{LOCAL_DIR / 'warehouse.duckdb'}",
+    "WAREHOUSE_SCHEMA": "polyai",
+}
+
+SOURCE_VARIABLES: Final = (
+    "POLYAI_BASE_URL",
+    "POLYAI_API_KEY",
+    "POLYAI_ACCOUNT_ID",
+    "POLYAI_PROJECT_ID",
+)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str | None
+    api_key: str | None = field(repr=False)
+    account_id: str | None
+    project_id: str | None
+    environments: tuple[str, ...]
+    channels: tuple[str, ...]
+    sync_start: date
+    warehouse_url: str
+    warehouse_schema: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate every setting; raise :class:`ConfigError` naming a bad one."""
+
+        def get(name: str) -> str:
+            value = environ.get(name, "").strip()
+            return value or DEFAULTS.get(name, "")
+
+        environments = _split_list("POLYAI_ENVIRONMENTS", get("POLYAI_ENVIRONMENTS"))
+        for env in environments:
+            if env not in ENVIRONMENTS:
+                raise ConfigError(
+                    f"POLYAI_ENVIRONMENTS: unknown environment {env!r}; "
+                    f"expected a comma-separated subset of {', '.join(ENVIRONMENTS)}"
+                )
+        channels = _split_list("POLYAI_CHANNELS", get("POLYAI_CHANNELS"))
+        for channel in channels:
+            if not _CHANNEL.match(channel):
+                raise ConfigError(
+                    f"POLYAI_CHANNELS: channel {channel!r} may hold only letters, digits, "
+                    "'-' and '_'"
+                )
+        try:
+            sync_start = date.fromisoformat(get("POLYAI_SYNC_START"))
+        except ValueError:
+            raise ConfigError(
+                f"POLYAI_SYNC_START: {get('POLYAI_SYNC_START')!r} is not a date (YYYY-MM-DD)"
+            ) from None
+        warehouse_url = get("WAREHOUSE_URL")
+        if not warehouse_url.startswith("duckdb:///"):
+            raise ConfigError(
+                f"WAREHOUSE_URL: {warehouse_url!r} is not supported; "
+                "use duckdb:///path/to/file.duckdb"
+            )
+        schema = get("WAREHOUSE_SCHEMA")
+        if not _IDENTIFIER.match(schema):
+            raise ConfigError(f"WAREHOUSE_SCHEMA: {schema!r} is not a valid SQL identifier")
+        return cls(
+            base_url=get("POLYAI_BASE_URL") or None,
+            api_key=get("POLYAI_API_KEY") or None,
+            account_id=get("POLYAI_ACCOUNT_ID") or None,
+            project_id=get("POLYAI_PROJECT_ID") or None,
+            environments=environments,
+            channels=channels,
+            sync_start=sync_start,
+            warehouse_url=warehouse_url,
+            warehouse_schema=schema,
+        )
+
+    @property
+    def scopes(self) -> list[Scope]:
+        return scopes_for(self.environments, self.channels)
+
+    def require_source(self) -> None:
+        """Fail at once, naming every missing variable, if the API cannot be reached."""
+        values = {
+            "POLYAI_BASE_URL": self.base_url,
+            "POLYAI_API_KEY": self.api_key,
+            "POLYAI_ACCOUNT_ID": self.account_id,
+            "POLYAI_PROJECT_ID": self.project_id,
+        }
+        missing = [name for name in SOURCE_VARIABLES if not values[name]]
+        if missing:
+            raise ConfigError(
+                f"missing configuration: set {', '.join(missing)} "
+                "(see the Configuration section of README.md)"
+            )
+
+
+def _split_list(name: str, value: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not items:
+        raise ConfigError(f"{name}: expected a comma-separated list, got {value!r}")
+    return items
+
+
+def duckdb_path(warehouse_url: str) -> Path:
+    """The file a ``duckdb:///path`` URL points at (relative paths stay relative)."""
+    return Path(warehouse_url.removeprefix("duckdb:///"))

@@ -1,0 +1,110 @@
+"""The warehouse schema, declared once.
+
+These SQLAlchemy tables are the single source of truth for the warehouse: the warehouse
+resource creates them, the normalizer builds Arrow batches whose columns and types are read
+from them, and tests compare against them. Tables are declared without a schema; the
+warehouse places them in ``WAREHOUSE_SCHEMA`` at run time (``schema_translate_map``).
+
+Column names are the API's field names. Every table also carries the partition columns
+(``environment``, ``channel``, ``conversation_date``) and the load's id and time, and keeps
+the whole source object as JSON in ``raw`` so that a field the API adds later is never lost.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TZ_TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def _load_columns() -> list[sa.Column]:
+    return [
+        sa.Column("raw", sa.JSON, nullable=False, comment="the whole source object"),
+        sa.Column("load_id", sa.String, nullable=False, comment="the load that wrote this row"),
+        sa.Column("loaded_at", TZ_TIMESTAMP, nullable=False),
+    ]
+
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("account_id", sa.String),
+    sa.Column("project_id", sa.String),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("conversation_date", sa.Date, nullable=False, comment="UTC date of started_at"),
+    sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column("in_progress", sa.Boolean),
+    sa.Column("variant_id", sa.String),
+    sa.Column("variant_name", sa.String),
+    sa.Column("from_number", sa.String, comment="personal data"),
+    sa.Column("to_number", sa.String, comment="personal data"),
+    sa.Column("num_turns", sa.Integer),
+    sa.Column("total_duration", sa.Integer),
+    sa.Column("polyai_duration", sa.Integer),
+    sa.Column("num_silences", sa.Integer),
+    sa.Column("num_ood", sa.Integer),
+    sa.Column("handoff", sa.Boolean),
+    sa.Column("handoff_reason", sa.String),
+    sa.Column("handoff_destination", sa.String),
+    sa.Column("metrics", sa.JSON),
+    sa.Column("state", sa.JSON),
+    *_load_columns(),
+)
+
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("conversation_id", sa.String, primary_key=True),
+    sa.Column("turn_index", sa.Integer, primary_key=True, comment="0-based position in turns"),
+    sa.Column("environment", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("conversation_date", sa.Date, nullable=False),
+    sa.Column("user_input", sa.String, comment="personal data"),
+    sa.Column("user_input_dtmf", sa.String),
+    sa.Column("agent_response", sa.String),
+    sa.Column("user_input_datetime", TZ_TIMESTAMP),
+    sa.Column("agent_response_datetime", TZ_TIMESTAMP),
+    sa.Column("latency", sa.Integer),
+    sa.Column("translated_user_input", sa.String),
+    sa.Column("english_agent_response", sa.String),
+    sa.Column("intents", sa.ARRAY(sa.String)),
+    sa.Column("entities", sa.JSON),
+    sa.Column("is_ood", sa.Boolean),
+    sa.Column("is_silence", sa.Boolean),
+    *_load_columns(),
+)
+
+WINDOW_TABLES = (conversations, turns)
+"""Tables whose rows a window sync replaces, parents first."""
+
+
+def _arrow_type(column: sa.Column) -> pa.DataType:
+    kind = column.type
+    # JSON before String: JSON values travel as serialized text and are cast on insert.
+    if isinstance(kind, sa.JSON):
+        return pa.string()
+    if isinstance(kind, sa.ARRAY):
+        return pa.list_(pa.string())
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, sa.Date):
+        return pa.date32()
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):
+        return pa.int64()
+    if isinstance(kind, sa.String):
+        return pa.string()
+    raise TypeError(f"no Arrow type for column {column.table.name}.{column.name} ({kind})")
+
+
+def arrow_schema(table: sa.Table) -> pa.Schema:
+    """The Arrow schema of a batch destined for ``table``, column for column."""
+    return pa.schema(
+        [pa.field(c.name, _arrow_type(c), nullable=c.nullable is not False) for c in table.columns]
+    )

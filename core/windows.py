@@ -1,0 +1,81 @@
+"""Time windows and sync scopes: the two dimensions a sync is partitioned by.
+
+A *window* is a half-open UTC interval [start, end). A *scope* is one environment and one
+channel, written ``environment.channel`` (for example ``live.voice``) in partition keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from core.api_contract import ENVIRONMENTS
+
+
+class ScopeError(ValueError):
+    """A scope key that is not ``environment.channel`` with a known environment."""
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A half-open interval of time [start, end), both timezone-aware UTC datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value.tzinfo is None:
+                raise ValueError(f"window {name} {value!r} has no time zone; use UTC")
+        if self.start >= self.end:
+            raise ValueError(f"window start {self.start} is not before its end {self.end}")
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+def daily_window(day: date) -> Window:
+    """The UTC calendar day ``day`` as a window."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return Window(start, start + timedelta(days=1))
+
+
+def days_between(first: date, last: date) -> Iterator[date]:
+    """Every date from ``first`` to ``last``, both inclusive."""
+    if first > last:
+        raise ValueError(f"start date {first} is after end date {last}")
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+@dataclass(frozen=True, order=True)
+class Scope:
+    """One environment and one channel: the unit a single API query covers."""
+
+    environment: str
+    channel: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.environment}.{self.channel}"
+
+    @classmethod
+    def parse(cls, key: str) -> Scope:
+        environment, sep, channel = key.partition(".")
+        if not sep or not channel:
+            raise ScopeError(f"scope {key!r} is not of the form environment.channel")
+        if environment not in ENVIRONMENTS:
+            raise ScopeError(
+                f"scope {key!r} names environment {environment!r}; expected one of "
+                f"{', '.join(ENVIRONMENTS)}"
+            )
+        return cls(environment, channel)
+
+
+def scopes_for(environments: Iterable[str], channels: Iterable[str]) -> list[Scope]:
+    """Every environment x channel combination, in a stable order."""
+    channels = list(channels)
+    return [Scope(env, channel) for env in environments for channel in channels]

@@ -1,0 +1,1 @@
+"""When and how things run: partitions, jobs, Definitions and the command line."""

@@ -1,0 +1,49 @@
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here.
+
+Non-secret settings are read once from the environment (:class:`core.config.Settings`); the
+source's identity and key are bound as ``EnvVar`` so the UI shows the variable's name, never
+its value, and a run without them fails naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar, define_asset_job
+
+from assets.conversations import build_sync_asset
+from core.config import Settings
+from pipelines.partitions import build_partitions
+from resources.polyai_api import PolyAIClient
+from resources.warehouse import DuckDBWarehouse
+
+SYNC_JOB = "polyai_sync"
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    partitions = build_partitions(settings)
+    sync_asset = build_sync_asset(partitions)
+    sync_job = define_asset_job(
+        SYNC_JOB,
+        selection=[sync_asset],
+        partitions_def=partitions,
+        description="Sync one (date, scope) window of PolyAI conversations into the warehouse.",
+    )
+    return Definitions(
+        assets=[sync_asset],
+        jobs=[sync_job],
+        resources={
+            "polyai": PolyAIClient(
+                base_url=EnvVar("POLYAI_BASE_URL"),
+                api_key=EnvVar("POLYAI_API_KEY"),
+                account_id=EnvVar("POLYAI_ACCOUNT_ID"),
+                project_id=EnvVar("POLYAI_PROJECT_ID"),
+            ),
+            "warehouse": DuckDBWarehouse(
+                url=settings.warehouse_url, schema_name=settings.warehouse_schema
+            ),
+        },
+    )
+
+
+defs = build_definitions(Settings.from_env(os.environ))

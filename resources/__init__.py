@@ -1,0 +1,1 @@
+"""The edges of the system: the PolyAI API client and the warehouse, as Dagster resources."""
