@@ -183,13 +183,19 @@ class DuckDBWarehouse(ConfigurableResource):
                     {"load": load_id},
                 )
 
-    def row_counts(self) -> dict[str, int]:
-        """Rows per warehouse table (0 for a warehouse not created yet)."""
+    def row_counts(
+        self, where: str = "TRUE", params: dict[str, object] | None = None
+    ) -> dict[str, int]:
+        """Rows per window table matching ``where`` (0 for a warehouse not created yet)."""
         if not self.path.exists():
             return {table.name: 0 for table in schema.WINDOW_TABLES}
         with self.connect(read_only=True) as con:
             return {
-                table.name: _count(con, f"SELECT count(*) FROM {self._name(table.name)}", {})
+                table.name: _count(
+                    con,
+                    f"SELECT count(*) FROM {self._name(table.name)} WHERE {where}",
+                    params or {},
+                )
                 for table in schema.WINDOW_TABLES
             }
 

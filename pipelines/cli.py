@@ -1,0 +1,297 @@
+"""The ``polyai-sync`` command line: demo, simulator, sync and ui.
+
+Runs started here are recorded in the Dagster instance at ``$DAGSTER_HOME`` (a project-local
+folder when unset), the same one ``polyai-sync ui`` opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from core.config import LOCAL_DIR, ConfigError, Settings
+from core.windows import Scope, days_between
+from simulator import SimulatorConfig, SimulatorServer
+
+DEMO_DIR = LOCAL_DIR / "demo"
+DEMO_DAYS = 3
+DEMO_PARTITION_DAYS = 30
+UI_PORT = 3000
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the argument."""
+
+
+def _parse_date(flag: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _last_complete_day() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _select_scopes(
+    settings: Settings, environments: Sequence[str], channels: Sequence[str]
+) -> list[Scope]:
+    for flag, chosen, configured, variable in (
+        ("--environment", environments, settings.environments, "POLYAI_ENVIRONMENTS"),
+        ("--channel", channels, settings.channels, "POLYAI_CHANNELS"),
+    ):
+        unknown = [value for value in chosen if value not in configured]
+        if unknown:
+            raise UsageError(
+                f"{flag} {', '.join(unknown)} is not configured; {variable} holds "
+                f"{', '.join(configured)}"
+            )
+    return [
+        scope
+        for scope in settings.scopes
+        if (not environments or scope.environment in environments)
+        and (not channels or scope.channel in channels)
+    ]
+
+
+def _select_days(settings: Settings, start: date, end: date) -> list[date]:
+    if start > end:
+        raise UsageError(f"--start {start} is after --end {end}")
+    if start < settings.sync_start:
+        raise UsageError(
+            f"--start {start} is before POLYAI_SYNC_START ({settings.sync_start}), "
+            "the first partition"
+        )
+    last = _last_complete_day()
+    if end > last:
+        raise UsageError(f"--end {end} is not a complete UTC day yet; the latest is {last}")
+    return list(days_between(start, end))
+
+
+def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: Path) -> int:
+    """Materialize every (day, scope) partition through Dagster; 0 when all succeeded."""
+    # Imported here so that `--help` and configuration errors answer without loading Dagster.
+    from pipelines.definitions import build_definitions
+    from pipelines.instance import get_instance
+    from pipelines.runner import PartitionOutcome, sync_partitions
+
+    instance = get_instance(home)
+    defs = build_definitions(settings)
+
+    def report(done: int, total: int, outcome: PartitionOutcome) -> None:
+        dims = outcome.key.keys_by_dimension
+        label = f"[{done}/{total}] {dims['date']} {dims['scope']}"
+        if outcome.success:
+            print(
+                f"{label}: {outcome.rows.get('conversations', 0)} conversations, "
+                f"{outcome.rows.get('turns', 0)} turns ({outcome.seconds:.1f}s)",
+                flush=True,
+            )
+        else:
+            print(f"{label}: FAILED (run {outcome.run_id}): {outcome.error}", flush=True)
+
+    print(
+        f"Syncing {len(days)} day(s) x {len(scopes)} scope(s) into {settings.warehouse_url} "
+        f"(Dagster instance {os.environ['DAGSTER_HOME']})",
+        flush=True,
+    )
+    outcomes = sync_partitions(defs, instance, days, scopes, on_outcome=report)
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        print(f"{len(failed)} of {len(outcomes)} partition(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    settings.require_source()
+    start = _parse_date("--start", args.start)
+    end = _parse_date("--end", args.end)
+    scopes = _select_scopes(settings, args.environment or [], args.channel or [])
+    days = _select_days(settings, start, end)
+    return _run_sync(settings, days, scopes, LOCAL_DIR / "dagster_home")
+
+
+def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date) -> dict[str, str]:
+    config = server.config
+    return {
+        "POLYAI_BASE_URL": server.base_url,
+        "POLYAI_API_KEY": config.api_key,
+        "POLYAI_ACCOUNT_ID": config.account_id,
+        "POLYAI_PROJECT_ID": config.project_id,
+        "POLYAI_SYNC_START": sync_start.isoformat(),
+        "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+    }
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root = DEMO_DIR.absolute()
+    warehouse = root / "warehouse.duckdb"
+    last = _last_complete_day()
+    days = [last - timedelta(days=n) for n in reversed(range(DEMO_DAYS))]
+    # Freeze the simulator's clock so what it holds cannot change while we compare.
+    config = SimulatorConfig(now=datetime.now(UTC))
+    with SimulatorServer(config) as server:
+        os.environ.update(
+            _demo_environment(server, warehouse, last - timedelta(days=DEMO_PARTITION_DAYS))
+        )
+        settings = Settings.from_env(os.environ)
+        print(f"Simulator serving on {server.base_url}", flush=True)
+        status = _run_sync(settings, days, settings.scopes, root / "dagster_home")
+        expected = _simulator_counts(server, days, settings.scopes)
+
+    from resources.warehouse import DuckDBWarehouse
+
+    store = DuckDBWarehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
+    actual = store.row_counts(
+        where="conversation_date BETWEEN $first AND $last",
+        params={"first": days[0], "last": days[-1]},
+    )
+    print(f"\nWarehouse {warehouse} ({days[0]} .. {days[-1]}):")
+    print(f"  {'table':<15}{'rows':>8}{'simulator':>11}")
+    for table, rows in actual.items():
+        print(f"  {table:<15}{rows:>8}{expected.get(table, 0):>11}")
+    if actual != expected:
+        print("The warehouse does not match the simulator.", file=sys.stderr)
+        status = status or 1
+    print(
+        "\nOpen these runs in the Dagster UI:\n"
+        "  uv run polyai-sync ui --demo\n"
+        f"  then browse http://127.0.0.1:{UI_PORT}/assets/polyai/conversations "
+        "(partitions and row counts) and /runs"
+    )
+    return status
+
+
+def _simulator_counts(server: SimulatorServer, days: list[date], scopes: list[Scope]) -> dict:
+    from core.windows import daily_window
+
+    conversations = turns = 0
+    for day in days:
+        window = daily_window(day)
+        for scope in scopes:
+            for record in server.dataset.conversations_in(
+                scope.environment, [scope.channel], window.start, window.end
+            ):
+                conversations += 1
+                turns += len(record["turns"])
+    return {"conversations": conversations, "turns": turns}
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    config = SimulatorConfig(
+        api_key=args.api_key,
+        seed=args.seed,
+        conversations_per_day=args.conversations_per_day,
+    )
+    server = SimulatorServer(config, host=args.host, port=args.port)
+    print(
+        f"PolyAI API simulator on {server.base_url} (Ctrl-C stops it). To sync from it:\n"
+        f"  export POLYAI_BASE_URL={server.base_url}\n"
+        f"  export POLYAI_ACCOUNT_ID={config.account_id} POLYAI_PROJECT_ID={config.project_id}\n"
+        "  export POLYAI_API_KEY=<the --api-key value>",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.instance import dagster_home
+
+    env = dict(os.environ)
+    server = None
+    if args.demo:
+        server = SimulatorServer(SimulatorConfig()).start()
+        root = DEMO_DIR.absolute()
+        env.update(
+            _demo_environment(
+                server,
+                root / "warehouse.duckdb",
+                _last_complete_day() - timedelta(days=DEMO_PARTITION_DAYS),
+            )
+        )
+        home = dagster_home(root / "dagster_home")
+    else:
+        home = dagster_home(LOCAL_DIR / "dagster_home")
+    env["DAGSTER_HOME"] = str(home)
+    command = [
+        "dagster",
+        "dev",
+        "-m",
+        "pipelines.definitions",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it.")
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polyai-sync",
+        description="Sync PolyAI conversations into an analytics warehouse through Dagster.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="sync the last three days from the bundled simulator into a local DuckDB"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    sim = commands.add_parser("simulator", help="serve the bundled PolyAI API simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8000)
+    sim.add_argument("--api-key", default="demo-key", help="the key clients must send")
+    sim.add_argument("--seed", type=int, default=SimulatorConfig.seed)
+    sim.add_argument(
+        "--conversations-per-day", type=int, default=SimulatorConfig.conversations_per_day
+    )
+    sim.set_defaults(func=cmd_simulator)
+
+    sync = commands.add_parser(
+        "sync", help="materialize the sync partitions from --start to --end (inclusive)"
+    )
+    sync.add_argument("--start", required=True, help="first UTC day, YYYY-MM-DD")
+    sync.add_argument("--end", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
+    sync.add_argument("--environment", action="append", help="repeatable; default: all configured")
+    sync.add_argument("--channel", action="append", help="repeatable; default: all configured")
+    sync.set_defaults(func=cmd_sync)
+
+    ui = commands.add_parser("ui", help="open the Dagster UI on this project's instance")
+    ui.add_argument("--demo", action="store_true", help="on the demo's instance and warehouse")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=UI_PORT)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"polyai-sync: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The Dagster instance that command-line runs are recorded in.
+
+``DAGSTER_HOME`` wins when it is set; otherwise a project-local folder is used, so that
+``polyai-sync ui`` (which points ``dagster dev`` at the same folder) shows every run the command
+line started.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+# This machine (and many production ones) reach no telemetry endpoint; keep the instance quiet.
+_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def dagster_home(default: Path) -> Path:
+    """The instance folder: ``$DAGSTER_HOME`` if set, else ``default``; created if missing.
+
+    Also exports ``DAGSTER_HOME`` so child processes (``dagster dev``) use the same folder.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or default).absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def get_instance(default_home: Path) -> DagsterInstance:
+    dagster_home(default_home)
+    return DagsterInstance.get()
