@@ -7,6 +7,7 @@ folder when unset), the same one ``polyai-sync ui`` opens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -199,10 +200,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         "  export POLYAI_API_KEY=<the --api-key value>",
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
