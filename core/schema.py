@@ -3,7 +3,7 @@
 These SQLAlchemy tables are the single source of truth for the warehouse: the warehouse
 resource creates them, the normalizer builds Arrow batches whose columns and types are read
 from them, and tests compare against them. Tables are declared without a schema; the
-warehouse places them in ``WAREHOUSE_SCHEMA`` at run time (``schema_translate_map``).
+warehouse places them in ``WAREHOUSE_SCHEMA`` at run time (:func:`create_statements`).
 
 Column names are the API's field names. Every table also carries the partition columns
 (``environment``, ``channel``, ``conversation_date``) and the load's id and time, and keeps
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 metadata = sa.MetaData()
 
@@ -81,6 +82,17 @@ turns = sa.Table(
 
 WINDOW_TABLES = (conversations, turns)
 """Tables whose rows a window sync replaces, parents first."""
+
+
+def create_statements(schema_name: str, dialect: sa.engine.Dialect) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for every table, placed in ``schema_name``."""
+    placed = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(placed, schema=schema_name)
+    return [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
+        for table in placed.sorted_tables
+    ]
 
 
 def _arrow_type(column: sa.Column) -> pa.DataType:

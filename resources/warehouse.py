@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import duckdb_engine
 import pandas as pd
 import sqlalchemy as sa
 from dagster import ConfigurableResource
@@ -85,24 +86,18 @@ class DuckDBWarehouse(ConfigurableResource):
 
     def ensure_schema(self) -> None:
         """Create the schema, tables and staging tables if they do not exist yet."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(f"duckdb:///{self.path}", poolclass=sa.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
-                schema.metadata.create_all(
-                    conn.execution_options(schema_translate_map={None: self.schema_name})
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"')
+            for statement in schema.create_statements(self.schema_name, duckdb_dialect()):
+                con.execute(statement)
+            for table in schema.WINDOW_TABLES:
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._name(STAGE_PREFIX + table.name)} "
+                    f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {self._name(table.name)} "
+                    "WITH NO DATA"
                 )
-                for table in schema.WINDOW_TABLES:
-                    conn.execute(
-                        sa.text(
-                            f"CREATE TABLE IF NOT EXISTS {self._name(STAGE_PREFIX + table.name)} "
-                            f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {self._name(table.name)} "
-                            "WITH NO DATA"
-                        )
-                    )
-        finally:
-            engine.dispose()
+            con.execute("COMMIT")
 
     def stage(self, load_id: str, page: int, batch: Batch) -> None:
         """Append one page's rows to the staging tables, in one short transaction."""
@@ -202,7 +197,13 @@ class DuckDBWarehouse(ConfigurableResource):
     def read_table(self, table: str, where: str = "TRUE") -> pd.DataFrame:
         """A whole table (or the rows matching ``where``) as a DataFrame."""
         with self.connect(read_only=True) as con:
-            return con.execute(f"SELECT * FROM {self._name(table)} WHERE {where}").df()
+            sql = f"SELECT * FROM {self._name(table)} WHERE {where}"
+            return con.execute(sql).to_arrow_table().to_pandas()
+
+
+def duckdb_dialect() -> sa.engine.Dialect:
+    """SQLAlchemy's DuckDB dialect, to render the schema's DDL for DuckDB."""
+    return duckdb_engine.Dialect()
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> int:

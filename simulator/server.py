@@ -113,7 +113,8 @@ def list_conversations(dataset: Dataset, query: dict[str, list[str]]) -> dict[st
         ],
         api.R_CURSOR: encode_cursor(page[-1][0], page[-1][1]) if more else None,
     }
-    if more:
+    if more and cursor is None:
+        # Offset pagination's marker; a position counted from a cursor would be meaningless.
         body[api.R_NEXT_OFFSET] = offset + len(page)
     return body
 
@@ -193,8 +194,12 @@ class SimulatorServer:
         return self._server.requests
 
     def start(self) -> SimulatorServer:
+        # A short poll interval so that stop() returns promptly (tests start many servers).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="polyai-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="polyai-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self

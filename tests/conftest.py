@@ -1,0 +1,55 @@
+"""Shared fixtures: the simulator on a loopback port, a fresh DuckDB warehouse, a client.
+
+Everything here is real: the simulator is an HTTP server on 127.0.0.1, the warehouse a DuckDB
+file in the test's temporary folder. The simulator's clock is frozen so that what it holds is
+fixed for the length of a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from resources.polyai_api import PolyAIClient
+from resources.warehouse import DuckDBWarehouse
+from simulator import SimulatorConfig, SimulatorServer
+
+FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SYNC_DAY = date(2026, 11, 20)
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    return SimulatorConfig(
+        api_key="test-key-9f3c",
+        account_id="acct-test",
+        project_id="proj-test",
+        conversations_per_day=300,
+        now=FROZEN_NOW,
+    )
+
+
+@pytest.fixture
+def simulator(sim_config: SimulatorConfig) -> Iterator[SimulatorServer]:
+    with SimulatorServer(sim_config) as server:
+        yield server
+
+
+@pytest.fixture
+def client(simulator: SimulatorServer) -> PolyAIClient:
+    config = simulator.config
+    return PolyAIClient(
+        base_url=simulator.base_url,
+        api_key=config.api_key,
+        account_id=config.account_id,
+        project_id=config.project_id,
+        page_size=50,
+    )
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}", schema_name="polyai")

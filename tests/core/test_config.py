@@ -1,0 +1,52 @@
+from datetime import date
+
+import pytest
+
+from core.config import ConfigError, Settings
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.environments == ("live",)
+    assert settings.channels == ("voice", "chat")
+    assert settings.sync_start == date(2025, 1, 1)
+    assert settings.warehouse_url == "duckdb:///.polyai-sync/warehouse.duckdb"
+    assert settings.warehouse_schema == "polyai"
+    assert [s.key for s in settings.scopes] == ["live.voice", "live.chat"]
+
+
+def test_lists_are_trimmed_and_deduplicated() -> None:
+    settings = Settings.from_env(
+        {"POLYAI_ENVIRONMENTS": " live, sandbox ,live", "POLYAI_CHANNELS": "chat,,voice"}
+    )
+    assert settings.environments == ("live", "sandbox")
+    assert settings.channels == ("chat", "voice")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("POLYAI_ENVIRONMENTS", "production"),
+        ("POLYAI_CHANNELS", "voice|chat"),
+        ("POLYAI_SYNC_START", "yesterday"),
+        ("WAREHOUSE_URL", "sqlite:///x.db"),
+        ("WAREHOUSE_SCHEMA", "drop table;"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_require_source_names_every_missing_variable() -> None:
+    settings = Settings.from_env({"POLYAI_BASE_URL": "http://x", "POLYAI_ACCOUNT_ID": "a"})
+    with pytest.raises(ConfigError) as excinfo:
+        settings.require_source()
+    message = str(excinfo.value)
+    assert "POLYAI_API_KEY" in message and "POLYAI_PROJECT_ID" in message
+    assert "POLYAI_BASE_URL" not in message
+
+
+def test_api_key_is_not_in_repr() -> None:
+    settings = Settings.from_env({"POLYAI_API_KEY": "sk-very-secret"})
+    assert "sk-very-secret" not in repr(settings)
