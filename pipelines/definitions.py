@@ -26,7 +26,6 @@ def build_definitions(settings: Settings) -> Definitions:
     sync_job = define_asset_job(
         SYNC_JOB,
         selection=[sync_asset],
-        partitions_def=partitions,
         description="Sync one (date, scope) window of PolyAI conversations into the warehouse.",
     )
     return Definitions(

@@ -198,7 +198,7 @@ class DuckDBWarehouse(ConfigurableResource):
         """A whole table (or the rows matching ``where``) as a DataFrame."""
         with self.connect(read_only=True) as con:
             sql = f"SELECT * FROM {self._name(table)} WHERE {where}"
-            return con.execute(sql).to_arrow_table().to_pandas()
+            return con.sql(sql).to_arrow_table().to_pandas()
 
 
 def duckdb_dialect() -> sa.engine.Dialect:
