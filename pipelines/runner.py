@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from dagster import DagsterInstance, Definitions, MultiPartitionKey
+from dagster import DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
 
 from assets.conversations import CONVERSATIONS, TURNS
 from core.windows import Scope
@@ -59,14 +59,7 @@ def sync_partitions(
             count = materialization.metadata.get("dagster/row_count")
             if count is not None and materialization.asset_key in (CONVERSATIONS, TURNS):
                 rows[materialization.asset_key.path[-1]] = int(count.value)
-        error = None
-        if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            error = (
-                failures[0].step_failure_data.error.message.strip()
-                if failures and failures[0].step_failure_data.error
-                else "run failed"
-            )
+        error = None if result.success else _failure_message(result.all_events)
         outcome = PartitionOutcome(
             key, result.run_id, result.success, rows, time.monotonic() - started, error
         )
@@ -74,3 +67,15 @@ def sync_partitions(
         if on_outcome is not None:
             on_outcome(done, len(keys), outcome)
     return outcomes
+
+
+def _failure_message(events: Sequence[DagsterEvent]) -> str:
+    """The innermost cause of the first step failure: the sync's own error, not Dagster's
+    wrapper around it."""
+    for event in events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip()
+    return "run failed before its step started (see the run in the Dagster UI)"

@@ -1,0 +1,179 @@
+"""The command line, as a user runs it: real processes, the simulator on loopback, real files."""
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from assets.conversations import CONVERSATIONS, TURNS
+from core.windows import daily_window
+from pipelines.cli import main
+from simulator import SimulatorServer
+from tests.conftest import SYNC_DAY
+
+CLI = str(Path(sys.executable).parent / "polyai-sync")
+SOURCE_VARIABLES = ("POLYAI_BASE_URL", "POLYAI_API_KEY", "POLYAI_ACCOUNT_ID", "POLYAI_PROJECT_ID")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POLYAI_", "WAREHOUSE_"))}
+    env.pop("DAGSTER_HOME", None)
+    env.update(extra)
+    return env
+
+
+def source_env(simulator: SimulatorServer, tmp_path: Path) -> dict[str, str]:
+    config = simulator.config
+    return clean_env(
+        POLYAI_BASE_URL=simulator.base_url,
+        POLYAI_API_KEY=config.api_key,
+        POLYAI_ACCOUNT_ID=config.account_id,
+        POLYAI_PROJECT_ID=config.project_id,
+        POLYAI_SYNC_START="2026-11-01",
+        WAREHOUSE_URL=f"duckdb:///{tmp_path / 'wh.duckdb'}",
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+    )
+
+
+def test_sync_without_source_configuration_fails_at_once_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in SOURCE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POLYAI_BASE_URL", "http://127.0.0.1:9")
+    assert main(["sync", "--start", "2026-11-01", "--end", "2026-11-01"]) == 2
+    err = capsys.readouterr().err
+    assert "POLYAI_API_KEY" in err and "POLYAI_ACCOUNT_ID" in err and "POLYAI_PROJECT_ID" in err
+    assert "POLYAI_BASE_URL" not in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2026-11-21", "--end", "2026-11-20"], "--start 2026-11-21 is after --end"),
+        (["--start", "20/11/2026", "--end", "2026-11-20"], "--start: '20/11/2026' is not a date"),
+        (["--start", "2024-12-31", "--end", "2025-01-01"], "before POLYAI_SYNC_START"),
+        (["--start", "2026-11-20", "--end", "2999-01-01"], "not a complete UTC day"),
+        (["--start", "2026-11-20", "--end", "2026-11-20", "--environment", "sandbox"], "sandbox"),
+        (["--start", "2026-11-20", "--end", "2026-11-20", "--channel", "sms"], "--channel sms"),
+    ],
+)
+def test_sync_rejects_bad_arguments_with_a_clear_message(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in SOURCE_VARIABLES:
+        monkeypatch.setenv(name, "x")
+    monkeypatch.delenv("POLYAI_SYNC_START", raising=False)
+    monkeypatch.delenv("POLYAI_ENVIRONMENTS", raising=False)
+    monkeypatch.delenv("POLYAI_CHANNELS", raising=False)
+    assert main(["sync", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sync_materializes_each_partition_into_the_configured_instance(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    env = source_env(simulator, tmp_path)
+    start, end = SYNC_DAY - timedelta(days=1), SYNC_DAY
+    done = subprocess.run(
+        [CLI, "sync", "--start", str(start), "--end", str(end), "--channel", "voice"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[2/2] 2026-11-20 live.voice" in done.stdout
+    assert env["POLYAI_API_KEY"] not in done.stdout + done.stderr
+
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert len(instance.get_runs()) == 2
+        for key in (CONVERSATIONS, TURNS):
+            assert instance.get_materialized_partitions(key) == {
+                "2026-11-19|live.voice",
+                "2026-11-20|live.voice",
+            }
+
+    truth = sum(
+        1
+        for day in (start, end)
+        for _ in simulator.dataset.conversations_in(
+            "live", ["voice"], daily_window(day).start, daily_window(day).end
+        )
+    )
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        stored = con.execute("SELECT count(*), count(DISTINCT id) FROM polyai.conversations")
+        assert stored.fetchone() == (truth, truth)
+
+
+def test_sync_reports_a_failed_partition_and_exits_non_zero(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    env = source_env(simulator, tmp_path)
+    env["POLYAI_API_KEY"] = "sk-wrong-key-123"
+    done = subprocess.run(
+        [CLI, "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", "chat"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout and "HTTP 401" in done.stdout
+    assert "sk-wrong-key-123" not in done.stdout + done.stderr
+
+
+def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [CLI, "demo"], env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "uv run polyai-sync ui --demo" in done.stdout
+
+    warehouse = tmp_path / ".polyai-sync" / "demo" / "warehouse.duckdb"
+    assert (tmp_path / ".polyai-sync" / "demo" / "dagster_home").is_dir()
+    last = datetime.now(UTC).date() - timedelta(days=1)
+    days = [last - timedelta(days=n) for n in (2, 1, 0)]
+    from simulator import Dataset, SimulatorConfig
+
+    dataset = Dataset(SimulatorConfig())
+    truth = sum(
+        dataset.volume("live", channel, day) for day in days for channel in ("voice", "chat")
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        conversations, num_turns = con.execute(
+            "SELECT count(*), sum(num_turns) FROM polyai.conversations"
+        ).fetchone()
+        (turns,) = con.execute("SELECT count(*) FROM polyai.turns").fetchone()
+    assert conversations == truth
+    assert turns == num_turns
+    # The demo's own table: warehouse rows beside the simulator's, equal.
+    assert re.search(rf"conversations\s+{conversations}\s+{conversations}\n", done.stdout)
+    assert re.search(rf"turns\s+{turns}\s+{turns}\n", done.stdout)
+
+
+def test_workspace_loads_in_dagster(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
+         str(root / "workspace.yaml")],
+        env=clean_env(DAGSTER_HOME=str(tmp_path)),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "All code locations passed validation" in done.stderr + done.stdout
