@@ -162,18 +162,3 @@ def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -
     # The demo's own table: warehouse rows beside the simulator's, equal.
     assert re.search(rf"conversations\s+{conversations}\s+{conversations}\n", done.stdout)
     assert re.search(rf"turns\s+{turns}\s+{turns}\n", done.stdout)
-
-
-def test_workspace_loads_in_dagster(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
-         str(root / "workspace.yaml")],
-        env=clean_env(DAGSTER_HOME=str(tmp_path)),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "All code locations passed validation" in done.stderr + done.stdout

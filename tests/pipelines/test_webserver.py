@@ -1,0 +1,79 @@
+"""The real Dagster webserver, loaded from workspace.yaml, shows the runs the CLI recorded."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from simulator import SimulatorServer
+from tests.conftest import SYNC_DAY
+from tests.pipelines.test_cli import CLI, source_env
+
+ROOT = Path(__file__).resolve().parents[2]
+QUERY = """{
+  assetNodeOrError(assetKey: {path: ["polyai", "conversations"]}) {
+    ... on AssetNode { partitionStats { numMaterialized numFailed } }
+  }
+  runsOrError { ... on Runs { results { status } } }
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_webserver_shows_partitions_materialized_from_the_cli(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    env = source_env(simulator, tmp_path)
+    synced = subprocess.run(
+        [CLI, "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+
+    port = free_port()
+    webserver = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10
+                )
+                body = response.json()["data"]
+                if body["assetNodeOrError"].get("partitionStats") is not None:
+                    break
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(0.5)
+        assert body is not None, "the webserver never answered"
+        assert body["assetNodeOrError"]["partitionStats"] == {"numMaterialized": 2, "numFailed": 0}
+        assert [run["status"] for run in body["runsOrError"]["results"]] == ["SUCCESS"] * 2
+    finally:
+        webserver.terminate()
+        webserver.wait(timeout=30)
