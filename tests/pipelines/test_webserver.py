@@ -51,7 +51,7 @@ def test_webserver_shows_partitions_materialized_from_the_cli(
             "127.0.0.1",
             "-p",
             str(port),
-        ],  # fmt: skip
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
