@@ -121,12 +121,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date) -> dict[str, str]:
-    config = server.config
     return {
-        "POLYAI_BASE_URL": server.base_url,
-        "POLYAI_API_KEY": config.api_key,
-        "POLYAI_ACCOUNT_ID": config.account_id,
-        "POLYAI_PROJECT_ID": config.project_id,
+        **server.source_variables(),
         "POLYAI_SYNC_START": sync_start.isoformat(),
         "WAREHOUSE_URL": f"duckdb:///{warehouse}",
     }

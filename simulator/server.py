@@ -189,6 +189,15 @@ class SimulatorServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def source_variables(self) -> dict[str, str]:
+        """The four ``POLYAI_*`` variables that point a sync at this server."""
+        return {
+            "POLYAI_BASE_URL": self.base_url,
+            "POLYAI_API_KEY": self.config.api_key,
+            "POLYAI_ACCOUNT_ID": self.config.account_id,
+            "POLYAI_PROJECT_ID": self.config.project_id,
+        }
+
     @property
     def requests(self) -> int:
         return self._server.requests

@@ -35,13 +35,7 @@ TURN_SCALARS = [
 def run_partition(
     simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator:
-    config = simulator.config
-    for name, value in {
-        "POLYAI_BASE_URL": simulator.base_url,
-        "POLYAI_API_KEY": config.api_key,
-        "POLYAI_ACCOUNT_ID": config.account_id,
-        "POLYAI_PROJECT_ID": config.project_id,
-    }.items():
+    for name, value in simulator.source_variables().items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env(
         {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}

@@ -29,15 +29,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def source_env(simulator: SimulatorServer, tmp_path: Path) -> dict[str, str]:
-    config = simulator.config
     return clean_env(
-        POLYAI_BASE_URL=simulator.base_url,
-        POLYAI_API_KEY=config.api_key,
-        POLYAI_ACCOUNT_ID=config.account_id,
-        POLYAI_PROJECT_ID=config.project_id,
+        **simulator.source_variables(),
         POLYAI_SYNC_START="2026-11-01",
         WAREHOUSE_URL=f"duckdb:///{tmp_path / 'wh.duckdb'}",
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
+    )
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None):
+    """``polyai-sync ARGS`` as a separate process; by default in a folder of its own."""
+    cwd = cwd or Path(env["DAGSTER_HOME"]).parent
+    return subprocess.run(
+        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
     )
 
 
@@ -85,14 +89,7 @@ def test_sync_materializes_each_partition_into_the_configured_instance(
 ) -> None:
     env = source_env(simulator, tmp_path)
     start, end = SYNC_DAY - timedelta(days=1), SYNC_DAY
-    done = subprocess.run(
-        [CLI, "sync", "--start", str(start), "--end", str(end), "--channel", "voice"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("sync", "--start", str(start), "--end", str(end), "--channel", "voice", env=env)
     assert done.returncode == 0, done.stderr
     assert "[2/2] 2026-11-20 live.voice" in done.stdout
     assert env["POLYAI_API_KEY"] not in done.stdout + done.stderr
@@ -122,13 +119,8 @@ def test_sync_reports_a_failed_partition_and_exits_non_zero(
 ) -> None:
     env = source_env(simulator, tmp_path)
     env["POLYAI_API_KEY"] = "sk-wrong-key-123"
-    done = subprocess.run(
-        [CLI, "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", "chat"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", "chat", env=env
     )
     assert done.returncode == 1
     assert "FAILED" in done.stdout and "HTTP 401" in done.stdout
@@ -136,9 +128,7 @@ def test_sync_reports_a_failed_partition_and_exits_non_zero(
 
 
 def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [CLI, "demo"], env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180
-    )
+    done = run_cli("demo", env=clean_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "uv run polyai-sync ui --demo" in done.stdout
 

@@ -10,7 +10,7 @@ import httpx
 
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
-from tests.pipelines.test_cli import CLI, source_env
+from tests.pipelines.test_cli import run_cli, source_env
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """{
@@ -31,14 +31,7 @@ def test_webserver_shows_partitions_materialized_from_the_cli(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     env = source_env(simulator, tmp_path)
-    synced = subprocess.run(
-        [CLI, "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    synced = run_cli("sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), env=env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
 
     port = free_port()
