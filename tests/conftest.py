@@ -7,6 +7,7 @@ fixed for the length of a test.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +20,13 @@ from simulator import SimulatorConfig, SimulatorServer
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SYNC_DAY = date(2026, 11, 20)
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from assets.conversations import CONVERSATIONS, TURNS
 from core.windows import daily_window
 from pipelines.cli import main
 from simulator import SimulatorServer
-from tests.conftest import SYNC_DAY
+from tests.conftest import SYNC_DAY, free_port
 
 CLI = str(Path(sys.executable).parent / "polyai-sync")
 SOURCE_VARIABLES = ("POLYAI_BASE_URL", "POLYAI_API_KEY", "POLYAI_ACCOUNT_ID", "POLYAI_PROJECT_ID")
@@ -152,3 +152,33 @@ def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -
     # The demo's own table: warehouse rows beside the simulator's, equal.
     assert re.search(rf"conversations\s+{conversations}\s+{conversations}\n", done.stdout)
     assert re.search(rf"turns\s+{turns}\s+{turns}\n", done.stdout)
+
+
+def test_simulator_command_serves_the_api_with_the_chosen_key(tmp_path: Path) -> None:
+    from core.windows import Scope
+    from resources.polyai_api import PolyAIClient, PolyAIHTTPError
+
+    port = free_port()
+    server = subprocess.Popen(
+        [CLI, "simulator", "--port", str(port), "--api-key", "k-123"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in banner
+        client = PolyAIClient(
+            base_url=f"http://127.0.0.1:{port}",
+            api_key="k-123",
+            account_id="demo-account",
+            project_id="demo-project",
+        )
+        pages = list(client.iter_pages(Scope("live", "chat"), daily_window(SYNC_DAY)))
+        assert sum(len(p.conversations) for p in pages) > 0
+        wrong = client.model_copy(update={"api_key": "other"})
+        with pytest.raises(PolyAIHTTPError, match="HTTP 401"):
+            next(wrong.iter_pages(Scope("live", "chat"), daily_window(SYNC_DAY)))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

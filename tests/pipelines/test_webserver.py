@@ -1,6 +1,5 @@
 """The real Dagster webserver, loaded from workspace.yaml, shows the runs the CLI recorded."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from simulator import SimulatorServer
-from tests.conftest import SYNC_DAY
+from tests.conftest import SYNC_DAY, free_port
 from tests.pipelines.test_cli import run_cli, source_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,12 +18,6 @@ QUERY = """{
   }
   runsOrError { ... on Runs { results { status } } }
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_webserver_shows_partitions_materialized_from_the_cli(
