@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from core.normalize import normalize_page
 from core.windows import Scope, Window
-from resources.polyai_api import Page, PolyAIClient
+from resources.polyai_api import Page, PolyAIClient, RequestStats
 from resources.warehouse import DuckDBWarehouse
 
 
@@ -27,6 +27,7 @@ class WindowSyncResult:
     conversations_fetched: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     """Rows the window holds in each table after publishing."""
+    requests: RequestStats = field(default_factory=RequestStats)
 
 
 def sync_window(
@@ -42,7 +43,7 @@ def sync_window(
     result = WindowSyncResult(scope, window, load_id)
     warehouse.ensure_schema()
     try:
-        for page in client.iter_pages(scope, window):
+        for page in client.iter_window(scope, window, stats=result.requests):
             batch = normalize_page(page.conversations, load_id=load_id, loaded_at=loaded_at)
             warehouse.stage(load_id, page.number, batch)
             result.pages += 1

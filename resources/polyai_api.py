@@ -1,22 +1,55 @@
 """The PolyAI Conversations API v3 client, as a Dagster resource over httpx.
 
-It pages through one (scope, window) query with the keyset cursor, yielding one page at a
-time, so memory is bounded by the page size and never by the window. The API key travels only
-in the ``x-api-key`` header: it is kept out of the resource's repr and out of every error.
+It pages through one query (:class:`core.query.ConversationQuery`) one page at a time, so
+memory is bounded by the page size and never by the window. Transient failures (429, 5xx,
+timeouts, dropped connections, truncated bodies) are retried with exponential backoff and full
+jitter, honouring ``Retry-After``, a bounded number of times; 400/401/403/404 fail at once with
+the status and the server's message. One keep-alive connection serves every page of a query.
+
+The API key travels only in the ``x-api-key`` header: it is kept out of the resource's repr,
+and no error message is built from request headers.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from core import api_contract as api
+from core.pagination import PaginationError, PaginationStyle, paginator
+from core.query import ConversationQuery, QueryError
+from core.retry import is_retryable_status, parse_retry_after
 from core.windows import Scope, Window
+
+__all__ = [
+    "CursorRejectedError",
+    "PaginationError",
+    "PolyAIAuthError",
+    "PolyAIClient",
+    "PolyAIError",
+    "PolyAIHTTPError",
+    "PolyAIResponseError",
+    "PolyAITransportError",
+    "QueryError",
+    "RequestStats",
+]
+
+log = logging.getLogger(__name__)
 
 
 class PolyAIError(Exception):
@@ -26,31 +59,64 @@ class PolyAIError(Exception):
 class PolyAIHTTPError(PolyAIError):
     """The API answered with an error status; the message carries the server's detail."""
 
-    def __init__(self, status: int, detail: str, url: str) -> None:
-        super().__init__(f"PolyAI API returned HTTP {status} for {url}: {detail}")
+    def __init__(self, status: int, detail: str, where: str) -> None:
+        super().__init__(f"PolyAI API returned HTTP {status} for {where}: {detail}")
         self.status = status
         self.detail = detail
+
+
+class PolyAIAuthError(PolyAIHTTPError):
+    """401/403: the key is missing, wrong, or not scoped to this project and region."""
+
+
+class CursorRejectedError(PolyAIHTTPError):
+    """400 for a request that carried a cursor: the window must be restarted."""
 
 
 class PolyAIResponseError(PolyAIError):
     """The API answered 200 with a body that is not the documented shape."""
 
 
-class PaginationError(PolyAIError):
-    """The API's pagination did not advance (the same cursor came back twice)."""
+class PolyAITransportError(PolyAIError):
+    """The API could not be reached (connection refused, timeouts) after every retry."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the server's Retry-After when it gave one."""
+
+    def __init__(
+        self, reason: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class RequestStats:
+    """What talking to the API cost: the sync reports these as Dagster metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    wait_seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: RequestStats) -> None:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.wait_seconds += other.wait_seconds
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a query: its conversations and the cursor of the page after it."""
+    """One page of a query: its conversations and the position of the page after it."""
 
     number: int
     conversations: list[dict[str, Any]]
     next_cursor: str | None
-
-
-def _isoformat(window_edge: Any) -> str:
-    return window_edge.isoformat().replace("+00:00", "Z")
 
 
 class PolyAIClient(ConfigurableResource):
@@ -61,66 +127,168 @@ class PolyAIClient(ConfigurableResource):
     account_id: str
     project_id: str
     page_size: int = Field(default=api.MAX_LIMIT, ge=api.MIN_LIMIT, le=api.MAX_LIMIT)
-    timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, description="tries per request, first included")
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    max_retry_after_seconds: float = Field(
+        default=300.0, ge=0, description="longest Retry-After honoured; longer waits are capped"
+    )
 
-    def query_params(self, scope: Scope, window: Window) -> dict[str, Any]:
-        """The query a sync of ``scope`` over ``window`` sends (without the cursor)."""
-        return {
-            api.P_CLIENT_ENV: scope.environment,
-            api.P_CHANNEL: [scope.channel],
-            api.P_START_TIME: _isoformat(window.start),
-            api.P_END_TIME: _isoformat(window.end),
-            api.P_LIMIT: self.page_size,
-        }
+    def iter_window(
+        self, scope: Scope, window: Window, stats: RequestStats | None = None
+    ) -> Iterator[Page]:
+        """Every conversation of one scope in one window, page by page (what a sync reads)."""
+        query = ConversationQuery.for_window(scope, window, limit=self.page_size)
+        return self.iter_pages(query, stats=stats)
 
-    def iter_pages(self, scope: Scope, window: Window) -> Iterator[Page]:
-        """Every page of the scope's conversations in the window, following the cursor."""
-        params = self.query_params(scope, window)
+    def iter_pages(
+        self,
+        query: ConversationQuery,
+        pagination: PaginationStyle = "cursor",
+        stats: RequestStats | None = None,
+        start_cursor: str | None = None,
+    ) -> Iterator[Page]:
+        """Every page of ``query``, following the cursor (or the legacy offset).
+
+        ``start_cursor`` resumes a query at a cursor an earlier page returned.
+        """
+        stats = stats if stats is not None else RequestStats()
+        pages = paginator(pagination)
+        if start_cursor is not None:
+            if pagination != "cursor":
+                raise QueryError("start_cursor needs cursor pagination")
+            pages.cursor = start_cursor  # type: ignore[attr-defined]
         path = api.endpoint_path(self.account_id, self.project_id)
-        seen: set[str] = set()
-        with httpx.Client(
-            base_url=self.base_url.rstrip("/"),
-            headers={api.API_KEY_HEADER: self.api_key},
-            timeout=self.timeout_seconds,
-        ) as client:
+        with self._http() as http:
             number = 0
-            cursor: str | None = None
             while True:
-                page_params = dict(params)
-                if cursor is not None:
-                    page_params[api.P_CURSOR] = cursor
-                response = client.get(path, params=page_params)
-                body = _read_body(response)
+                position = pages.position()
+                body = self._get(http, path, {**query.params(), **position}, query, stats)
                 conversations = body.get(api.R_CONVERSATIONS)
                 if not isinstance(conversations, list):
                     raise PolyAIResponseError(
-                        f"response from {response.url} has no '{api.R_CONVERSATIONS}' list"
+                        f"response for {query.describe()} has no '{api.R_CONVERSATIONS}' list"
                     )
-                next_cursor = body.get(api.R_CURSOR) or None
+                more = pages.advance(body)
                 number += 1
-                yield Page(number, conversations, next_cursor)
-                if next_cursor is None or not conversations:
+                yield Page(number, conversations, body.get(api.R_CURSOR) or None)
+                if not more:
                     return
-                if next_cursor in seen:
-                    raise PaginationError(
-                        f"the API returned cursor {next_cursor!r} twice for {scope.key} "
-                        f"{window.start:%Y-%m-%d %H:%M}..{window.end:%Y-%m-%d %H:%M}"
-                    )
-                seen.add(next_cursor)
-                cursor = next_cursor
 
+    def _http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url.rstrip("/"),
+            headers={api.API_KEY_HEADER: self.api_key},
+            timeout=httpx.Timeout(
+                connect=self.connect_timeout_seconds,
+                read=self.read_timeout_seconds,
+                write=self.read_timeout_seconds,
+                pool=self.connect_timeout_seconds,
+            ),
+        )
 
-def _read_body(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code != httpx.codes.OK:
+    def _get(
+        self,
+        http: httpx.Client,
+        path: str,
+        params: dict[str, Any],
+        query: ConversationQuery,
+        stats: RequestStats,
+    ) -> dict[str, Any]:
+        # Spaces must travel as %20 (API.md), which httpx's own encoder writes as '+'.
+        url = f"{path}?{urlencode(params, doseq=True, quote_via=quote)}"
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),
+            before_sleep=lambda state: self._record_retry(state, stats, query),
+            reraise=True,
+        )
         try:
-            detail = str(response.json().get("detail", response.text))
-        except ValueError:
-            detail = response.text[:500]
-        raise PolyAIHTTPError(response.status_code, detail, str(response.url))
+            for attempt in retrying:
+                with attempt:
+                    return self._get_once(http, url, params, query, stats)
+        except _Transient as exc:
+            if exc.reason.startswith("HTTP "):
+                status = int(exc.reason.split()[1])
+                raise PolyAIHTTPError(
+                    status,
+                    f"{exc.reason} (gave up after {self.max_attempts} attempts)",
+                    query.describe(),
+                ) from None
+            raise PolyAITransportError(
+                f"could not read {query.describe()} from {self.base_url} after "
+                f"{self.max_attempts} attempts: {exc.reason}"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _get_once(
+        self,
+        http: httpx.Client,
+        url: str,
+        params: dict[str, Any],
+        query: ConversationQuery,
+        stats: RequestStats,
+    ) -> dict[str, Any]:
+        stats.requests += 1
+        try:
+            response = http.get(url)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
+        if response.status_code != httpx.codes.OK:
+            detail = _detail(response)
+            if is_retryable_status(response.status_code):
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), datetime.now(UTC)
+                )
+                raise _Transient(detail, response.status_code, retry_after)
+            where = query.describe()
+            if response.status_code in (401, 403):
+                raise PolyAIAuthError(response.status_code, detail, where)
+            if response.status_code == 400 and api.P_CURSOR in params:
+                raise CursorRejectedError(response.status_code, detail, where)
+            raise PolyAIHTTPError(response.status_code, detail, where)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            # A body cut short on the wire reads as bad JSON: worth another try.
+            raise _Transient(f"unreadable response body ({exc})") from None
+        if not isinstance(body, dict):
+            raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
+        return body
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after_seconds)
+        backoff = wait_random_exponential(
+            multiplier=self.backoff_base_seconds, max=self.backoff_max_seconds
+        )
+        return backoff(state)
+
+    def _record_retry(
+        self, state: RetryCallState, stats: RequestStats, query: ConversationQuery
+    ) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        stats.retries += 1
+        stats.wait_seconds += wait
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "retrying %s in %.2fs (attempt %d of %d): %s",
+            query.describe(), wait, state.attempt_number + 1, self.max_attempts, exc,
+        )  # fmt: skip
+
+
+def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except ValueError as exc:
-        raise PolyAIResponseError(f"response from {response.url} is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise PolyAIResponseError(f"response from {response.url} is not a JSON object")
-    return body
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)[:500]

@@ -174,11 +174,11 @@ def test_simulator_command_serves_the_api_with_the_chosen_key(tmp_path: Path) ->
             account_id="demo-account",
             project_id="demo-project",
         )
-        pages = list(client.iter_pages(Scope("live", "chat"), daily_window(SYNC_DAY)))
+        pages = list(client.iter_window(Scope("live", "chat"), daily_window(SYNC_DAY)))
         assert sum(len(p.conversations) for p in pages) > 0
         wrong = client.model_copy(update={"api_key": "other"})
         with pytest.raises(PolyAIHTTPError, match="HTTP 401"):
-            next(wrong.iter_pages(Scope("live", "chat"), daily_window(SYNC_DAY)))
+            next(wrong.iter_window(Scope("live", "chat"), daily_window(SYNC_DAY)))
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -14,7 +14,7 @@ LIVE_VOICE = Scope("live", "voice")
 def test_pages_through_the_window_with_the_cursor(
     client: PolyAIClient, simulator: SimulatorServer
 ) -> None:
-    pages = list(client.iter_pages(LIVE_VOICE, WINDOW))
+    pages = list(client.iter_window(LIVE_VOICE, WINDOW))
     expected = list(simulator.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
     assert len(pages) == -(-len(expected) // client.page_size) > 2
     assert [p.number for p in pages] == list(range(1, len(pages) + 1))
@@ -23,17 +23,6 @@ def test_pages_through_the_window_with_the_cursor(
     assert [c for p in pages for c in p.conversations] == expected
     # One request per page: pagination neither re-reads nor skips.
     assert simulator.requests == len(pages)
-
-
-def test_query_sends_scope_window_and_page_size(client: PolyAIClient) -> None:
-    params = client.query_params(Scope("pre-release", "chat"), WINDOW)
-    assert params == {
-        "client_env": "pre-release",
-        "channel": ["chat"],
-        "start_time": "2026-11-20T00:00:00Z",
-        "end_time": "2026-11-21T00:00:00Z",
-        "limit": 50,
-    }
 
 
 def test_wrong_key_fails_with_status_and_server_message_without_the_key(
@@ -46,7 +35,7 @@ def test_wrong_key_fails_with_status_and_server_message_without_the_key(
         project_id=simulator.config.project_id,
     )
     with pytest.raises(PolyAIHTTPError) as excinfo:
-        list(bad.iter_pages(LIVE_VOICE, WINDOW))
+        list(bad.iter_window(LIVE_VOICE, WINDOW))
     assert excinfo.value.status == 401
     assert "missing or invalid API key" in str(excinfo.value)
     assert "sk-wrong-and-secret" not in str(excinfo.value)
@@ -56,4 +45,4 @@ def test_wrong_key_fails_with_status_and_server_message_without_the_key(
 def test_unknown_project_fails_with_404(simulator: SimulatorServer, client: PolyAIClient) -> None:
     other = client.model_copy(update={"project_id": "nope"})
     with pytest.raises(PolyAIHTTPError, match="HTTP 404"):
-        next(other.iter_pages(LIVE_VOICE, WINDOW))
+        next(other.iter_window(LIVE_VOICE, WINDOW))
