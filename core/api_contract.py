@@ -41,6 +41,23 @@ R_CONVERSATIONS: Final = "conversations"
 R_CURSOR: Final = "cursor"
 R_NEXT_OFFSET: Final = "next_offset"
 
+# Keys that the optional flags add. ASSUMED shapes (API.md): not in the public docs.
+#   include_latency=true -> conversation["latency"] = {
+#       "total_ms": int,
+#       "turns": [{"turn_index": int, "stages": {"speech_recognition": ms, "model": ms,
+#                  "text_to_speech": ms}, "total_ms": int}, ...]}
+#   include_genai_metadata=true -> turn["genai_metadata"] = {
+#       "model": str, "input_tokens": int, "output_tokens": int,
+#       "time_to_first_token_ms": int, "function_calls": [{"name": str, "arguments": {...}}],
+#       "knowledge_topics": [str, ...]}
+R_LATENCY: Final = "latency"  # ASSUMED key (API.md)
+R_GENAI_METADATA: Final = "genai_metadata"  # ASSUMED key (API.md)
+LATENCY_STAGES: Final = ("speech_recognition", "model", "text_to_speech")  # ASSUMED names
+
+QUERY_TYPES: Final = ("transcript", "semantic")
+TURN_TYPES: Final = ("user", "agent")
+SAMPLE_MODES: Final = ("random",)
+
 # Window semantics are not stated by the API reference. We treat a window as half-open,
 # start_time <= started_at < end_time, so that adjacent daily windows never share a
 # conversation. The simulator implements the same rule.

@@ -71,7 +71,7 @@ class ConversationQuery:
             )
         if self.variant_id is not None and self.variant_name is not None:
             raise QueryError("give either variant_id or variant_name, not both")
-        if self.query_type is not None and self.query_type not in ("transcript", "semantic"):
+        if self.query_type is not None and self.query_type not in api.QUERY_TYPES:
             raise QueryError(f"query_type {self.query_type!r} is not transcript or semantic")
         if self.query_type is not None and not self.query:
             raise QueryError(f"query_type {self.query_type!r} needs a query text")
@@ -79,9 +79,9 @@ class ConversationQuery:
             raise QueryError("query is only used with query_type transcript or semantic")
         if self.query_type is not None and self.sample is not None:
             raise QueryError("query_type and sample are mutually exclusive retrieval modes")
-        if self.sample is not None and self.sample != "random":
+        if self.sample is not None and self.sample not in api.SAMPLE_MODES:
             raise QueryError(f"sample {self.sample!r} is not 'random'")
-        if self.turn_type is not None and self.turn_type not in ("user", "agent"):
+        if self.turn_type is not None and self.turn_type not in api.TURN_TYPES:
             raise QueryError(f"turn_type {self.turn_type!r} is not user or agent")
         if self.turn_type is not None and self.query_type != "transcript":
             raise QueryError("turn_type applies to transcript search only")

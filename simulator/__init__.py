@@ -5,6 +5,7 @@ the tests and the benchmarks exercise the same client code a production sync doe
 """
 
 from simulator.data import Dataset, SimulatorConfig
+from simulator.faults import FaultConfig
 from simulator.server import SimulatorServer
 
-__all__ = ["Dataset", "SimulatorConfig", "SimulatorServer"]
+__all__ = ["Dataset", "FaultConfig", "SimulatorConfig", "SimulatorServer"]

@@ -1,9 +1,14 @@
-"""Deterministic synthetic conversations.
+"""Deterministic synthetic conversations that look like a contact centre's.
 
 Every conversation is a pure function of (seed, environment, channel, day, index): the same
-configuration always yields the same data, and nothing is held in memory beyond a small cache
-of per-day indexes (the start time and id of each conversation that day). A conversation's
-full body is generated only when a page that includes it is served.
+configuration always yields the same data. Nothing is held in memory beyond a small, bounded
+cache of per-day indexes (start time, id and arrival time of each conversation that day); a
+conversation's full body is generated only when a response includes it.
+
+Time is the simulator's clock (:meth:`Dataset.now`). A conversation is served once it has
+*arrived* (most arrive seconds after they start; a few arrive late, minutes after, as records
+do in a real pipeline), and it is ``in_progress`` until its last turn is over, so a later
+request sees it finished with more turns.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-# Relative volume by environment and channel; live voice is the busiest scope.
+from core import api_contract as api
+from simulator.faults import FaultConfig
+
 _ENV_WEIGHT = {"live": 1.0, "pre-release": 0.2, "sandbox": 0.1}
 _CHANNEL_WEIGHT = {"voice": 1.0, "chat": 0.6}
 _CHANNEL_ID_PREFIX = {"voice": "CA", "chat": "CH"}
@@ -26,49 +33,72 @@ _HOURLY_SHAPE = (
     *(1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 20, 19),  # 00-11
     *(16, 17, 19, 18, 15, 12, 9, 7, 5, 4, 3, 2),  # 12-23
 )
-_VARIANTS = [("var-default", "Default"), ("var-spring-promo", "Spring Promo")]
-_HANDOFF_REASONS = [
+_WEEKDAY_FACTOR = (1.0, 1.05, 1.0, 0.95, 1.1, 0.6, 0.45)  # Monday .. Sunday
+VARIANTS = (("var-default", "Default"), ("var-spring-promo", "Spring Promo"))
+_HANDOFF_REASONS = (
     ("caller_requested_agent", "+441234000001"),
     ("payment_issue", "billing-queue"),
     ("out_of_scope", "+441234000002"),
-]
-_UTTERANCES = [
-    ("I'd like to book a table for two tonight", "Of course! What time would suit you?"),
-    ("Can I change my reservation?", "Sure, could you tell me the name on the booking?"),
-    ("What are your opening hours?", "We're open from 9am to 10pm every day."),
-    ("¿Hablan español?", "Sí, puedo ayudarle en español."),
-    ("Je voudrais annuler ma commande", "Bien sûr, je peux vous aider à annuler."),
-    ("my parcel hasn't arrived 📦", "I'm sorry to hear that. Let me check the status for you."),
-    ("", "Sorry, I didn't catch that. Could you say it again?"),
-    ("Talk to a human please", "Let me transfer you to a colleague."),
-]
-_INTENTS = ["book_table", "change_booking", "opening_hours", "cancel_order", "track_parcel"]
+)
+# (user input, agent response, English user input or "" when it already is, English response)
+_EXCHANGES = (
+    ("I'd like to book a table for two tonight", "Of course! What time would suit you?", "", ""),
+    ("Can I change my reservation?", "Sure, could you tell me the name on the booking?", "", ""),
+    ("What are your opening hours?", "We're open from 9am to 10pm every day.", "", ""),
+    ("my parcel hasn't arrived 📦", "I'm sorry to hear that. Let me check its status.", "", ""),
+    ("Talk to a human please", "Let me transfer you to a colleague.", "", ""),
+    (
+        "¿Hablan español?",
+        "Sí, puedo ayudarle en español.",
+        "Do you speak Spanish?",
+        "Yes, I can help you in Spanish.",
+    ),
+    (
+        "Je voudrais annuler ma commande",
+        "Bien sûr, je peux vous aider à annuler.",
+        "I would like to cancel my order",
+        "Of course, I can help you cancel.",
+    ),
+    (
+        "予約を変更したいです",
+        "かしこまりました。ご予約のお名前を教えてください。",
+        "I want to change my reservation",
+        "Certainly. May I have the name on the booking?",
+    ),
+)
+_INTENTS = ("book_table", "change_booking", "opening_hours", "cancel_order", "track_parcel")
+_MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "polyai-raven-2")
+_TOOLS = ("lookup_booking", "create_booking", "track_parcel", "transfer_call")
+_TOPICS = ("opening_hours", "cancellation_policy", "delivery_times", "allergens")
 
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """What the simulator serves and to whom."""
+    """What the simulator serves, to whom, and which faults it injects."""
 
     account_id: str = "demo-account"
     project_id: str = "demo-project"
     api_key: str = field(default="demo-key", repr=False)
     seed: int = 7
     conversations_per_day: int = 120
-    """Volume of the busiest scope (live voice) on an average day; others scale from it."""
+    """Volume of the busiest scope (live voice) on an average weekday; others scale from it."""
+    late_arrival_rate: float = 0.03
+    """Share of conversations that reach the API minutes after they start."""
     now: datetime | None = None
-    """The simulator's clock; ``None`` follows the real time. Nothing after it is served."""
-
-    def current_time(self) -> datetime:
-        return self.now or datetime.now(UTC)
+    """The simulator's clock at start; ``None`` follows the real time."""
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
 
 @dataclass(frozen=True)
 class DayIndex:
-    """The start times (epoch microseconds) and ids of one scope's conversations on one day,
-    sorted by (start, id): the order the API pages in."""
+    """One scope's conversations on one day, sorted by (start, id): the API's paging order.
+
+    Times are epoch microseconds; ``arrivals[i]`` is when conversation ``i`` becomes visible.
+    """
 
     starts: tuple[int, ...]
     ids: tuple[str, ...]
+    arrivals: tuple[int, ...]
 
 
 def _rng(*parts: object) -> random.Random:
@@ -76,11 +106,11 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
-def _epoch_us(moment: datetime) -> int:
+def epoch_us(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def _from_epoch_us(us: int) -> datetime:
+def from_epoch_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
@@ -89,39 +119,55 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def variant_of(seed: int, conversation_id: str) -> tuple[str, str]:
+    """A conversation's (variant_id, variant_name): cheap, so filters need not build bodies."""
+    digest = hashlib.blake2b(f"{seed}|variant|{conversation_id}".encode(), digest_size=2).digest()
+    return VARIANTS[0] if digest[0] < 179 else VARIANTS[1]  # about 70% / 30%
+
+
 class Dataset:
     """The conversations of one account and project, generated on demand."""
 
+    DAY_CACHE_SIZE = 32  # bounds memory whatever the dataset's size
+
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self._day_index = lru_cache(maxsize=256)(self._build_day_index)
+        self._now = config.now
+        self._day_index = lru_cache(maxsize=self.DAY_CACHE_SIZE)(self._build_day_index)
+
+    def now(self) -> datetime:
+        return self._now or datetime.now(UTC)
+
+    def set_now(self, moment: datetime) -> None:
+        """Move the clock (tests use it to let conversations arrive and finish)."""
+        self._now = moment
 
     def volume(self, environment: str, channel: str, day: date) -> int:
+        """How many conversations one scope has on one day (arrived or not)."""
         weight = _ENV_WEIGHT.get(environment, 0.0) * _CHANNEL_WEIGHT.get(channel, 0.0)
         if weight == 0.0:
             return 0
         rng = _rng(self.config.seed, "volume", environment, channel, day.isoformat())
-        weekday_factor = 0.6 if day.weekday() >= 5 else 1.0
-        jitter = rng.uniform(0.8, 1.2)
-        return max(1, round(self.config.conversations_per_day * weight * weekday_factor * jitter))
+        mean = self.config.conversations_per_day * weight * _WEEKDAY_FACTOR[day.weekday()]
+        return max(1, round(mean * rng.uniform(0.85, 1.15)))
 
     def _build_day_index(self, environment: str, channel: str, day: date) -> DayIndex:
         count = self.volume(environment, channel, day)
         rng = _rng(self.config.seed, "index", environment, channel, day.isoformat())
-        day_start = _epoch_us(datetime.combine(day, time.min, tzinfo=UTC))
+        day_start = epoch_us(datetime.combine(day, time.min, tzinfo=UTC))
         hours = rng.choices(range(24), weights=_HOURLY_SHAPE, k=count)
         prefix = _CHANNEL_ID_PREFIX.get(channel, "CX")
-        entries = sorted(
-            (
-                day_start + hour * 3_600_000_000 + rng.randrange(3_600_000_000),
-                f"{prefix}{rng.getrandbits(128):032x}",
-            )
-            for hour in hours
+        entries = []
+        for hour in hours:
+            start = day_start + hour * 3_600_000_000 + rng.randrange(3_600_000_000)
+            late = rng.random() < self.config.late_arrival_rate
+            delay_s = rng.uniform(300, 3600) if late else rng.uniform(0.5, 5)
+            conversation_id = f"{prefix}{rng.getrandbits(128):032x}"
+            entries.append((start, conversation_id, start + int(delay_s * 1_000_000)))
+        entries.sort()
+        return DayIndex(
+            tuple(e[0] for e in entries), tuple(e[1] for e in entries), tuple(e[2] for e in entries)
         )
-        return DayIndex(tuple(s for s, _ in entries), tuple(i for _, i in entries))
-
-    def day_index(self, environment: str, channel: str, day: date) -> DayIndex:
-        return self._day_index(environment, channel, day)
 
     def keys_in(
         self,
@@ -131,17 +177,21 @@ class Dataset:
         end: datetime,
         after: tuple[int, str] | None = None,
     ) -> Iterator[tuple[int, str, str]]:
-        """(start_us, id, channel) of every conversation in [start, end), in paging order,
-        strictly after the keyset position ``after`` when it is given."""
-        now_us = _epoch_us(self.config.current_time())
-        start_us, end_us = _epoch_us(start), min(_epoch_us(end), now_us + 1)
-        day = start.astimezone(UTC).date()
-        last_day = (end - timedelta(microseconds=1)).astimezone(UTC).date()
+        """(start_us, id, channel) of every arrived conversation starting in [start, end), in
+        paging order, strictly after the keyset position ``after`` when it is given."""
+        now_us = epoch_us(self.now())
+        start_us, end_us = epoch_us(start), min(epoch_us(end), now_us + 1)
+        if after is not None:
+            start_us = max(start_us, after[0])
+        if start_us >= end_us:
+            return
+        day = from_epoch_us(start_us).date()
+        last_day = from_epoch_us(end_us - 1).date()
         while day <= last_day:
             merged = sorted(
-                (s, cid, channel)
+                entry
                 for channel in channels
-                for s, cid in self._day_slice(environment, channel, day, start_us, end_us)
+                for entry in self._day_slice(environment, channel, day, start_us, end_us, now_us)
             )
             for entry in merged:
                 if after is None or (entry[0], entry[1]) > after:
@@ -149,47 +199,58 @@ class Dataset:
             day += timedelta(days=1)
 
     def _day_slice(
-        self, environment: str, channel: str, day: date, start_us: int, end_us: int
-    ) -> Iterator[tuple[int, str]]:
-        index = self.day_index(environment, channel, day)
+        self, environment: str, channel: str, day: date, start_us: int, end_us: int, now_us: int
+    ) -> Iterator[tuple[int, str, str]]:
+        index = self._day_index(environment, channel, day)
         lo = bisect.bisect_left(index.starts, start_us)
         hi = bisect.bisect_left(index.starts, end_us)
         for i in range(lo, hi):
-            yield index.starts[i], index.ids[i]
+            if index.arrivals[i] <= now_us:
+                yield index.starts[i], index.ids[i], channel
 
     def conversation(
         self, environment: str, channel: str, start_us: int, conversation_id: str
     ) -> dict[str, Any]:
-        """The full API object of one conversation, as the simulator's clock sees it now."""
+        """The full API object of one conversation, as the simulator's clock sees it now,
+        with the latency breakdown and per-turn genAI metadata that the flags add."""
         rng = _rng(self.config.seed, "conversation", conversation_id)
-        started_at = _from_epoch_us(start_us)
-        planned_turns = rng.randint(1, 8)
+        started_at = from_epoch_us(start_us)
+        now = self.now()
+        planned_turns = rng.randint(1, 9)
         turns: list[dict[str, Any]] = []
+        turn_latency: list[dict[str, Any]] = []
         moment = started_at
-        now = self.config.current_time()
         num_silences = num_ood = 0
-        for _ in range(planned_turns):
+        for index in range(planned_turns):
             user_at = moment + timedelta(milliseconds=rng.randint(1500, 9000))
-            latency = rng.randint(250, 2200)
+            stages = {
+                "speech_recognition": rng.randint(60, 400) if channel == "voice" else 0,
+                "model": rng.randint(150, 1500),
+                "text_to_speech": rng.randint(40, 300) if channel == "voice" else 0,
+            }
+            latency = sum(stages.values())
             agent_at = user_at + timedelta(milliseconds=latency)
             if agent_at > now:
                 break
-            user, agent = rng.choice(_UTTERANCES)
-            is_silence = user == ""
-            is_ood = rng.random() < 0.08
+            user, agent, user_en, agent_en = rng.choice(_EXCHANGES)
+            dtmf = str(rng.randint(0, 9)) if channel == "voice" and rng.random() < 0.05 else ""
+            is_silence = channel == "voice" and not dtmf and rng.random() < 0.07
+            if is_silence:
+                user, user_en = "", ""
+            is_ood = not is_silence and rng.random() < 0.08
             num_silences += is_silence
             num_ood += is_ood
             turns.append(
                 {
                     "user_input": user,
-                    "user_input_dtmf": str(rng.randint(0, 9)) if rng.random() < 0.05 else "",
+                    "user_input_dtmf": dtmf,
                     "agent_response": agent,
                     "user_input_datetime": iso(user_at),
                     "agent_response_datetime": iso(agent_at),
                     "latency": latency,
-                    "translated_user_input": "",
-                    "english_agent_response": "",
-                    "intents": rng.sample(_INTENTS, k=rng.randint(0, 2)),
+                    "translated_user_input": user_en,
+                    "english_agent_response": agent_en,
+                    "intents": [] if is_ood else rng.sample(_INTENTS, k=rng.randint(0, 2)),
                     "entities": (
                         [{"type": "party_size", "value": str(rng.randint(1, 8))}]
                         if rng.random() < 0.3
@@ -197,14 +258,16 @@ class Dataset:
                     ),
                     "is_ood": is_ood,
                     "is_silence": is_silence,
+                    api.R_GENAI_METADATA: _genai_metadata(rng, stages["model"]),
                 }
             )
+            turn_latency.append({"turn_index": index, "stages": stages, "total_ms": latency})
             moment = agent_at
         in_progress = len(turns) < planned_turns
         total_ms = int((moment - started_at).total_seconds() * 1000)
         handoff = not in_progress and rng.random() < 0.15
         reason, destination = rng.choice(_HANDOFF_REASONS) if handoff else ("", "")
-        variant_id, variant_name = rng.choice(_VARIANTS)
+        variant_id, variant_name = variant_of(self.config.seed, conversation_id)
         return {
             "id": conversation_id,
             "account_id": self.config.account_id,
@@ -219,7 +282,7 @@ class Dataset:
             "to_number": "+442071234567" if channel == "voice" else "",
             "num_turns": len(turns),
             "total_duration": total_ms // 1000,
-            "polyai_duration": (total_ms // 1000) if not handoff else (total_ms // 2000),
+            "polyai_duration": (total_ms // 2000) if handoff else (total_ms // 1000),
             "num_silences": num_silences,
             "num_ood": num_ood,
             "handoff": handoff,
@@ -231,11 +294,42 @@ class Dataset:
             },
             "state": {"language": "en-GB", "authenticated": rng.random() < 0.5},
             "turns": turns,
+            api.R_LATENCY: {
+                "total_ms": sum(t["total_ms"] for t in turn_latency),
+                "turns": turn_latency,
+            },
         }
 
     def conversations_in(
         self, environment: str, channels: list[str], start: datetime, end: datetime
     ) -> Iterator[dict[str, Any]]:
-        """Every conversation in [start, end), in paging order: the truth tests compare with."""
+        """Every conversation in [start, end) in paging order, as served by default (without
+        the optional latency and genAI keys): the truth tests compare with."""
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
-            yield self.conversation(environment, channel, start_us, cid)
+            yield without_optional_keys(self.conversation(environment, channel, start_us, cid))
+
+
+def _genai_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:
+    calls = []
+    if rng.random() < 0.25:
+        calls.append({"name": rng.choice(_TOOLS), "arguments": {"party_size": rng.randint(1, 8)}})
+    return {
+        "model": rng.choice(_MODELS),
+        "input_tokens": rng.randint(300, 4000),
+        "output_tokens": rng.randint(10, 200),
+        "time_to_first_token_ms": rng.randint(80, max(81, model_ms)),
+        "function_calls": calls,
+        "knowledge_topics": rng.sample(_TOPICS, k=rng.randint(0, 2)),
+    }
+
+
+def without_optional_keys(
+    conversation: dict[str, Any], latency: bool = False, genai: bool = False
+) -> dict[str, Any]:
+    """The conversation as served with the given flags: the keys they add removed otherwise."""
+    if not latency:
+        conversation.pop(api.R_LATENCY, None)
+    if not genai:
+        for turn in conversation["turns"]:
+            turn.pop(api.R_GENAI_METADATA, None)
+    return conversation

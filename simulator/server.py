@@ -1,137 +1,73 @@
-"""The simulator's HTTP front: request validation, auth, and cursor/offset pagination.
+"""The simulator's HTTP front: routing, auth, fault injection and the JSON answer.
 
 Built on the standard library's threading HTTP server with HTTP/1.1 keep-alive, so a client
-reuses its connection across pages as it would against the real API.
+reuses one connection across pages as it would against the real API. What a request selects
+is decided in :mod:`simulator.selection`; which fault it meets, in :mod:`simulator.faults`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import json
 import re
+import socket
 import threading
-from datetime import datetime
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import islice
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from core import api_contract as api
 from simulator.data import Dataset, SimulatorConfig
+from simulator.faults import FaultPlan
+from simulator.selection import BadRequest, Selection, parse_request
 
 _PATH = re.compile(r"^/v3/(?P<account>[^/]+)/(?P<project>[^/]+)/conversations/?$")
-
-
-class BadRequest(Exception):
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def encode_cursor(start_us: int, conversation_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{start_us}:{conversation_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        start, conversation_id = raw.split(":", 1)
-        return int(start), conversation_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"malformed cursor {cursor!r}") from None
-
-
-def _one(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} may be given only once")
-    return values[0]
-
-
-def _timestamp(query: dict[str, list[str]], name: str) -> datetime:
-    value = _one(query, name)
-    if value is None:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} is required")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} {value!r} is not ISO 8601") from None
-    if moment.tzinfo is None:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} {value!r} has no time zone offset")
-    return moment
-
-
-def _int(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int | None) -> int:
-    value = _one(query, name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} {value!r} is not an integer") from None
-    if number < lo or (hi is not None and number > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{name} must be {bound}, got {number}")
-    return number
-
-
-def list_conversations(dataset: Dataset, query: dict[str, list[str]]) -> dict[str, Any]:
-    """The response body for one validated query (default retrieval mode)."""
-    environment = _one(query, api.P_CLIENT_ENV) or api.DEFAULT_ENVIRONMENT
-    if environment not in api.ENVIRONMENTS:
-        raise BadRequest(
-            HTTPStatus.BAD_REQUEST,
-            f"{api.P_CLIENT_ENV} {environment!r} is not one of {', '.join(api.ENVIRONMENTS)}",
-        )
-    start = _timestamp(query, api.P_START_TIME)
-    end = _timestamp(query, api.P_END_TIME)
-    if start >= end:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{api.P_START_TIME} must be before end_time")
-    limit = _int(query, api.P_LIMIT, api.MAX_LIMIT, api.MIN_LIMIT, api.MAX_LIMIT)
-    cursor = _one(query, api.P_CURSOR)
-    offset = _int(query, api.P_OFFSET, 0, 0, None)
-    if cursor is not None and offset:
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "give either cursor or offset, not both")
-    channels = sorted(set(query.get(api.P_CHANNEL) or ["voice", "chat"]))
-
-    after = decode_cursor(cursor) if cursor else None
-    keys = dataset.keys_in(environment, channels, start, end, after)
-    if offset:
-        keys = islice(keys, offset, None)
-    window = list(islice(keys, limit + 1))
-    page, more = window[:limit], len(window) > limit
-    body: dict[str, Any] = {
-        api.R_CONVERSATIONS: [
-            dataset.conversation(environment, channel, start_us, cid)
-            for start_us, cid, channel in page
-        ],
-        api.R_CURSOR: encode_cursor(page[-1][0], page[-1][1]) if more else None,
-    }
-    if more and cursor is None:
-        # Offset pagination's marker; a position counted from a cursor would be meaningless.
-        body[api.R_NEXT_OFFSET] = offset + len(page)
-    return body
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.count("connections")
+
     def do_GET(self) -> None:
+        self.server.count("requests")
         try:
-            body = self._respond()
-            self._send(HTTPStatus.OK, body)
+            request = self._authorized_request()
         except BadRequest as exc:
             self._send(exc.status, {"detail": exc.message})
+            return
+        faults = self.server.faults
+        if faults.config.latency_ms:
+            time.sleep(faults.config.latency_ms / 1000)
+        fault = faults.draw(has_cursor=request.cursor is not None)
+        if fault == "drop":
+            self._drop()
+            return
+        if fault == "429":
+            self._send(HTTPStatus.TOO_MANY_REQUESTS, {"detail": "rate limit exceeded"}, retry=True)
+            return
+        if fault == "5xx":
+            status = faults.pick_5xx()
+            self._send(status, {"detail": f"simulated {status.phrase.lower()}"})
+            return
+        if fault == "reject_cursor":
+            self._send(HTTPStatus.BAD_REQUEST, {"detail": "cursor is invalid or has expired"})
+            return
+        try:
+            body = Selection(self.server.dataset, request).body()
+        except BadRequest as exc:
+            self._send(exc.status, {"detail": exc.message})
+            return
+        self.server.count("conversations", len(body[api.R_CONVERSATIONS]))
+        self._send(HTTPStatus.OK, body, truncate=fault == "truncate")
 
-    def _respond(self) -> dict[str, Any]:
-        self.server.count_request()
+    def _authorized_request(self):
         config = self.server.dataset.config
         url = urlsplit(self.path)
         match = _PATH.match(url.path)
@@ -141,16 +77,35 @@ class _Handler(BaseHTTPRequestHandler):
             raise BadRequest(HTTPStatus.UNAUTHORIZED, "missing or invalid API key")
         if (match["account"], match["project"]) != (config.account_id, config.project_id):
             raise BadRequest(HTTPStatus.NOT_FOUND, "unknown account or project")
-        query = parse_qs(url.query, keep_blank_values=True)
-        return list_conversations(self.server.dataset, query)
+        return parse_request(parse_qs(url.query, keep_blank_values=True))
 
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: dict[str, Any],
+        retry: bool = False,
+        truncate: bool = False,
+    ) -> None:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        if retry:
+            retry_after = self.server.faults.retry_after_header()
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
         self.end_headers()
+        if truncate:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._drop()
+            return
         self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client may have gone already
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet by default: a sync makes thousands of requests."""
@@ -159,15 +114,16 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], dataset: Dataset) -> None:
+    def __init__(self, address: tuple[str, int], dataset: Dataset, faults: FaultPlan) -> None:
         super().__init__(address, _Handler)
         self.dataset = dataset
+        self.faults = faults
         self._lock = threading.Lock()
-        self.requests = 0
+        self.counters = {"requests": 0, "connections": 0, "conversations": 0}
 
-    def count_request(self) -> None:
+    def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
-            self.requests += 1
+            self.counters[name] += amount
 
 
 class SimulatorServer:
@@ -177,7 +133,8 @@ class SimulatorServer:
         self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.dataset = Dataset(config or SimulatorConfig())
-        self._server = _Server((host, port), self.dataset)
+        self.faults = FaultPlan(self.dataset.config.faults)
+        self._server = _Server((host, port), self.dataset, self.faults)
         self._thread: threading.Thread | None = None
 
     @property
@@ -200,7 +157,15 @@ class SimulatorServer:
 
     @property
     def requests(self) -> int:
-        return self._server.requests
+        return self._server.counters["requests"]
+
+    @property
+    def connections(self) -> int:
+        return self._server.counters["connections"]
+
+    @property
+    def conversations_served(self) -> int:
+        return self._server.counters["conversations"]
 
     def start(self) -> SimulatorServer:
         # A short poll interval so that stop() returns promptly (tests start many servers).

@@ -1,0 +1,305 @@
+"""Which conversations a request selects, and in what order: the simulator's query engine.
+
+Parsing and validating the query string, the filters, the three retrieval modes and both
+pagination styles live here, apart from HTTP. Modes:
+
+- default and ``transcript`` search: chronological (start time, then id); the cursor is a
+  keyset position, so it stays stable while new conversations arrive, whereas ``offset``
+  counts from the start and drifts when a late conversation lands before it;
+- ``semantic`` search: ranked by a *lexical stand-in* for vector similarity (cosine of the
+  query's and the transcript's word sets), ties broken chronologically; the cursor is a rank;
+- ``sample=random``: up to ``limit`` conversations drawn from the range, seeded by the
+  simulator's seed and the query so a repeated request returns the same sample; one page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from itertools import islice
+from typing import Any
+
+from core import api_contract as api
+from simulator.data import Dataset, variant_of, without_optional_keys
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_ALL_CHANNELS = ["voice", "chat"]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _bad(message: str) -> BadRequest:
+    return BadRequest(HTTPStatus.BAD_REQUEST, message)
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = "|".join(str(p) for p in parts).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _bad(f"malformed cursor {cursor!r}") from None
+    return tuple(raw.split("|"))
+
+
+@dataclass(frozen=True)
+class Request:
+    environment: str
+    channels: list[str]
+    start: datetime
+    end: datetime
+    limit: int
+    cursor: str | None
+    offset: int
+    variant_id: str | None
+    variant_name: str | None
+    in_progress: bool | None
+    include_latency: bool
+    include_genai: bool
+    query_type: str | None
+    query: str | None
+    turn_type: str | None
+    sample: str | None
+
+    @property
+    def ranked(self) -> bool:
+        return self.query_type == "semantic"
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad(f"{name} may be given only once")
+    return values[0]
+
+
+def _timestamp(query: dict[str, list[str]], name: str) -> datetime:
+    value = _one(query, name)
+    if value is None:
+        raise _bad(f"{name} is required")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{name} {value!r} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise _bad(f"{name} {value!r} has no time zone offset")
+    return moment
+
+
+def _int(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int | None) -> int:
+    value = _one(query, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(f"{name} {value!r} is not an integer") from None
+    if number < lo or (hi is not None and number > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise _bad(f"{name} must be {bound}, got {number}")
+    return number
+
+
+def _bool(query: dict[str, list[str]], name: str) -> bool | None:
+    value = _one(query, name)
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise _bad(f"{name} must be true or false, got {value!r}")
+    return value.lower() == "true"
+
+
+def _choice(query: dict[str, list[str]], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = _one(query, name)
+    if value is not None and value not in allowed:
+        raise _bad(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def parse_request(query: dict[str, list[str]]) -> Request:
+    """The validated request, or :class:`BadRequest` with a message naming the problem."""
+    environment = _choice(query, api.P_CLIENT_ENV, api.ENVIRONMENTS) or api.DEFAULT_ENVIRONMENT
+    start = _timestamp(query, api.P_START_TIME)
+    end = _timestamp(query, api.P_END_TIME)
+    if start >= end:
+        raise _bad(f"{api.P_START_TIME} must be before {api.P_END_TIME}")
+    cursor = _one(query, api.P_CURSOR)
+    offset = _int(query, api.P_OFFSET, 0, 0, None)
+    if cursor is not None and offset:
+        raise _bad("give either cursor or offset, not both")
+    variant_id, variant_name = _one(query, api.P_VARIANT_ID), _one(query, api.P_VARIANT_NAME)
+    if variant_id is not None and variant_name is not None:
+        raise _bad("you may only specify either one of variant_id or variant_name")
+    query_type = _choice(query, api.P_QUERY_TYPE, api.QUERY_TYPES)
+    text = _one(query, api.P_QUERY)
+    sample = _choice(query, api.P_SAMPLE, api.SAMPLE_MODES)
+    turn_type = _choice(query, api.P_TURN_TYPE, api.TURN_TYPES)
+    if query_type is not None and not text:
+        raise _bad(f"{api.P_QUERY} is required when {api.P_QUERY_TYPE} is set")
+    if text and query_type is None:
+        raise _bad(f"{api.P_QUERY} is only used with {api.P_QUERY_TYPE}")
+    if query_type is not None and sample is not None:
+        raise _bad(f"{api.P_QUERY_TYPE} and {api.P_SAMPLE} are mutually exclusive")
+    if turn_type is not None and query_type != "transcript":
+        raise _bad(f"{api.P_TURN_TYPE} applies to transcript search only")
+    return Request(
+        environment=environment,
+        channels=sorted(set(query.get(api.P_CHANNEL) or _ALL_CHANNELS)),
+        start=start,
+        end=end,
+        limit=_int(query, api.P_LIMIT, api.MAX_LIMIT, api.MIN_LIMIT, api.MAX_LIMIT),
+        cursor=cursor,
+        offset=offset,
+        variant_id=variant_id,
+        variant_name=variant_name,
+        in_progress=_bool(query, api.P_IN_PROGRESS),
+        include_latency=bool(_bool(query, api.P_INCLUDE_LATENCY)),
+        include_genai=bool(_bool(query, api.P_INCLUDE_GENAI)),
+        query_type=query_type,
+        query=text,
+        turn_type=turn_type,
+        sample=sample,
+    )
+
+
+def words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def similarity(query: str, conversation: dict[str, Any]) -> float:
+    """The lexical stand-in for semantic similarity: cosine of two word sets."""
+    wanted = words(query)
+    text = " ".join(
+        f"{t['user_input']} {t['agent_response']} {t['translated_user_input']} "
+        f"{t['english_agent_response']}"
+        for t in conversation["turns"]
+    )
+    have = words(text)
+    if not wanted or not have:
+        return 0.0
+    return len(wanted & have) / math.sqrt(len(wanted) * len(have))
+
+
+def _transcript_match(request: Request, conversation: dict[str, Any]) -> bool:
+    needle = (request.query or "").casefold()
+    fields = {
+        None: ("user_input", "agent_response"),
+        "user": ("user_input",),
+        "agent": ("agent_response",),
+    }[request.turn_type]
+    return any(needle in turn[f].casefold() for turn in conversation["turns"] for f in fields)
+
+
+class Selection:
+    """One request's answer over a dataset."""
+
+    def __init__(self, dataset: Dataset, request: Request) -> None:
+        self.dataset = dataset
+        self.request = request
+
+    def _matches(self, key: tuple[int, str, str]) -> dict[str, Any] | None:
+        r = self.request
+        if r.variant_id is not None or r.variant_name is not None:
+            variant_id, variant_name = variant_of(self.dataset.config.seed, key[1])
+            if r.variant_id not in (None, variant_id) or r.variant_name not in (None, variant_name):
+                return None
+        conversation = self.dataset.conversation(r.environment, key[2], key[0], key[1])
+        if r.in_progress is not None and conversation["in_progress"] != r.in_progress:
+            return None
+        if r.query_type == "transcript" and not _transcript_match(r, conversation):
+            return None
+        return conversation
+
+    def _chronological(self, after: tuple[int, str] | None) -> Iterator[tuple[tuple, dict]]:
+        r = self.request
+        for key in self.dataset.keys_in(r.environment, r.channels, r.start, r.end, after):
+            conversation = self._matches(key)
+            if conversation is not None:
+                yield key, conversation
+
+    def _ranked(self) -> list[tuple[tuple, dict]]:
+        scored = []
+        for key, conversation in self._chronological(None):
+            score = similarity(self.request.query or "", conversation)
+            if score > 0:
+                scored.append((-score, key, conversation))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        return [(key, conversation) for _, key, conversation in scored]
+
+    def body(self) -> dict[str, Any]:
+        r = self.request
+        if r.sample is not None:
+            page, more, next_cursor = self._sample(), False, None
+        elif r.ranked:
+            page, more, next_cursor = self._ranked_page()
+        else:
+            page, more, next_cursor = self._chronological_page()
+        body: dict[str, Any] = {
+            api.R_CONVERSATIONS: [
+                without_optional_keys(c, latency=r.include_latency, genai=r.include_genai)
+                for c in page
+            ],
+            api.R_CURSOR: next_cursor if more else None,
+        }
+        if more and r.cursor is None:
+            # Offset pagination's marker; a position counted from a cursor would be meaningless.
+            body[api.R_NEXT_OFFSET] = r.offset + len(page)
+        return body
+
+    def _chronological_page(self) -> tuple[list[dict], bool, str | None]:
+        r = self.request
+        after = None
+        if r.cursor is not None:
+            parts = decode_cursor(r.cursor)
+            if len(parts) != 3 or parts[0] != "k" or not parts[1].isdigit():
+                raise _bad(f"malformed cursor {r.cursor!r}")
+            after = (int(parts[1]), parts[2])
+        found = islice(self._chronological(after), r.offset, r.offset + r.limit + 1)
+        window = list(found)
+        page = window[: r.limit]
+        more = len(window) > r.limit
+        last = page[-1][0] if page else None
+        cursor = encode_cursor("k", last[0], last[1]) if last else None
+        return [c for _, c in page], more, cursor
+
+    def _ranked_page(self) -> tuple[list[dict], bool, str | None]:
+        r = self.request
+        position = r.offset
+        if r.cursor is not None:
+            parts = decode_cursor(r.cursor)
+            if len(parts) != 2 or parts[0] != "r" or not parts[1].isdigit():
+                raise _bad(f"malformed cursor {r.cursor!r}")
+            position = int(parts[1])
+        ranked = self._ranked()
+        page = ranked[position : position + r.limit]
+        more = position + r.limit < len(ranked)
+        return [c for _, c in page], more, encode_cursor("r", position + r.limit)
+
+    def _sample(self) -> list[dict]:
+        r = self.request
+        population = list(self._chronological(None))
+        fingerprint = hashlib.blake2b(
+            f"{self.dataset.config.seed}|{r.environment}|{r.channels}|{r.start}|{r.end}".encode(),
+            digest_size=8,
+        ).digest()
+        rng = random.Random(int.from_bytes(fingerprint, "big"))
+        chosen = sorted(rng.sample(range(len(population)), k=min(r.limit, len(population))))
+        return [population[i][1] for i in chosen]
