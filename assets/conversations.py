@@ -63,7 +63,7 @@ def build_sync_asset(partitions_def: MultiPartitionsDefinition) -> AssetsDefinit
         def log_page(page: Page) -> None:
             context.log.debug(f"page {page.number}: {len(page.conversations)} conversations")
 
-        result = sync_window(polyai, warehouse, scope, window, on_page=log_page)
+        result = sync_window(polyai, warehouse, scope, window, on_page=log_page, log=context.log)
         context.log.info(
             f"{scope.key} {window.start:%Y-%m-%d}: {result.rows['conversations']} conversations, "
             f"{result.rows['turns']} turns in {result.pages} pages"
@@ -74,6 +74,10 @@ def build_sync_asset(partitions_def: MultiPartitionsDefinition) -> AssetsDefinit
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
             "pages": result.pages,
+            "api_requests": result.requests.requests,
+            "api_retries": result.requests.retries,
+            "api_wait_seconds": round(result.requests.wait_seconds, 3),
+            "window_restarts": result.restarts,
             "load_id": result.load_id,
         }
         yield MaterializeResult(

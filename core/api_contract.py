@@ -12,6 +12,12 @@ from typing import Final
 ENDPOINT_TEMPLATE: Final = "/v3/{account_id}/{project_id}/conversations"
 API_KEY_HEADER: Final = "x-api-key"
 
+REGION_BASE_URLS: Final = {
+    "us-1": "https://api.us-1.platform.polyai.app",
+    "uk-1": "https://api.uk-1.platform.polyai.app",
+    "euw-1": "https://api.euw-1.platform.polyai.app",
+}
+
 ENVIRONMENTS: Final = ("sandbox", "pre-release", "live")
 DEFAULT_ENVIRONMENT: Final = "live"
 

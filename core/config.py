@@ -1,9 +1,10 @@
 """Configuration, read from environment variables in one place.
 
-Every setting has a documented default except the source's identity and secret
-(``POLYAI_BASE_URL``, ``POLYAI_API_KEY``, ``POLYAI_ACCOUNT_ID``, ``POLYAI_PROJECT_ID``), which a
-real sync must be given; :meth:`Settings.require_source` names whichever are missing. The API
-key is kept out of ``repr`` so that it never reaches a log line by accident.
+Every setting has a documented default except the source's address, identity and secret
+(``POLYAI_BASE_URL`` or ``POLYAI_REGION``, ``POLYAI_API_KEY``, ``POLYAI_ACCOUNT_ID``,
+``POLYAI_PROJECT_ID``), which a real sync must be given; :meth:`Settings.require_source` names
+whichever are missing. The API key is kept out of ``repr`` so that it never reaches a log line
+by accident.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from core.api_contract import ENVIRONMENTS
+from core.api_contract import ENVIRONMENTS, REGION_BASE_URLS
 from core.windows import Scope, scopes_for
 
 LOCAL_DIR: Final = Path(".polyai-sync")
@@ -30,7 +31,7 @@ DEFAULTS: Final[dict[str, str]] = {
 }
 
 SOURCE_VARIABLES: Final = (
-    "POLYAI_BASE_URL",
+    "POLYAI_BASE_URL or POLYAI_REGION",
     "POLYAI_API_KEY",
     "POLYAI_ACCOUNT_ID",
     "POLYAI_PROJECT_ID",
@@ -84,6 +85,15 @@ class Settings:
             raise ConfigError(
                 f"POLYAI_SYNC_START: {get('POLYAI_SYNC_START')!r} is not a date (YYYY-MM-DD)"
             ) from None
+        region = get("POLYAI_REGION")
+        if region and region not in REGION_BASE_URLS:
+            raise ConfigError(
+                f"POLYAI_REGION: unknown region {region!r}; expected one of "
+                f"{', '.join(REGION_BASE_URLS)} (or set POLYAI_BASE_URL)"
+            )
+        base_url = get("POLYAI_BASE_URL") or REGION_BASE_URLS.get(region) or None
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"POLYAI_BASE_URL: {base_url!r} is not an http(s) URL")
         warehouse_url = get("WAREHOUSE_URL")
         if not warehouse_url.startswith("duckdb:///"):
             raise ConfigError(
@@ -94,7 +104,7 @@ class Settings:
         if not _IDENTIFIER.match(schema):
             raise ConfigError(f"WAREHOUSE_SCHEMA: {schema!r} is not a valid SQL identifier")
         return cls(
-            base_url=get("POLYAI_BASE_URL") or None,
+            base_url=base_url,
             api_key=get("POLYAI_API_KEY") or None,
             account_id=get("POLYAI_ACCOUNT_ID") or None,
             project_id=get("POLYAI_PROJECT_ID") or None,
@@ -112,7 +122,7 @@ class Settings:
     def require_source(self) -> None:
         """Fail at once, naming every missing variable, if the API cannot be reached."""
         values = {
-            "POLYAI_BASE_URL": self.base_url,
+            "POLYAI_BASE_URL or POLYAI_REGION": self.base_url,
             "POLYAI_API_KEY": self.api_key,
             "POLYAI_ACCOUNT_ID": self.account_id,
             "POLYAI_PROJECT_ID": self.project_id,

@@ -33,7 +33,9 @@ def build_definitions(settings: Settings) -> Definitions:
         jobs=[sync_job],
         resources={
             "polyai": PolyAIClient(
-                base_url=EnvVar("POLYAI_BASE_URL"),
+                # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails
+                # naming the variable.
+                base_url=settings.base_url or EnvVar("POLYAI_BASE_URL"),
                 api_key=EnvVar("POLYAI_API_KEY"),
                 account_id=EnvVar("POLYAI_ACCOUNT_ID"),
                 project_id=EnvVar("POLYAI_PROJECT_ID"),

@@ -44,9 +44,27 @@ def test_require_source_names_every_missing_variable() -> None:
         settings.require_source()
     message = str(excinfo.value)
     assert "POLYAI_API_KEY" in message and "POLYAI_PROJECT_ID" in message
-    assert "POLYAI_BASE_URL" not in message
+    assert "POLYAI_REGION" not in message
 
 
 def test_api_key_is_not_in_repr() -> None:
     settings = Settings.from_env({"POLYAI_API_KEY": "sk-very-secret"})
     assert "sk-very-secret" not in repr(settings)
+
+
+def test_region_builds_the_base_url_and_base_url_overrides_it() -> None:
+    assert (
+        Settings.from_env({"POLYAI_REGION": "uk-1"}).base_url
+        == "https://api.uk-1.platform.polyai.app"
+    )
+    both = {"POLYAI_REGION": "uk-1", "POLYAI_BASE_URL": "http://127.0.0.1:8000"}
+    assert Settings.from_env(both).base_url == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("POLYAI_REGION", "mars-1"), ("POLYAI_BASE_URL", "api.polyai.app")],
+)
+def test_bad_source_address_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})

@@ -54,7 +54,7 @@ def test_sync_without_source_configuration_fails_at_once_naming_the_variables(
     assert main(["sync", "--start", "2026-11-01", "--end", "2026-11-01"]) == 2
     err = capsys.readouterr().err
     assert "POLYAI_API_KEY" in err and "POLYAI_ACCOUNT_ID" in err and "POLYAI_PROJECT_ID" in err
-    assert "POLYAI_BASE_URL" not in err
+    assert "POLYAI_REGION" not in err
     assert "Traceback" not in err
 
 
@@ -77,6 +77,7 @@ def test_sync_rejects_bad_arguments_with_a_clear_message(
 ) -> None:
     for name in SOURCE_VARIABLES:
         monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("POLYAI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("POLYAI_SYNC_START", raising=False)
     monkeypatch.delenv("POLYAI_ENVIRONMENTS", raising=False)
     monkeypatch.delenv("POLYAI_CHANNELS", raising=False)
