@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections import deque
 import socket
 import threading
 import time
@@ -37,6 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.count("requests")
+        self.server.paths.append(self.path)
         try:
             request = self._authorized_request()
         except BadRequest as exc:
@@ -73,8 +75,12 @@ class _Handler(BaseHTTPRequestHandler):
         match = _PATH.match(url.path)
         if not match:
             raise BadRequest(HTTPStatus.NOT_FOUND, f"no such endpoint {url.path}")
-        if self.headers.get(api.API_KEY_HEADER) != config.api_key:
-            raise BadRequest(HTTPStatus.UNAUTHORIZED, "missing or invalid API key")
+        key = self.headers.get(api.API_KEY_HEADER)
+        if not key:
+            raise BadRequest(HTTPStatus.UNAUTHORIZED, f"missing {api.API_KEY_HEADER} header")
+        if key != config.api_key:
+            # A key that exists but is not scoped to this project (or region) is refused.
+            raise BadRequest(HTTPStatus.FORBIDDEN, "API key is not valid for this project")
         if (match["account"], match["project"]) != (config.account_id, config.project_id):
             raise BadRequest(HTTPStatus.NOT_FOUND, "unknown account or project")
         return parse_request(parse_qs(url.query, keep_blank_values=True))
@@ -120,6 +126,7 @@ class _Server(ThreadingHTTPServer):
         self.faults = faults
         self._lock = threading.Lock()
         self.counters = {"requests": 0, "connections": 0, "conversations": 0}
+        self.paths: deque[str] = deque(maxlen=100)  # the raw request lines, for tests
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -158,6 +165,11 @@ class SimulatorServer:
     @property
     def requests(self) -> int:
         return self._server.counters["requests"]
+
+    @property
+    def recent_paths(self) -> list[str]:
+        """The raw paths (with query strings) of the last 100 requests, oldest first."""
+        return list(self._server.paths)
 
     @property
     def connections(self) -> int:

@@ -124,7 +124,7 @@ def test_sync_reports_a_failed_partition_and_exits_non_zero(
         "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", "chat", env=env
     )
     assert done.returncode == 1
-    assert "FAILED" in done.stdout and "HTTP 401" in done.stdout
+    assert "FAILED" in done.stdout and "HTTP 403" in done.stdout
     assert "sk-wrong-key-123" not in done.stdout + done.stderr
 
 
@@ -178,7 +178,7 @@ def test_simulator_command_serves_the_api_with_the_chosen_key(tmp_path: Path) ->
         pages = list(client.iter_window(Scope("live", "chat"), daily_window(SYNC_DAY)))
         assert sum(len(p.conversations) for p in pages) > 0
         wrong = client.model_copy(update={"api_key": "other"})
-        with pytest.raises(PolyAIHTTPError, match="HTTP 401"):
+        with pytest.raises(PolyAIHTTPError, match="HTTP 403"):
             next(wrong.iter_window(Scope("live", "chat"), daily_window(SYNC_DAY)))
     finally:
         server.terminate()

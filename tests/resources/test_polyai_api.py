@@ -36,8 +36,8 @@ def test_wrong_key_fails_with_status_and_server_message_without_the_key(
     )
     with pytest.raises(PolyAIHTTPError) as excinfo:
         list(bad.iter_window(LIVE_VOICE, WINDOW))
-    assert excinfo.value.status == 401
-    assert "missing or invalid API key" in str(excinfo.value)
+    assert excinfo.value.status == 403
+    assert "not valid for this project" in str(excinfo.value)
     assert "sk-wrong-and-secret" not in str(excinfo.value)
     assert "sk-wrong-and-secret" not in repr(bad)
 

@@ -26,7 +26,7 @@ def get(server: SimulatorServer, key: str | None = "test-key-9f3c", **params: ob
 
 def test_requires_the_api_key(simulator: SimulatorServer) -> None:
     assert get(simulator, key=None).status_code == 401
-    assert get(simulator, key="wrong").status_code == 401
+    assert get(simulator, key="wrong").status_code == 403
     assert get(simulator).status_code == 200
 
 
