@@ -215,29 +215,42 @@ class Selection:
         self.dataset = dataset
         self.request = request
 
-    def _matches(self, key: tuple[int, str, str]) -> dict[str, Any] | None:
+    def _matches(self, key: tuple[int, str, str]) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the conversation at ``key`` passes the filters, and its body if building
+        it was needed to tell (bodies are built only for filters that read them)."""
         r = self.request
         if r.variant_id is not None or r.variant_name is not None:
             variant_id, variant_name = variant_of(self.dataset.config.seed, key[1])
             if r.variant_id not in (None, variant_id) or r.variant_name not in (None, variant_name):
-                return None
-        conversation = self.dataset.conversation(r.environment, key[2], key[0], key[1])
+                return False, None
+        if r.in_progress is None and r.query_type is None:
+            return True, None
+        conversation = self._body(key)
         if r.in_progress is not None and conversation["in_progress"] != r.in_progress:
-            return None
+            return False, None
         if r.query_type == "transcript" and not _transcript_match(r, conversation):
-            return None
-        return conversation
+            return False, None
+        return True, conversation
 
-    def _chronological(self, after: tuple[int, str] | None) -> Iterator[tuple[tuple, dict]]:
+    def _body(self, key: tuple[int, str, str]) -> dict[str, Any]:
+        return self.dataset.conversation(self.request.environment, key[2], key[0], key[1])
+
+    def _chronological(
+        self, after: tuple[int, str] | None
+    ) -> Iterator[tuple[tuple, dict[str, Any] | None]]:
         r = self.request
         for key in self.dataset.keys_in(r.environment, r.channels, r.start, r.end, after):
-            conversation = self._matches(key)
-            if conversation is not None:
+            matched, conversation = self._matches(key)
+            if matched:
                 yield key, conversation
+
+    def _bodies(self, found: list[tuple[tuple, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+        return [c if c is not None else self._body(key) for key, c in found]
 
     def _ranked(self) -> list[tuple[tuple, dict]]:
         scored = []
-        for key, conversation in self._chronological(None):
+        for key, body in self._chronological(None):
+            conversation = body if body is not None else self._body(key)
             score = similarity(self.request.query or "", conversation)
             if score > 0:
                 scored.append((-score, key, conversation))
@@ -278,7 +291,7 @@ class Selection:
         more = len(window) > r.limit
         last = page[-1][0] if page else None
         cursor = encode_cursor("k", last[0], last[1]) if last else None
-        return [c for _, c in page], more, cursor
+        return self._bodies(page), more, cursor
 
     def _ranked_page(self) -> tuple[list[dict], bool, str | None]:
         r = self.request
@@ -302,4 +315,4 @@ class Selection:
         ).digest()
         rng = random.Random(int.from_bytes(fingerprint, "big"))
         chosen = sorted(rng.sample(range(len(population)), k=min(r.limit, len(population))))
-        return [population[i][1] for i in chosen]
+        return self._bodies([population[i] for i in chosen])
