@@ -211,10 +211,9 @@ class PolyAIClient(ConfigurableResource):
                 with attempt:
                     return self._get_once(http, url, params, query, stats)
         except _Transient as exc:
-            if exc.reason.startswith("HTTP "):
-                status = int(exc.reason.split()[1])
+            if exc.status is not None:
                 raise PolyAIHTTPError(
-                    status,
+                    exc.status,
                     f"{exc.reason} (gave up after {self.max_attempts} attempts)",
                     query.describe(),
                 ) from None
