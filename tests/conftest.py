@@ -8,15 +8,17 @@ fixed for the length of a test.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import DuckDBWarehouse
-from simulator import SimulatorConfig, SimulatorServer
+from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SYNC_DAY = date(2026, 11, 20)
@@ -61,3 +63,40 @@ def client(simulator: SimulatorServer) -> PolyAIClient:
 @pytest.fixture
 def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}", schema_name="polyai")
+
+
+Serve = Callable[..., SimulatorServer]
+
+
+@pytest.fixture
+def serve(sim_config: SimulatorConfig) -> Iterator[Serve]:
+    """Start a simulator with ``sim_config`` changed by keyword (``faults=`` for faults)."""
+    servers: list[SimulatorServer] = []
+
+    def start(**changes: Any) -> SimulatorServer:
+        if isinstance(changes.get("faults"), dict):
+            changes["faults"] = FaultConfig(**changes["faults"])
+        server = SimulatorServer(replace(sim_config, **changes)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def client_for(server: SimulatorServer, **overrides: Any) -> PolyAIClient:
+    """A client of ``server`` with fast retries (waits of milliseconds, not seconds)."""
+    config = server.config
+    settings: dict[str, Any] = {
+        "base_url": server.base_url,
+        "api_key": config.api_key,
+        "account_id": config.account_id,
+        "project_id": config.project_id,
+        "page_size": 100,
+        "backoff_base_seconds": 0.001,
+        "backoff_max_seconds": 0.01,
+        "read_timeout_seconds": 5.0,
+    }
+    settings.update(overrides)
+    return PolyAIClient(**settings)

@@ -13,8 +13,7 @@ from resources.polyai_api import (
     PolyAITransportError,
     RequestStats,
 )
-from tests.conftest import SYNC_DAY
-from tests.contract.conftest import Serve, client_for
+from tests.conftest import SYNC_DAY, Serve, client_for
 from tests.contract.test_parameters import truth
 
 WINDOW = daily_window(SYNC_DAY)
@@ -34,7 +33,7 @@ def test_400_fails_at_once_with_the_servers_message(serve: Serve) -> None:
     bad = ConversationQuery(
         start_time=WINDOW.start, end_time=WINDOW.end, extra={"in_progress": "maybe"}
     )
-    with pytest.raises(PolyAIHTTPError, match="HTTP 400.*in_progress must be true or false"):
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 400.*in_progress must be true or false"):
         read_all(client_for(server), stats, bad)
     assert (stats.requests, stats.retries) == (1, 0)
 
@@ -51,7 +50,7 @@ def test_401_and_403_fail_at_once(serve: Serve, key: str, status: int) -> None:
 
 def test_404_for_an_unknown_project_fails_at_once(serve: Serve) -> None:
     server = serve()
-    with pytest.raises(PolyAIHTTPError, match="HTTP 404.*unknown account or project"):
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 404.*unknown account or project"):
         read_all(client_for(server, project_id="no-such-project"))
     assert server.requests == 1
 
@@ -61,7 +60,7 @@ def test_unreachable_api_fails_after_bounded_retries() -> None:
 
     client = client_for_address(f"http://127.0.0.1:{free_port()}", max_attempts=3)
     stats = RequestStats()
-    with pytest.raises(PolyAITransportError, match="after 3 attempts.*ConnectError"):
+    with pytest.raises(PolyAITransportError, match=r"after 3 attempts.*ConnectError"):
         read_all(client, stats)
     assert (stats.requests, stats.retries) == (3, 2)
 
@@ -107,7 +106,7 @@ def test_retry_after_seconds_is_honoured(serve: Serve) -> None:
     server = serve(faults={"rate_429": 1.0, "retry_after_seconds": 1})
     stats = RequestStats()
     started = time.monotonic()
-    with pytest.raises(PolyAIHTTPError, match="HTTP 429.*gave up after 2 attempts"):
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 429.*gave up after 2 attempts"):
         read_all(client_for(server, max_attempts=2), stats)
     assert stats.wait_seconds == 1.0
     assert time.monotonic() - started >= 1.0
@@ -117,7 +116,7 @@ def test_retry_after_http_date_is_honoured(serve: Serve) -> None:
     server = serve(faults={"rate_429": 1.0, "retry_after_seconds": 0, "retry_after_format": "date"})
     stats = RequestStats()
     started = time.monotonic()
-    with pytest.raises(PolyAIHTTPError, match="HTTP 429"):
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 429"):
         read_all(client_for(server, max_attempts=2), stats)
     # The date is one whole second ahead (rounded): the client waited for it, not for its
     # millisecond backoff.
@@ -128,7 +127,7 @@ def test_retry_after_http_date_is_honoured(serve: Serve) -> None:
 def test_retry_after_is_capped(serve: Serve) -> None:
     server = serve(faults={"rate_429": 1.0, "retry_after_seconds": 3600})
     stats = RequestStats()
-    with pytest.raises(PolyAIHTTPError, match="HTTP 429"):
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 429"):
         read_all(client_for(server, max_attempts=2, max_retry_after_seconds=0.2), stats)
     assert stats.wait_seconds == pytest.approx(0.2)
 
@@ -156,7 +155,7 @@ def test_rejected_cursor_surfaces_as_cursor_rejected(serve: Serve) -> None:
     server = serve(faults={"reject_cursor_rate": 1.0})
     pages = client_for(server, page_size=20).iter_pages(QUERY.with_limit(20))
     assert len(next(pages).conversations) == 20  # the first page carries no cursor
-    with pytest.raises(CursorRejectedError, match="HTTP 400.*expired"):
+    with pytest.raises(CursorRejectedError, match=r"HTTP 400.*expired"):
         next(pages)
 
 

@@ -8,8 +8,7 @@ from core.pagination import CursorPaginator, OffsetPaginator, PaginationError
 from core.query import ConversationQuery
 from core.windows import daily_window
 from resources.polyai_api import CursorRejectedError
-from tests.conftest import SYNC_DAY
-from tests.contract.conftest import Serve, client_for
+from tests.conftest import SYNC_DAY, Serve, client_for
 from tests.contract.test_parameters import truth
 
 WINDOW = daily_window(SYNC_DAY)

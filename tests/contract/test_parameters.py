@@ -10,8 +10,7 @@ from core.windows import daily_window
 from resources.polyai_api import PolyAIClient
 from simulator import SimulatorServer
 from simulator.data import variant_of
-from tests.conftest import SYNC_DAY
-from tests.contract.conftest import Serve, client_for
+from tests.conftest import SYNC_DAY, Serve, client_for
 
 WINDOW = daily_window(SYNC_DAY)
 
