@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from core.config import LOCAL_DIR, ConfigError, Settings
 from core.windows import Scope, days_between
-from simulator import SimulatorConfig, SimulatorServer
+from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 DEMO_DIR = LOCAL_DIR / "demo"
 DEMO_DAYS = 3
@@ -183,10 +184,28 @@ def _simulator_counts(server: SimulatorServer, days: list[date], scopes: list[Sc
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
+    try:
+        faults = FaultConfig(
+            rate_429=args.rate_429,
+            rate_5xx=args.rate_5xx,
+            retry_after_seconds=args.retry_after,
+            latency_ms=args.latency_ms,
+            truncate_rate=args.truncate_rate,
+            drop_rate=args.drop_rate,
+            reject_cursor_rate=args.reject_cursor_rate,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        # Name the flag the user typed, not the field behind it.
+        message = re.sub(r"fault (\w+)", lambda m: "--" + m[1].replace("_", "-"), str(exc))
+        raise UsageError(message) from None
+    if args.conversations_per_day < 1:
+        raise UsageError("--conversations-per-day must be at least 1")
     config = SimulatorConfig(
         api_key=args.api_key,
         seed=args.seed,
         conversations_per_day=args.conversations_per_day,
+        faults=faults,
     )
     server = SimulatorServer(config, host=args.host, port=args.port)
     print(
@@ -258,8 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--api-key", default="demo-key", help="the key clients must send")
     sim.add_argument("--seed", type=int, default=SimulatorConfig.seed)
     sim.add_argument(
-        "--conversations-per-day", type=int, default=SimulatorConfig.conversations_per_day
+        "--conversations-per-day",
+        type=int,
+        default=SimulatorConfig.conversations_per_day,
+        help="volume of live voice on an average weekday; other scopes scale from it",
     )
+    faults = sim.add_argument_group("fault injection (rates are per request, 0..1)")
+    faults.add_argument("--rate-429", type=float, default=0.0)
+    faults.add_argument("--rate-5xx", type=float, default=0.0)
+    faults.add_argument("--retry-after", type=float, default=1.0, help="seconds, sent with 429")
+    faults.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
+    faults.add_argument("--truncate-rate", type=float, default=0.0)
+    faults.add_argument("--drop-rate", type=float, default=0.0)
+    faults.add_argument("--reject-cursor-rate", type=float, default=0.0)
     sim.set_defaults(func=cmd_simulator)
 
     sync = commands.add_parser(

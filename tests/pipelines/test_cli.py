@@ -183,3 +183,18 @@ def test_simulator_command_serves_the_api_with_the_chosen_key(tmp_path: Path) ->
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-429", "2"], "--rate-429 must be between 0 and 1"),
+        (["--rate-429", "0.6", "--rate-5xx", "0.6"], "must not exceed 1"),
+        (["--conversations-per-day", "0"], "--conversations-per-day must be at least 1"),
+    ],
+)
+def test_simulator_rejects_bad_options(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulator", *args]) == 2
+    assert message in capsys.readouterr().err
