@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import orjson
 from dagster import ConfigurableResource
 from pydantic import Field
 from tenacity import (
@@ -253,8 +254,8 @@ class PolyAIClient(ConfigurableResource):
                 raise CursorRejectedError(response.status_code, detail, where)
             raise PolyAIHTTPError(response.status_code, detail, where)
         try:
-            body = response.json()
-        except ValueError as exc:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             # A body cut short on the wire reads as bad JSON: worth another try.
             raise _Transient(f"unreadable response body ({exc})") from None
         if not isinstance(body, dict):

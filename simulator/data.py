@@ -101,6 +101,11 @@ class DayIndex:
     arrivals: tuple[int, ...]
 
 
+def _int(rng: random.Random, lo: int, hi: int) -> int:
+    """Uniform in [lo, hi]: ``randint`` without its argument checks, which dominate here."""
+    return lo + int(rng.random() * (hi - lo + 1))
+
+
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).digest()
     return random.Random(int.from_bytes(digest, "big"))
@@ -116,7 +121,7 @@ def from_epoch_us(us: int) -> datetime:
 
 def iso(moment: datetime) -> str:
     """ISO 8601 with microseconds and a ``Z`` suffix, as the v3 API writes timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def variant_of(seed: int, conversation_id: str) -> tuple[str, str]:
@@ -209,31 +214,39 @@ class Dataset:
                 yield index.starts[i], index.ids[i], channel
 
     def conversation(
-        self, environment: str, channel: str, start_us: int, conversation_id: str
+        self,
+        environment: str,
+        channel: str,
+        start_us: int,
+        conversation_id: str,
+        genai: bool = True,
     ) -> dict[str, Any]:
         """The full API object of one conversation, as the simulator's clock sees it now,
-        with the latency breakdown and per-turn genAI metadata that the flags add."""
+        with the latency breakdown that ``include_latency`` adds and, when ``genai``, the
+        per-turn metadata of the genAI flag (drawn from a stream of its own, so the rest of
+        the conversation is the same either way)."""
         rng = _rng(self.config.seed, "conversation", conversation_id)
+        genai_rng = _rng(self.config.seed, "genai", conversation_id) if genai else None
         started_at = from_epoch_us(start_us)
         now = self.now()
-        planned_turns = rng.randint(1, 9)
+        planned_turns = _int(rng, 1, 9)
         turns: list[dict[str, Any]] = []
         turn_latency: list[dict[str, Any]] = []
         moment = started_at
         num_silences = num_ood = 0
         for index in range(planned_turns):
-            user_at = moment + timedelta(milliseconds=rng.randint(1500, 9000))
+            user_at = moment + timedelta(milliseconds=_int(rng, 1500, 9000))
             stages = {
-                "speech_recognition": rng.randint(60, 400) if channel == "voice" else 0,
-                "model": rng.randint(150, 1500),
-                "text_to_speech": rng.randint(40, 300) if channel == "voice" else 0,
+                "speech_recognition": _int(rng, 60, 400) if channel == "voice" else 0,
+                "model": _int(rng, 150, 1500),
+                "text_to_speech": _int(rng, 40, 300) if channel == "voice" else 0,
             }
             latency = sum(stages.values())
             agent_at = user_at + timedelta(milliseconds=latency)
             if agent_at > now:
                 break
             user, agent, user_en, agent_en = rng.choice(_EXCHANGES)
-            dtmf = str(rng.randint(0, 9)) if channel == "voice" and rng.random() < 0.05 else ""
+            dtmf = str(_int(rng, 0, 9)) if channel == "voice" and rng.random() < 0.05 else ""
             is_silence = channel == "voice" and not dtmf and rng.random() < 0.07
             if is_silence:
                 user, user_en = "", ""
@@ -250,17 +263,18 @@ class Dataset:
                     "latency": latency,
                     "translated_user_input": user_en,
                     "english_agent_response": agent_en,
-                    "intents": [] if is_ood else rng.sample(_INTENTS, k=rng.randint(0, 2)),
+                    "intents": [] if is_ood else rng.sample(_INTENTS, k=_int(rng, 0, 2)),
                     "entities": (
-                        [{"type": "party_size", "value": str(rng.randint(1, 8))}]
+                        [{"type": "party_size", "value": str(_int(rng, 1, 8))}]
                         if rng.random() < 0.3
                         else []
                     ),
                     "is_ood": is_ood,
                     "is_silence": is_silence,
-                    api.R_GENAI_METADATA: _genai_metadata(rng, stages["model"]),
                 }
             )
+            if genai_rng is not None:
+                turns[-1][api.R_GENAI_METADATA] = _genai_metadata(genai_rng, stages["model"])
             turn_latency.append({"turn_index": index, "stages": stages, "total_ms": latency})
             moment = agent_at
         in_progress = len(turns) < planned_turns
@@ -278,7 +292,7 @@ class Dataset:
             "in_progress": in_progress,
             "variant_id": variant_id,
             "variant_name": variant_name,
-            "from_number": f"+4477009{rng.randint(0, 99999):05d}" if channel == "voice" else "",
+            "from_number": f"+4477009{_int(rng, 0, 99999):05d}" if channel == "voice" else "",
             "to_number": "+442071234567" if channel == "voice" else "",
             "num_turns": len(turns),
             "total_duration": total_ms // 1000,
@@ -306,20 +320,21 @@ class Dataset:
         """Every conversation in [start, end) in paging order, as served by default (without
         the optional latency and genAI keys): the truth tests compare with."""
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
-            yield without_optional_keys(self.conversation(environment, channel, start_us, cid))
+            body = self.conversation(environment, channel, start_us, cid, genai=False)
+            yield without_optional_keys(body)
 
 
 def _genai_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:
     calls = []
     if rng.random() < 0.25:
-        calls.append({"name": rng.choice(_TOOLS), "arguments": {"party_size": rng.randint(1, 8)}})
+        calls.append({"name": rng.choice(_TOOLS), "arguments": {"party_size": _int(rng, 1, 8)}})
     return {
         "model": rng.choice(_MODELS),
-        "input_tokens": rng.randint(300, 4000),
-        "output_tokens": rng.randint(10, 200),
-        "time_to_first_token_ms": rng.randint(80, max(81, model_ms)),
+        "input_tokens": _int(rng, 300, 4000),
+        "output_tokens": _int(rng, 10, 200),
+        "time_to_first_token_ms": _int(rng, 80, max(81, model_ms)),
         "function_calls": calls,
-        "knowledge_topics": rng.sample(_TOPICS, k=rng.randint(0, 2)),
+        "knowledge_topics": rng.sample(_TOPICS, k=_int(rng, 0, 2)),
     }
 
 

@@ -233,7 +233,10 @@ class Selection:
         return True, conversation
 
     def _body(self, key: tuple[int, str, str]) -> dict[str, Any]:
-        return self.dataset.conversation(self.request.environment, key[2], key[0], key[1])
+        r = self.request
+        return self.dataset.conversation(
+            r.environment, key[2], key[0], key[1], genai=r.include_genai
+        )
 
     def _chronological(
         self, after: tuple[int, str] | None

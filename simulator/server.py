@@ -8,7 +8,6 @@ is decided in :mod:`simulator.selection`; which fault it meets, in :mod:`simulat
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import threading
@@ -19,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from core import api_contract as api
 from simulator.data import Dataset, SimulatorConfig
@@ -95,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         retry: bool = False,
         truncate: bool = False,
     ) -> None:
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = orjson.dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
