@@ -50,14 +50,7 @@ def simulator(sim_config: SimulatorConfig) -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def client(simulator: SimulatorServer) -> PolyAIClient:
-    config = simulator.config
-    return PolyAIClient(
-        base_url=simulator.base_url,
-        api_key=config.api_key,
-        account_id=config.account_id,
-        project_id=config.project_id,
-        page_size=50,
-    )
+    return client_for(simulator, page_size=50)
 
 
 @pytest.fixture
