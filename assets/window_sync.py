@@ -3,12 +3,18 @@
 Plain Python over the two resources, with no Dagster in it, so the same code runs under a
 Dagster asset, a test or a benchmark. One page is in flight at a time: memory is bounded by
 the page size, not by the window.
+
+Every page is committed with the cursor after it (``sync_state``), so a run that dies at any
+point resumes where the last commit left it: it re-requests at most the page that was in
+flight. A window whose pages are all staged but not yet published is published without
+calling the API again. A cursor the API rejects restarts the window from its first page.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,13 +22,19 @@ from datetime import UTC, datetime
 from core.normalize import normalize_page
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import DuckDBWarehouse, SyncState, WindowKey
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
 most: more than that means the API keeps invalidating cursors and a human should look."""
 
+DEFAULT_MAX_QUARANTINED_FRACTION = 0.01
+
 _log = logging.getLogger(__name__)
+
+
+class QuarantineThresholdError(RuntimeError):
+    """More of a window's records failed validation than the configured share allows."""
 
 
 @dataclass
@@ -31,8 +43,14 @@ class WindowSyncResult:
     window: Window
     load_id: str = ""
     pages: int = 0
+    """Pages requested and committed by this run."""
+    resumed_from_page: int | None = None
+    """The first page this run requested, when it resumed an interrupted load."""
     conversations_fetched: int = 0
     restarts: int = 0
+    quarantined: int = 0
+    in_progress: int = 0
+    type_issues: Counter[str] = field(default_factory=Counter)
     rows: dict[str, int] = field(default_factory=dict)
     """Rows the window holds in each table after publishing."""
     requests: RequestStats = field(default_factory=RequestStats)
@@ -45,44 +63,82 @@ def sync_window(
     window: Window,
     on_page: Callable[[Page], None] | None = None,
     log: logging.Logger | logging.LoggerAdapter | None = None,
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
 ) -> WindowSyncResult:
-    """Replace the warehouse's copy of ``scope`` over ``window`` with what the API holds now."""
+    """Make the warehouse's copy of ``scope`` over ``window`` what the API holds now."""
     log = log or _log
+    key = WindowKey(client.account_id, client.project_id, scope, window)
     result = WindowSyncResult(scope, window)
     warehouse.ensure_schema()
+    state = warehouse.read_state(key)
     while True:
-        result.load_id = uuid.uuid4().hex
         try:
-            _load(client, warehouse, result, on_page)
-            result.rows = warehouse.publish(result.load_id, scope, window).rows
+            result.load_id, next_page, cursor = _starting_point(warehouse, key, state, result)
+            if next_page is not None:
+                _load(client, warehouse, key, result, next_page, cursor, on_page)
+            final = warehouse.read_state(key)
+            assert final is not None and final.status == "staged", final
+            _check_quarantine(final, result, max_quarantined_fraction)
+            result.rows = warehouse.publish(key, result.load_id).rows
             return result
         except CursorRejectedError as exc:
-            warehouse.discard(result.load_id)
             if result.restarts >= MAX_WINDOW_RESTARTS:
+                warehouse.discard(key)
                 raise
             result.restarts += 1
+            state = None
             log.warning(
                 f"{scope.key} {window.start:%Y-%m-%d}: the API rejected a cursor ({exc.detail}); "
                 f"restarting the window from its first page "
                 f"(restart {result.restarts} of {MAX_WINDOW_RESTARTS})"
             )
-        except BaseException:
-            warehouse.discard(result.load_id)
-            raise
+
+
+def _starting_point(
+    warehouse: DuckDBWarehouse, key: WindowKey, state: SyncState | None, result: WindowSyncResult
+) -> tuple[str, int | None, str | None]:
+    """(load id, next page number or None when all are staged, cursor to resume at)."""
+    if state is not None and state.status == "staged":
+        result.resumed_from_page = state.pages + 1
+        return state.load_id, None, None
+    if state is not None and state.status == "running" and state.cursor is not None:
+        result.resumed_from_page = state.pages + 1
+        return state.load_id, state.pages + 1, state.cursor
+    load_id = uuid.uuid4().hex
+    warehouse.begin_load(key, load_id)
+    return load_id, 1, None
 
 
 def _load(
     client: PolyAIClient,
     warehouse: DuckDBWarehouse,
+    key: WindowKey,
     result: WindowSyncResult,
+    first_page: int,
+    cursor: str | None,
     on_page: Callable[[Page], None] | None,
 ) -> None:
     loaded_at = datetime.now(UTC)
-    result.pages = result.conversations_fetched = 0
-    for page in client.iter_window(result.scope, result.window, stats=result.requests):
+    pages = client.iter_window(key.scope, key.window, stats=result.requests, start_cursor=cursor)
+    for offset, page in enumerate(pages):
+        number = first_page + offset
         batch = normalize_page(page.conversations, load_id=result.load_id, loaded_at=loaded_at)
-        warehouse.stage(result.load_id, page.number, batch)
+        warehouse.stage(key, result.load_id, number, batch, page.next_cursor)
         result.pages += 1
         result.conversations_fetched += len(page.conversations)
+        result.type_issues.update(batch.type_issues)
         if on_page is not None:
             on_page(page)
+
+
+def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: float) -> None:
+    result.quarantined = state.quarantined
+    result.in_progress = state.in_progress
+    seen = state.conversations + state.quarantined
+    if seen and state.quarantined / seen > max_fraction:
+        raise QuarantineThresholdError(
+            f"{result.scope.key} {result.window.start:%Y-%m-%d}: {state.quarantined} of {seen} "
+            f"records failed validation, more than the allowed {max_fraction:.1%}; they are in "
+            f"the quarantine table under load_id {state.load_id}. The window was not published; "
+            "re-run after fixing the source or raising POLYAI_QUARANTINE_MAX_FRACTION."
+        )

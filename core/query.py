@@ -90,13 +90,16 @@ class ConversationQuery:
     def for_window(
         cls, scope: Scope, window: Window, limit: int = api.MAX_LIMIT
     ) -> ConversationQuery:
-        """The query a sync of one scope over one window sends: every conversation."""
+        """The query a sync of one scope over one window sends: every conversation, with
+        its latency breakdown and genAI metadata."""
         return cls(
             start_time=window.start,
             end_time=window.end,
             environment=scope.environment,
             channels=(scope.channel,),
             limit=limit,
+            include_latency=True,
+            include_genai_metadata=True,
         )
 
     def with_limit(self, limit: int) -> ConversationQuery:

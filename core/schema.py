@@ -5,9 +5,10 @@ resource creates them, the normalizer builds Arrow batches whose columns and typ
 from them, and tests compare against them. Tables are declared without a schema; the
 warehouse places them in ``WAREHOUSE_SCHEMA`` at run time (:func:`create_statements`).
 
-Column names are the API's field names. Every table also carries the partition columns
-(``environment``, ``channel``, ``conversation_date``) and the load's id and time, and keeps
-the whole source object as JSON in ``raw`` so that a field the API adds later is never lost.
+Column names are the API's field names. Every data table also carries the partition columns
+(``environment``, ``channel``, ``conversation_date``) and the load's id and time;
+conversations, turns and genAI metadata keep their whole source object as JSON in ``raw``, so
+a field the API adds later is never lost and can be backfilled without calling the API.
 """
 
 from __future__ import annotations
@@ -21,11 +22,25 @@ metadata = sa.MetaData()
 TZ_TIMESTAMP = sa.DateTime(timezone=True)
 
 
+def _raw_column() -> sa.Column:
+    return sa.Column("raw", sa.JSON, nullable=False, comment="the whole source object")
+
+
 def _load_columns() -> list[sa.Column]:
     return [
-        sa.Column("raw", sa.JSON, nullable=False, comment="the whole source object"),
         sa.Column("load_id", sa.String, nullable=False, comment="the load that wrote this row"),
         sa.Column("loaded_at", TZ_TIMESTAMP, nullable=False),
+    ]
+
+
+def _child_key_columns() -> list[sa.Column]:
+    """A turn's key and the partition columns, shared by every per-turn table."""
+    return [
+        sa.Column("conversation_id", sa.String, primary_key=True),
+        sa.Column("turn_index", sa.Integer, primary_key=True, comment="0-based position in turns"),
+        sa.Column("environment", sa.String, nullable=False),
+        sa.Column("channel", sa.String, nullable=False),
+        sa.Column("conversation_date", sa.Date, nullable=False, comment="UTC date of started_at"),
     ]
 
 
@@ -54,17 +69,14 @@ conversations = sa.Table(
     sa.Column("handoff_destination", sa.String),
     sa.Column("metrics", sa.JSON),
     sa.Column("state", sa.JSON),
+    _raw_column(),
     *_load_columns(),
 )
 
 turns = sa.Table(
     "turns",
     metadata,
-    sa.Column("conversation_id", sa.String, primary_key=True),
-    sa.Column("turn_index", sa.Integer, primary_key=True, comment="0-based position in turns"),
-    sa.Column("environment", sa.String, nullable=False),
-    sa.Column("channel", sa.String, nullable=False),
-    sa.Column("conversation_date", sa.Date, nullable=False),
+    *_child_key_columns(),
     sa.Column("user_input", sa.String, comment="personal data"),
     sa.Column("user_input_dtmf", sa.String),
     sa.Column("agent_response", sa.String),
@@ -77,11 +89,75 @@ turns = sa.Table(
     sa.Column("entities", sa.JSON),
     sa.Column("is_ood", sa.Boolean),
     sa.Column("is_silence", sa.Boolean),
+    _raw_column(),
     *_load_columns(),
 )
 
-WINDOW_TABLES = (conversations, turns)
-"""Tables whose rows a window sync replaces, parents first."""
+turn_latency = sa.Table(
+    "turn_latency",
+    metadata,
+    *_child_key_columns(),
+    sa.Column("stage", sa.String, primary_key=True, comment="e.g. speech_recognition, model"),
+    sa.Column("latency_ms", sa.Integer),
+    *_load_columns(),
+    comment="one row per turn and stage, from include_latency (assumed shape)",
+)
+
+turn_genai = sa.Table(
+    "turn_genai",
+    metadata,
+    *_child_key_columns(),
+    sa.Column("model", sa.String),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("time_to_first_token_ms", sa.Integer),
+    sa.Column("function_calls", sa.JSON),
+    sa.Column("knowledge_topics", sa.ARRAY(sa.String)),
+    _raw_column(),
+    *_load_columns(),
+    comment="one row per turn, from the genAI metadata flag (assumed shape)",
+)
+
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("project_id", sa.String, primary_key=True),
+    sa.Column("environment", sa.String, primary_key=True),
+    sa.Column("channel", sa.String, primary_key=True),
+    sa.Column("window_start", TZ_TIMESTAMP, primary_key=True),
+    sa.Column("window_end", TZ_TIMESTAMP, nullable=False),
+    sa.Column("status", sa.String, nullable=False, comment="running, staged or complete"),
+    sa.Column("load_id", sa.String, nullable=False),
+    sa.Column("cursor", sa.String, comment="of the page after the last committed one"),
+    sa.Column("pages", sa.Integer, nullable=False),
+    sa.Column("conversations", sa.Integer, nullable=False, comment="staged so far"),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("in_progress", sa.Integer, nullable=False, comment="conversations in progress"),
+    sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column("completed_at", TZ_TIMESTAMP),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("load_id", sa.String, primary_key=True),
+    sa.Column("page", sa.Integer, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, comment="index in the page"),
+    sa.Column("conversation_id", sa.String, comment="when the record had one"),
+    sa.Column("environment", sa.String, nullable=False, comment="of the window's scope"),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("window_start", TZ_TIMESTAMP, nullable=False),
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("raw", sa.JSON, nullable=False, comment="the record exactly as received"),
+    sa.Column("quarantined_at", TZ_TIMESTAMP, nullable=False),
+)
+
+WINDOW_TABLES = (conversations, turns, turn_latency, turn_genai)
+"""Tables whose rows a window sync replaces, the parent first."""
+CHILD_TABLES = (turns, turn_latency, turn_genai)
+"""Per-turn tables, keyed by conversation_id (and replaced with their conversation)."""
 
 
 def create_statements(schema_name: str, dialect: sa.engine.Dialect) -> list[str]:

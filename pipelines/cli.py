@@ -168,19 +168,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
-def _simulator_counts(server: SimulatorServer, days: list[date], scopes: list[Scope]) -> dict:
+def _simulator_counts(
+    server: SimulatorServer, days: list[date], scopes: list[Scope]
+) -> dict[str, int]:
+    """Rows each table should hold for these windows, counted from the simulator's data."""
     from core.windows import daily_window
 
-    conversations = turns = 0
+    counts = dict.fromkeys(("conversations", "turns", "turn_latency", "turn_genai"), 0)
     for day in days:
         window = daily_window(day)
         for scope in scopes:
             for record in server.dataset.conversations_in(
-                scope.environment, [scope.channel], window.start, window.end
+                scope.environment, [scope.channel], window.start, window.end, True, True
             ):
-                conversations += 1
-                turns += len(record["turns"])
-    return {"conversations": conversations, "turns": turns}
+                counts["conversations"] += 1
+                counts["turns"] += len(record["turns"])
+                counts["turn_latency"] += sum(len(t["stages"]) for t in record["latency"]["turns"])
+                counts["turn_genai"] += sum("genai_metadata" in t for t in record["turns"])
+    return counts
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

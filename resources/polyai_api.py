@@ -138,11 +138,16 @@ class PolyAIClient(ConfigurableResource):
     )
 
     def iter_window(
-        self, scope: Scope, window: Window, stats: RequestStats | None = None
+        self,
+        scope: Scope,
+        window: Window,
+        stats: RequestStats | None = None,
+        start_cursor: str | None = None,
     ) -> Iterator[Page]:
-        """Every conversation of one scope in one window, page by page (what a sync reads)."""
+        """Every conversation of one scope in one window, with latency and genAI metadata,
+        page by page (what a sync reads); ``start_cursor`` resumes an interrupted read."""
         query = ConversationQuery.for_window(scope, window, limit=self.page_size)
-        return self.iter_pages(query, stats=stats)
+        return self.iter_pages(query, stats=stats, start_cursor=start_cursor)
 
     def iter_pages(
         self,

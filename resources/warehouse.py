@@ -1,13 +1,15 @@
 """The warehouse, as a Dagster resource: a DuckDB file holding the tables of :mod:`core.schema`.
 
-A window is loaded in two steps. Each page is *staged* (appended to a staging table under the
-load's id) in its own short write transaction; when the last page is in, the window is
-*published*: in one transaction its old rows are deleted and the staged rows inserted. Readers
-therefore see the old window or the new one, never a mix, and loading a window twice leaves
-the same rows as loading it once.
+A window is loaded in two steps. Each page is *staged* (appended to staging tables under the
+load's id) in one short transaction that also records the page's cursor in ``sync_state`` and
+its quarantined records in ``quarantine``: a run that dies resumes from the last committed
+cursor. When the last page is in, the window is *published*: in one transaction its old rows
+are deleted and the staged rows inserted, so readers see the old window or the new one, never
+a mix, and loading a window twice leaves the same rows as loading it once.
 
-DuckDB allows one writer per file, so write connections are opened only to commit and closed
-at once; a writer that finds the file locked by another process waits and retries.
+DuckDB allows one writer per file, so connections are opened only to commit and closed at
+once; a writer (or reader) that finds the file locked by another process waits and retries,
+and a reader can open the file between two of a sync's commits.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import duckdb_engine
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -40,10 +45,48 @@ class WarehouseError(Exception):
 
 
 @dataclass(frozen=True)
+class WindowKey:
+    """The sync state's key: one scope's window in one account and project."""
+
+    account_id: str
+    project_id: str
+    scope: Scope
+    window: Window
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "account": self.account_id,
+            "project": self.project_id,
+            "env": self.scope.environment,
+            "channel": self.scope.channel,
+            "start": self.window.start,
+        }
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a window's load stands, as last committed."""
+
+    status: str  # running: pages being staged; staged: all pages in; complete: published
+    load_id: str
+    cursor: str | None
+    pages: int
+    conversations: int
+    quarantined: int
+    in_progress: int
+
+
+@dataclass(frozen=True)
 class PublishResult:
     """Rows a published window now holds, per table."""
 
     rows: dict[str, int]
+
+
+_STATE_WHERE = (
+    "account_id = $account AND project_id = $project AND environment = $env "
+    "AND channel = $channel AND window_start = $start"
+)
 
 
 class DuckDBWarehouse(ConfigurableResource):
@@ -63,12 +106,12 @@ class DuckDBWarehouse(ConfigurableResource):
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the file, opened now and closed on exit.
 
-        Another process holding the write lock is waited for (bounded), not failed on.
+        Another process holding the lock is waited for (bounded), not failed on.
         """
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        delay = 0.05
+        delay = 0.01
         while True:
             try:
                 connection = duckdb.connect(str(self.path), read_only=read_only)
@@ -77,19 +120,26 @@ class DuckDBWarehouse(ConfigurableResource):
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.5)
         try:
             connection.execute("SET TimeZone = 'UTC'")
             yield connection
         finally:
             connection.close()
 
+    # --- schema -----------------------------------------------------------------------
+
     def ensure_schema(self) -> None:
-        """Create the schema, tables and staging tables if they do not exist yet."""
+        """Create the schema and tables, or add the columns a newer version declares.
+
+        Existing rows are kept: a column added by a later version is added in place (null in
+        old rows), and the staging tables follow their tables.
+        """
+        dialect = duckdb_dialect()
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"')
-            for statement in schema.create_statements(self.schema_name, duckdb_dialect()):
+            for statement in schema.create_statements(self.schema_name, dialect):
                 con.execute(statement)
             for table in schema.WINDOW_TABLES:
                 con.execute(
@@ -97,26 +147,127 @@ class DuckDBWarehouse(ConfigurableResource):
                     f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {self._name(table.name)} "
                     "WITH NO DATA"
                 )
+            for table in schema.metadata.sorted_tables:
+                targets = [table.name]
+                if table in schema.WINDOW_TABLES:
+                    targets.append(STAGE_PREFIX + table.name)
+                for target in targets:
+                    self._add_missing_columns(con, table, target, dialect)
             con.execute("COMMIT")
 
-    def stage(self, load_id: str, page: int, batch: Batch) -> None:
-        """Append one page's rows to the staging tables, in one short transaction."""
+    def _add_missing_columns(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: sa.Table,
+        target: str,
+        dialect: sa.engine.Dialect,
+    ) -> None:
+        existing = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = $schema AND table_name = $table",
+                {"schema": self.schema_name, "table": target},
+            ).fetchall()
+        }
+        for column in table.columns:
+            if column.name not in existing:
+                kind = column.type.compile(dialect=dialect)
+                con.execute(f'ALTER TABLE {self._name(target)} ADD COLUMN "{column.name}" {kind}')
+
+    # --- sync state ---------------------------------------------------------------------
+
+    def read_state(self, key: WindowKey) -> SyncState | None:
+        """The window's last committed state, or None if it was never synced."""
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT status, load_id, cursor, pages, conversations, quarantined, in_progress "
+                f"FROM {self._name('sync_state')} WHERE {_STATE_WHERE}",
+                key.params(),
+            ).fetchone()
+        return SyncState(*row) if row else None
+
+    def begin_load(self, key: WindowKey, load_id: str) -> None:
+        """Start a fresh load of the window, dropping whatever an earlier one staged."""
+        now = datetime.now(UTC)
         with self.connect() as con:
             con.execute("BEGIN")
-            for table, rows in batch.tables().items():
-                con.register("batch", rows)
-                con.execute(
-                    f"INSERT INTO {self._name(STAGE_PREFIX + table)} BY NAME "
-                    f"SELECT *, {int(page)} AS {PAGE_COLUMN} FROM batch"
-                )
-                con.unregister("batch")
+            self._discard_staged(con, key)
+            con.execute(
+                f"DELETE FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+            )
+            con.execute(
+                f"INSERT INTO {self._name('sync_state')} VALUES ($account, $project, $env, "
+                "$channel, $start, $end, 'running', $load, NULL, 0, 0, 0, 0, $now, $now, NULL)",
+                {**key.params(), "end": key.window.end, "load": load_id, "now": now},
+            )
             con.execute("COMMIT")
 
-    def publish(self, load_id: str, scope: Scope, window: Window) -> PublishResult:
-        """Replace the scope's window with what ``load_id`` staged, atomically."""
-        conv, turns = self._name("conversations"), self._name("turns")
-        stage_conv = self._name(STAGE_PREFIX + "conversations")
-        stage_turns = self._name(STAGE_PREFIX + "turns")
+    def _discard_staged(self, con: duckdb.DuckDBPyConnection, key: WindowKey) -> None:
+        previous = con.execute(
+            f"SELECT load_id FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+        ).fetchone()
+        if previous:
+            for table in schema.WINDOW_TABLES:
+                con.execute(
+                    f"DELETE FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load",
+                    {"load": previous[0]},
+                )
+
+    def stage(self, key: WindowKey, load_id: str, page: int, batch: Batch,
+              next_cursor: str | None) -> None:  # fmt: skip
+        """Commit one page: its rows, its quarantined records and the cursor after it."""
+        now = datetime.now(UTC)
+        with self.connect() as con:
+            con.execute("BEGIN")
+            for table, rows in batch.tables.items():
+                if rows.num_rows:
+                    self._insert(con, STAGE_PREFIX + table, rows, {PAGE_COLUMN: int(page)})
+            if batch.quarantined:
+                self._insert(con, "quarantine", _quarantine_rows(key, load_id, page, batch, now))
+            updated = con.execute(
+                f"UPDATE {self._name('sync_state')} SET cursor = $cursor, pages = $page, "
+                "conversations = conversations + $rows, quarantined = quarantined + $bad, "
+                "in_progress = in_progress + $ongoing, updated_at = $now, "
+                "status = CASE WHEN $cursor IS NULL THEN 'staged' ELSE 'running' END "
+                f"WHERE {_STATE_WHERE} AND load_id = $load AND status = 'running' "
+                "RETURNING 1",
+                {
+                    **key.params(),
+                    "cursor": next_cursor,
+                    "page": page,
+                    "rows": batch.conversations.num_rows,
+                    "bad": len(batch.quarantined),
+                    "ongoing": batch.in_progress,
+                    "now": now,
+                    "load": load_id,
+                },
+            ).fetchall()
+            if not updated:
+                con.execute("ROLLBACK")
+                raise WarehouseError(
+                    f"load {load_id} no longer owns {key.scope.key} {key.window.start:%Y-%m-%d}: "
+                    "another sync of the same window took it over"
+                )
+            con.execute("COMMIT")
+
+    def _insert(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        rows: pa.Table,
+        constants: dict[str, int] | None = None,
+    ) -> None:
+        extra = "".join(f", {value} AS {name}" for name, value in (constants or {}).items())
+        con.register("batch", rows)
+        try:
+            con.execute(f"INSERT INTO {self._name(table)} BY NAME SELECT *{extra} FROM batch")
+        finally:
+            con.unregister("batch")
+
+    def publish(self, key: WindowKey, load_id: str) -> PublishResult:
+        """Replace the window with what ``load_id`` staged, atomically, and mark it complete."""
+        scope, window = key.scope, key.window
         in_window = (
             "environment = $env AND channel = $channel "
             "AND started_at >= $start AND started_at < $end"
@@ -127,56 +278,79 @@ class DuckDBWarehouse(ConfigurableResource):
             "start": window.start,
             "end": window.end,
         }
-        params = {**window_params, "load": load_id}
-        conv_cols = ", ".join(f'"{c.name}"' for c in schema.conversations.columns)
-        turn_cols = ", ".join(f'"{c.name}"' for c in schema.turns.columns)
+        load = {"load": load_id}
+        conv = self._name("conversations")
+        stage_conv = self._name(STAGE_PREFIX + "conversations")
         with self.connect() as con:
             con.execute("BEGIN")
             # Old rows of the window, and any row of a conversation this load brings again
             # (so a conversation is never held twice, whichever window first saw it).
-            replaced = (
-                f"SELECT id FROM {conv} WHERE {in_window} "
-                f"UNION SELECT id FROM {stage_conv} WHERE load_id = $load"
-            )
-            con.execute(f"DELETE FROM {turns} WHERE conversation_id IN ({replaced})", params)
-            con.execute(f"DELETE FROM {conv} WHERE id IN ({replaced})", params)
-            # A conversation served on two pages keeps its latest copy.
             con.execute(
-                f"INSERT INTO {conv} ({conv_cols}) SELECT {conv_cols} FROM {stage_conv} "
+                "CREATE TEMP TABLE replaced AS "
+                f"SELECT id FROM {conv} WHERE {in_window} "
+                f"UNION SELECT id FROM {stage_conv} WHERE load_id = $load",
+                {**window_params, **load},
+            )
+            for table in schema.CHILD_TABLES:
+                con.execute(
+                    f"DELETE FROM {self._name(table.name)} "
+                    "WHERE conversation_id IN (SELECT id FROM replaced)"
+                )
+            con.execute(f"DELETE FROM {conv} WHERE id IN (SELECT id FROM replaced)")
+            # A conversation served on two pages keeps its latest copy, children included.
+            columns = _column_list(schema.conversations)
+            con.execute(
+                f"INSERT INTO {conv} ({columns}) SELECT {columns} FROM {stage_conv} "
                 f"WHERE load_id = $load QUALIFY row_number() OVER "
                 f"(PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1",
-                {"load": load_id},
+                load,
             )
-            con.execute(
-                f"INSERT INTO {turns} ({turn_cols}) SELECT {turn_cols} FROM {stage_turns} t "
-                f"WHERE load_id = $load QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER "
-                f"(PARTITION BY conversation_id)",
-                {"load": load_id},
-            )
-            for table in (stage_conv, stage_turns):
-                con.execute(f"DELETE FROM {table} WHERE load_id = $load", {"load": load_id})
-            rows = {
-                "conversations": _count(
-                    con, f"SELECT count(*) FROM {conv} WHERE {in_window}", window_params
-                ),
-                "turns": _count(
-                    con,
-                    f"SELECT count(*) FROM {turns} WHERE conversation_id IN "
-                    f"(SELECT id FROM {conv} WHERE {in_window})",
-                    window_params,
-                ),
-            }
-            con.execute("COMMIT")
-        return PublishResult(rows)
-
-    def discard(self, load_id: str) -> None:
-        """Drop what a failed load staged."""
-        with self.connect() as con:
+            for table in schema.CHILD_TABLES:
+                columns = _column_list(table)
+                con.execute(
+                    f"INSERT INTO {self._name(table.name)} ({columns}) SELECT {columns} "
+                    f"FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load "
+                    f"QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER "
+                    "(PARTITION BY conversation_id)",
+                    load,
+                )
             for table in schema.WINDOW_TABLES:
                 con.execute(
                     f"DELETE FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load",
-                    {"load": load_id},
+                    load,
                 )
+            con.execute("DROP TABLE replaced")
+            rows = {
+                "conversations": _count(
+                    con, f"SELECT count(*) FROM {conv} WHERE {in_window}", window_params
+                )
+            }
+            for table in schema.CHILD_TABLES:
+                rows[table.name] = _count(
+                    con,
+                    f"SELECT count(*) FROM {self._name(table.name)} WHERE conversation_id IN "
+                    f"(SELECT id FROM {conv} WHERE {in_window})",
+                    window_params,
+                )
+            con.execute(
+                f"UPDATE {self._name('sync_state')} SET status = 'complete', cursor = NULL, "
+                f"updated_at = $now, completed_at = $now WHERE {_STATE_WHERE}",
+                {**key.params(), "now": datetime.now(UTC)},
+            )
+            con.execute("COMMIT")
+        return PublishResult(rows)
+
+    def discard(self, key: WindowKey) -> None:
+        """Drop what the window's current load staged, and its state."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            self._discard_staged(con, key)
+            con.execute(
+                f"DELETE FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+            )
+            con.execute("COMMIT")
+
+    # --- reading ------------------------------------------------------------------------
 
     def row_counts(
         self, where: str = "TRUE", params: dict[str, object] | None = None
@@ -199,6 +373,31 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect(read_only=True) as con:
             sql = f"SELECT * FROM {self._name(table)} WHERE {where}"
             return con.sql(sql).to_arrow_table().to_pandas()
+
+
+def _column_list(table: sa.Table) -> str:
+    return ", ".join(f'"{c.name}"' for c in table.columns)
+
+
+def _quarantine_rows(
+    key: WindowKey, load_id: str, page: int, batch: Batch, now: datetime
+) -> pa.Table:
+    records = batch.quarantined
+    return pa.Table.from_pydict(
+        {
+            "load_id": [load_id] * len(records),
+            "page": [page] * len(records),
+            "position": [r.position for r in records],
+            "conversation_id": [r.conversation_id for r in records],
+            "environment": [key.scope.environment] * len(records),
+            "channel": [key.scope.channel] * len(records),
+            "window_start": [key.window.start] * len(records),
+            "reason": [r.reason for r in records],
+            "raw": [r.raw for r in records],
+            "quarantined_at": [now] * len(records),
+        },
+        schema=schema.arrow_schema(schema.quarantine),
+    )
 
 
 def duckdb_dialect() -> sa.engine.Dialect:

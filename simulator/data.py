@@ -315,13 +315,19 @@ class Dataset:
         }
 
     def conversations_in(
-        self, environment: str, channels: list[str], start: datetime, end: datetime
+        self,
+        environment: str,
+        channels: list[str],
+        start: datetime,
+        end: datetime,
+        latency: bool = False,
+        genai: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Every conversation in [start, end) in paging order, as served by default (without
-        the optional latency and genAI keys): the truth tests compare with."""
+        """Every conversation in [start, end) in paging order, as served with the given
+        flags (by default without the latency and genAI keys): the truth tests compare with."""
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
-            body = self.conversation(environment, channel, start_us, cid, genai=False)
-            yield without_optional_keys(body)
+            body = self.conversation(environment, channel, start_us, cid, genai=genai)
+            yield without_optional_keys(body, latency=latency, genai=genai)
 
 
 def _genai_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:

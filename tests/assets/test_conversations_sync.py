@@ -60,7 +60,11 @@ def ts(value: str) -> pd.Timestamp:
 def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
     run_partition, simulator: SimulatorServer, warehouse: DuckDBWarehouse
 ) -> None:
-    expected = list(simulator.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
+    expected = list(
+        simulator.dataset.conversations_in(
+            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, genai=True
+        )
+    )
     assert len(expected) > 100  # several pages at the client's page size
 
     result = run_partition()
@@ -75,6 +79,12 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
 
     conversations = warehouse.read_table("conversations").set_index("id")
     turns = warehouse.read_table("turns").set_index(["conversation_id", "turn_index"])
+    latency = warehouse.read_table("turn_latency").set_index(
+        ["conversation_id", "turn_index", "stage"]
+    )
+    genai = warehouse.read_table("turn_genai").set_index(["conversation_id", "turn_index"])
+    assert len(genai) == len(turns)
+    assert len(latency) == 3 * len(turns)  # three stages per turn
     assert sorted(conversations.index) == sorted(c["id"] for c in expected)
     assert len(turns) == sum(len(c["turns"]) for c in expected)
 
@@ -95,6 +105,19 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
             assert stored["agent_response_datetime"] == ts(turn["agent_response_datetime"])
             assert list(stored["intents"]) == turn["intents"]
             assert json.loads(stored["entities"]) == turn["entities"]
+            assert json.loads(stored["raw"]) == turn
+            meta = turn["genai_metadata"]
+            stored_meta = genai.loc[(source["id"], index)]
+            for field in ("model", "input_tokens", "output_tokens", "time_to_first_token_ms"):
+                assert stored_meta[field] == meta[field], (source["id"], index, field)
+            assert json.loads(stored_meta["function_calls"]) == meta["function_calls"]
+            assert list(stored_meta["knowledge_topics"]) == meta["knowledge_topics"]
+            assert stored_meta["conversation_date"] == SYNC_DAY
+        for entry in source["latency"]["turns"]:
+            for stage, ms in entry["stages"].items():
+                stored = latency.loc[(source["id"], entry["turn_index"], stage)]
+                assert stored["latency_ms"] == ms
+                assert (stored["environment"], stored["channel"]) == ("live", "voice")
 
     first_load = conversations["load_id"].iloc[0]
     run_partition()
@@ -104,6 +127,10 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
     assert len(again_turns) == len(turns)
     assert not again_turns.duplicated(["conversation_id", "turn_index"]).any()
     assert again["load_id"].nunique() == 1 and again["load_id"].iloc[0] != first_load
+    for table in ("turn_latency", "turn_genai"):
+        rows = warehouse.read_table(table)
+        assert set(rows["load_id"]) == set(again["load_id"])
+    assert len(warehouse.read_table("turn_genai")) == len(turns)
 
 
 def test_scopes_of_one_day_do_not_overwrite_each_other(

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from core import schema
-from core.normalize import RecordError, normalize_page, parse_timestamp
+from core.normalize import normalize_page, parse_timestamp
 
 LOADED_AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -85,8 +85,8 @@ def test_turns_are_indexed_by_position_and_keep_empty_apart_from_missing() -> No
 
 def test_batches_carry_exactly_the_schema_columns() -> None:
     batch = normalize_page([conversation()], load_id="L1", loaded_at=LOADED_AT)
-    assert batch.conversations.schema == schema.arrow_schema(schema.conversations)
-    assert batch.turns.schema == schema.arrow_schema(schema.turns)
+    for table in schema.WINDOW_TABLES:
+        assert batch.tables[table.name].schema == schema.arrow_schema(table)
 
 
 def test_empty_page_gives_empty_batches() -> None:
@@ -101,13 +101,105 @@ def test_empty_page_gives_empty_batches() -> None:
         ({"started_at": "20th of November"}, "not an ISO 8601"),
         ({"turns": "none"}, "turns: expected a list"),
         ({"channel": None}, "missing channel"),
+        ({"turns": [{"user_input": "hi"}, "oops"]}, "turn 1: expected an object"),
     ],
 )
-def test_bad_records_name_the_conversation_and_the_reason(overrides: dict, reason: str) -> None:
-    with pytest.raises(RecordError, match=reason):
-        normalize_page(
-            [conversation(), conversation(**overrides)], load_id="L", loaded_at=LOADED_AT
-        )
+def test_bad_records_are_quarantined_and_the_rest_of_the_page_loads(
+    overrides: dict, reason: str
+) -> None:
+    bad = conversation(**overrides)
+    batch = normalize_page(
+        [conversation(id="C-good-1"), bad, conversation(id="C-good-2")],
+        load_id="L",
+        loaded_at=LOADED_AT,
+    )
+    assert batch.conversations.column("id").to_pylist() == ["C-good-1", "C-good-2"]
+    assert batch.turns.num_rows == 4
+    (quarantined,) = batch.quarantined
+    assert quarantined.position == 1
+    assert reason in quarantined.reason
+    assert json.loads(quarantined.raw) == bad
+
+
+def test_a_record_that_is_not_an_object_is_quarantined_as_received() -> None:
+    batch = normalize_page(["just text", 42], load_id="L", loaded_at=LOADED_AT)
+    assert [q.raw for q in batch.quarantined] == ['"just text"', "42"]
+    assert batch.conversations.num_rows == 0
+
+
+def test_changed_types_are_loaded_as_far_as_possible_and_reported() -> None:
+    record = conversation(num_turns="2", handoff="true", total_duration="long", variant_id=7)
+    record["turns"][0]["latency"] = 873.0
+    record["turns"][0]["user_input_datetime"] = "yesterday"
+    record["turns"][0]["intents"] = "greet"
+    batch = normalize_page([record], load_id="L", loaded_at=LOADED_AT)
+    (row,) = batch.conversations.to_pylist()
+    assert row["num_turns"] == 2 and row["handoff"] is True
+    assert row["total_duration"] is None  # could not be converted: null, reported
+    assert row["variant_id"] == "7"
+    first = batch.turns.to_pylist()[0]
+    assert first["latency"] == 873 and first["user_input_datetime"] is None
+    assert first["intents"] == ["greet"]
+    assert json.loads(row["raw"])["total_duration"] == "long"  # the original is kept
+    assert batch.type_issues == {
+        "conversations.num_turns": 1,
+        "conversations.handoff": 1,
+        "conversations.total_duration": 1,
+        "conversations.variant_id": 1,
+        "turns.latency": 1,
+        "turns.user_input_datetime": 1,
+        "turns.intents": 1,
+    }
+    assert not batch.quarantined
+
+
+def test_unknown_fields_are_kept_in_raw() -> None:
+    record = conversation(sentiment={"score": 0.8})
+    record["turns"][0]["emotion"] = "happy"
+    batch = normalize_page([record], load_id="L", loaded_at=LOADED_AT)
+    assert json.loads(batch.conversations.column("raw")[0].as_py())["sentiment"] == {"score": 0.8}
+    assert json.loads(batch.turns.column("raw")[0].as_py())["emotion"] == "happy"
+    assert not batch.type_issues
+
+
+def test_latency_breakdown_becomes_one_row_per_turn_and_stage() -> None:
+    record = conversation(
+        latency={
+            "total_ms": 900,
+            "turns": [
+                {"turn_index": 0, "stages": {"speech_recognition": 100, "model": 700}},
+                {"turn_index": 1, "stages": {"model": "100"}},
+            ],
+        }
+    )
+    rows = normalize_page([record], load_id="L", loaded_at=LOADED_AT).tables["turn_latency"]
+    assert [(r["turn_index"], r["stage"], r["latency_ms"]) for r in rows.to_pylist()] == [
+        (0, "speech_recognition", 100),
+        (0, "model", 700),
+        (1, "model", 100),
+    ]
+    assert {r["conversation_date"] for r in rows.to_pylist()} == {date(2026, 11, 20)}
+
+
+def test_genai_metadata_becomes_one_row_per_turn() -> None:
+    record = conversation()
+    meta = {
+        "model": "m1",
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "time_to_first_token_ms": 90,
+        "function_calls": [{"name": "lookup", "arguments": {"a": 1}}],
+        "knowledge_topics": ["hours"],
+        "temperature": 0.2,
+    }
+    record["turns"][1]["genai_metadata"] = meta
+    (row,) = (
+        normalize_page([record], load_id="L", loaded_at=LOADED_AT).tables["turn_genai"].to_pylist()
+    )
+    assert (row["conversation_id"], row["turn_index"], row["model"]) == ("CA0001", 1, "m1")
+    assert json.loads(row["function_calls"]) == meta["function_calls"]
+    assert row["knowledge_topics"] == ["hours"]
+    assert json.loads(row["raw"]) == meta  # temperature, unknown to the schema, is kept
 
 
 def test_naive_timestamp_is_read_as_utc() -> None:

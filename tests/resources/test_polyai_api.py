@@ -15,7 +15,11 @@ def test_pages_through_the_window_with_the_cursor(
     client: PolyAIClient, simulator: SimulatorServer
 ) -> None:
     pages = list(client.iter_window(LIVE_VOICE, WINDOW))
-    expected = list(simulator.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
+    expected = list(
+        simulator.dataset.conversations_in(
+            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, genai=True
+        )
+    )
     assert len(pages) == -(-len(expected) // client.page_size) > 2
     assert [p.number for p in pages] == list(range(1, len(pages) + 1))
     assert all(len(p.conversations) == client.page_size for p in pages[:-1])

@@ -1,14 +1,17 @@
 """The DuckDB warehouse: schema creation, staging and atomic window replacement."""
 
+import json
 import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime
 
+import pytest
+
 from core import schema
 from core.normalize import normalize_page
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import DuckDBWarehouse, WarehouseError, WindowKey
 
 LIVE_VOICE = Scope("live", "voice")
 DAY = date(2026, 11, 20)
@@ -27,10 +30,15 @@ def record(cid: str, started_at: str, turns: int = 2, **extra: object) -> dict:
 
 
 def load(warehouse: DuckDBWarehouse, load_id: str, *pages: list[dict], day: date = DAY) -> dict:
+    """Stage ``pages`` as one load of the day's live.voice window, then publish it."""
+    key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(day))
     warehouse.ensure_schema()
+    warehouse.begin_load(key, load_id)
     for number, page in enumerate(pages, start=1):
-        warehouse.stage(load_id, number, normalize_page(page, load_id=load_id, loaded_at=NOW))
-    return warehouse.publish(load_id, LIVE_VOICE, daily_window(day)).rows
+        cursor = None if number == len(pages) else f"cursor-{number}"
+        batch = normalize_page(page, load_id=load_id, loaded_at=NOW)
+        warehouse.stage(key, load_id, number, batch, cursor)
+    return warehouse.publish(key, load_id).rows
 
 
 def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehouse) -> None:
@@ -49,7 +57,14 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
         ).fetchall()
     assert set(columns) == {c.name for c in schema.turns.columns}
     assert columns["user_input_datetime"] == "TIMESTAMP WITH TIME ZONE"
-    assert constraints == [("conversations", ["id"]), ("turns", ["conversation_id", "turn_index"])]
+    assert constraints == [
+        ("conversations", ["id"]),
+        ("quarantine", ["load_id", "page", "position"]),
+        ("sync_state", ["account_id", "project_id", "environment", "channel", "window_start"]),
+        ("turn_genai", ["conversation_id", "turn_index"]),
+        ("turn_latency", ["conversation_id", "turn_index", "stage"]),
+        ("turns", ["conversation_id", "turn_index"]),
+    ]
 
 
 def test_publish_replaces_the_window_and_keeps_other_windows(
@@ -62,14 +77,14 @@ def test_publish_replaces_the_window_and_keeps_other_windows(
         [record("C1", "2026-11-20T01:00:00Z"), record("C2", "2026-11-20T02:00:00Z", turns=3)],
         [record("C3", "2026-11-20T23:59:59Z")],
     )
-    assert first == {"conversations": 3, "turns": 7}
+    assert first == {"conversations": 3, "turns": 7, "turn_latency": 0, "turn_genai": 0}
     # Re-sync: C2 changed (fewer turns), C3 is gone from the source.
     second = load(
         warehouse,
         "L2",
         [record("C1", "2026-11-20T01:00:00Z"), record("C2", "2026-11-20T02:00:00Z", turns=1)],
     )
-    assert second == {"conversations": 2, "turns": 3}
+    assert second == {"conversations": 2, "turns": 3, "turn_latency": 0, "turn_genai": 0}
     conversations = warehouse.read_table("conversations").set_index("id")
     assert sorted(conversations.index) == ["C-prev", "C1", "C2"]
     assert conversations.loc["C1", "load_id"] == "L2"
@@ -86,7 +101,7 @@ def test_a_conversation_served_twice_is_kept_once_with_its_latest_copy(
         [record("C1", "2026-11-20T01:00:00Z", in_progress=True, turns=1)],
         [record("C1", "2026-11-20T01:00:00Z", in_progress=False, turns=4)],
     )
-    assert rows == {"conversations": 1, "turns": 4}
+    assert (rows["conversations"], rows["turns"]) == (1, 4)
     (in_progress,) = warehouse.read_table("conversations")["in_progress"].tolist()
     assert in_progress is False
 
@@ -121,3 +136,60 @@ def test_writer_waits_for_another_process_lock_instead_of_failing(
         assert time.monotonic() - started > 0.3  # it really waited for the lock
     finally:
         holder.wait(timeout=10)
+
+
+def test_sync_state_follows_the_load_and_quarantine_keeps_the_raw_record(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
+    warehouse.ensure_schema()
+    assert warehouse.read_state(key) is None
+    warehouse.begin_load(key, "L1")
+    page = [record("C1", "2026-11-20T01:00:00Z"), {"id": "C-bad", "started_at": "never"}]
+    warehouse.stage(key, "L1", 1, normalize_page(page, load_id="L1", loaded_at=NOW), "c-1")
+    state = warehouse.read_state(key)
+    assert (state.status, state.cursor, state.pages, state.conversations, state.quarantined) == (
+        "running", "c-1", 1, 1, 1,
+    )  # fmt: skip
+    warehouse.stage(key, "L1", 2, normalize_page([], load_id="L1", loaded_at=NOW), None)
+    assert warehouse.read_state(key).status == "staged"
+    warehouse.publish(key, "L1")
+    assert warehouse.read_state(key).status == "complete"
+    (bad,) = warehouse.read_table("quarantine").to_dict("records")
+    assert (bad["load_id"], bad["page"], bad["position"]) == ("L1", 1, 1)
+    assert bad["conversation_id"] == "C-bad" and "not an ISO 8601" in bad["reason"]
+    assert json.loads(bad["raw"]) == page[1]
+
+
+def test_a_stale_load_cannot_stage_into_a_window_another_load_took_over(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
+    warehouse.ensure_schema()
+    warehouse.begin_load(key, "old")
+    warehouse.begin_load(key, "new")
+    batch = normalize_page([record("C1", "2026-11-20T01:00:00Z")], load_id="old", loaded_at=NOW)
+    with pytest.raises(WarehouseError, match="another sync of the same window"):
+        warehouse.stage(key, "old", 1, batch, None)
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone() == (0,)
+
+
+def test_a_column_added_by_a_later_version_is_migrated_in_place(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    load(warehouse, "L1", [record("C1", "2026-11-20T01:00:00Z")])
+    # An older version of the warehouse: these columns did not exist yet.
+    with warehouse.connect() as con:
+        con.execute("ALTER TABLE polyai.conversations DROP COLUMN handoff_destination")
+        con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN handoff_destination")
+        con.execute("DROP TABLE polyai.turn_genai")
+    warehouse.ensure_schema()
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute(
+            "SELECT id, handoff_destination FROM polyai.conversations"
+        ).fetchall() == [("C1", None)]
+        assert con.execute("SELECT count(*) FROM polyai.turn_genai").fetchone() == (0,)
+    rows = load(warehouse, "L2", [record("C1", "2026-11-20T01:00:00Z", handoff_destination="x")])
+    assert rows["conversations"] == 1
+    assert warehouse.read_table("conversations")["handoff_destination"].tolist() == ["x"]
