@@ -1,6 +1,6 @@
 """The sync asset: one partition = one (day, scope) window of conversations and their turns.
 
-Both tables are written by one step because one API query yields both; each is its own
+Every table is written by one step because one API query yields them all; each is its own
 asset so the graph and the partitions view show what exists.
 """
 
@@ -12,12 +12,13 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     MaterializeResult,
+    MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     multi_asset,
 )
 
-from assets.window_sync import sync_window
+from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
@@ -27,27 +28,29 @@ SCOPE_DIMENSION = "scope"
 GROUP = "polyai"
 CONVERSATIONS = AssetKey(["polyai", "conversations"])
 TURNS = AssetKey(["polyai", "turns"])
+TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
+TURN_GENAI = AssetKey(["polyai", "turn_genai"])
+
+_DESCRIPTIONS = {
+    CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
+    TURNS: "One row per turn, keyed by (conversation_id, turn_index).",
+    TURN_LATENCY: "One row per turn and latency stage (include_latency).",
+    TURN_GENAI: "One row per turn of generative-AI metadata (model, tokens, tool calls).",
+}
 
 
-def build_sync_asset(partitions_def: MultiPartitionsDefinition) -> AssetsDefinition:
+def build_sync_asset(
+    partitions_def: MultiPartitionsDefinition,
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
     @multi_asset(
         name="polyai_conversations_sync",
         partitions_def=partitions_def,
         specs=[
-            AssetSpec(
-                CONVERSATIONS,
-                group_name=GROUP,
-                kinds={"duckdb", "python"},
-                description="One row per PolyAI conversation, replaced window by window.",
-            ),
-            AssetSpec(
-                TURNS,
-                group_name=GROUP,
-                kinds={"duckdb", "python"},
-                description="One row per turn, keyed by (conversation_id, turn_index).",
-            ),
+            AssetSpec(key, group_name=GROUP, kinds={"duckdb", "python"}, description=text)
+            for key, text in _DESCRIPTIONS.items()
         ],
     )
     def polyai_conversations_sync(
@@ -63,29 +66,52 @@ def build_sync_asset(partitions_def: MultiPartitionsDefinition) -> AssetsDefinit
         def log_page(page: Page) -> None:
             context.log.debug(f"page {page.number}: {len(page.conversations)} conversations")
 
-        result = sync_window(polyai, warehouse, scope, window, on_page=log_page, log=context.log)
-        context.log.info(
-            f"{scope.key} {window.start:%Y-%m-%d}: {result.rows['conversations']} conversations, "
-            f"{result.rows['turns']} turns in {result.pages} pages"
+        result = sync_window(
+            polyai,
+            warehouse,
+            scope,
+            window,
+            on_page=log_page,
+            log=context.log,
+            max_quarantined_fraction=max_quarantined_fraction,
         )
+        label = f"{scope.key} {window.start:%Y-%m-%d}"
+        context.log.info(
+            f"{label}: {result.rows['conversations']} conversations, "
+            f"{result.rows['turns']} turns in {result.pages} pages"
+            + (f" (resumed at page {result.resumed_from_page})" if result.resumed_from_page else "")
+        )
+        if result.quarantined:
+            context.log.warning(
+                f"{label}: {result.quarantined} records quarantined (load {result.load_id})"
+            )
+        if result.type_issues:
+            context.log.warning(
+                f"{label}: values converted or nulled to fit the schema: "
+                + ", ".join(f"{k} x{n}" for k, n in sorted(result.type_issues.items()))
+            )
         common = {
             "environment": scope.environment,
             "channel": scope.channel,
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
             "pages": result.pages,
+            "resumed_from_page": result.resumed_from_page or 0,
             "api_requests": result.requests.requests,
             "api_retries": result.requests.retries,
             "api_wait_seconds": round(result.requests.wait_seconds, 3),
             "window_restarts": result.restarts,
+            "quarantined_records": result.quarantined,
+            "in_progress_conversations": result.in_progress,
+            "type_issues": sum(result.type_issues.values()),
+            "type_issue_fields": MetadataValue.json(dict(result.type_issues)),
             "load_id": result.load_id,
         }
-        yield MaterializeResult(
-            asset_key=CONVERSATIONS,
-            metadata={**common, "dagster/row_count": result.rows["conversations"]},
-        )
-        yield MaterializeResult(
-            asset_key=TURNS, metadata={**common, "dagster/row_count": result.rows["turns"]}
-        )
+        for asset_key in _DESCRIPTIONS:
+            table = asset_key.path[-1]
+            yield MaterializeResult(
+                asset_key=asset_key,
+                metadata={**common, "dagster/row_count": result.rows[table]},
+            )
 
     return polyai_conversations_sync

@@ -28,6 +28,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_SYNC_START": "2025-01-01",
     "WAREHOUSE_URL": f"duckdb:///{LOCAL_DIR / 'warehouse.duckdb'}",
     "WAREHOUSE_SCHEMA": "polyai",
+    "POLYAI_QUARANTINE_MAX_FRACTION": "0.01",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -56,6 +57,7 @@ class Settings:
     sync_start: date
     warehouse_url: str
     warehouse_schema: str
+    quarantine_max_fraction: float = 0.01
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -103,6 +105,15 @@ class Settings:
         schema = get("WAREHOUSE_SCHEMA")
         if not _IDENTIFIER.match(schema):
             raise ConfigError(f"WAREHOUSE_SCHEMA: {schema!r} is not a valid SQL identifier")
+        try:
+            quarantine_max_fraction = float(get("POLYAI_QUARANTINE_MAX_FRACTION"))
+        except ValueError:
+            quarantine_max_fraction = -1.0
+        if not 0.0 <= quarantine_max_fraction <= 1.0:
+            raise ConfigError(
+                "POLYAI_QUARANTINE_MAX_FRACTION: "
+                f"{get('POLYAI_QUARANTINE_MAX_FRACTION')!r} is not a number between 0 and 1"
+            )
         return cls(
             base_url=base_url,
             api_key=get("POLYAI_API_KEY") or None,
@@ -113,6 +124,7 @@ class Settings:
             sync_start=sync_start,
             warehouse_url=warehouse_url,
             warehouse_schema=schema,
+            quarantine_max_fraction=quarantine_max_fraction,
         )
 
     @property

@@ -22,7 +22,7 @@ SYNC_JOB = "polyai_sync"
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
-    sync_asset = build_sync_asset(partitions)
+    sync_asset = build_sync_asset(partitions, settings.quarantine_max_fraction)
     sync_job = define_asset_job(
         SYNC_JOB,
         selection=[sync_asset],

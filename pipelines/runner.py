@@ -13,7 +13,6 @@ from datetime import date
 
 from dagster import DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
 
-from assets.conversations import CONVERSATIONS, TURNS
 from core.windows import Scope
 from pipelines.definitions import SYNC_JOB
 from pipelines.partitions import partition_key
@@ -57,7 +56,7 @@ def sync_partitions(
         for event in result.get_asset_materialization_events():
             materialization = event.step_materialization_data.materialization
             count = materialization.metadata.get("dagster/row_count")
-            if count is not None and materialization.asset_key in (CONVERSATIONS, TURNS):
+            if count is not None:
                 rows[materialization.asset_key.path[-1]] = int(count.value)
         error = None if result.success else _failure_message(result.all_events)
         outcome = PartitionOutcome(

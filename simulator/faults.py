@@ -6,6 +6,7 @@ same faults on every run.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from dataclasses import dataclass
@@ -38,10 +39,23 @@ class FaultConfig:
     """The connection is closed without any response."""
     reject_cursor_rate: float = 0.0
     """A request that carries a cursor is answered 400, as for an expired cursor."""
+    malformed_record_rate: float = 0.0
+    """Conversations served with an unreadable ``started_at`` (chosen by id, so the same ones
+    every time): records a sync must quarantine."""
+    schema_drift: bool = False
+    """Serve what a newer API might: an unknown field (``sentiment``) on every conversation
+    and turn, and ``num_turns`` as a string instead of an integer."""
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_5xx", "truncate_rate", "drop_rate", "reject_cursor_rate"):
+        for name in (
+            "rate_429",
+            "rate_5xx",
+            "truncate_rate",
+            "drop_rate",
+            "reject_cursor_rate",
+            "malformed_record_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault {name} must be between 0 and 1, got {value}")
@@ -94,3 +108,18 @@ class FaultPlan:
             when = datetime.now(UTC) + timedelta(seconds=c.retry_after_seconds + 1)
             return format_datetime(when.replace(microsecond=0), usegmt=True)
         return str(int(c.retry_after_seconds))
+
+    def alter_records(self, conversations: list[dict]) -> None:
+        """Apply the record-level faults (malformed records, schema drift) in place."""
+        c = self.config
+        if c.malformed_record_rate:
+            for conversation in conversations:
+                digest = hashlib.blake2b(conversation["id"].encode(), digest_size=2).digest()
+                if int.from_bytes(digest, "big") / 65536 < c.malformed_record_rate:
+                    conversation["started_at"] = "not-a-timestamp"
+        if c.schema_drift:
+            for conversation in conversations:
+                conversation["sentiment"] = {"score": 0.42, "label": "neutral"}
+                conversation["num_turns"] = str(conversation["num_turns"])
+                for turn in conversation["turns"]:
+                    turn["sentiment"] = "neutral"

@@ -70,6 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         except BadRequest as exc:
             self._send(exc.status, {"detail": exc.message})
             return
+        faults.alter_records(body[api.R_CONVERSATIONS])
         self.server.count("conversations", len(body[api.R_CONVERSATIONS]))
         self._send(HTTPStatus.OK, body, truncate=fault == "truncate")
 

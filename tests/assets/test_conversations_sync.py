@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from assets.conversations import CONVERSATIONS, TURNS
+from assets.conversations import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
 from core.config import Settings
 from core.windows import Scope, daily_window
 from pipelines.definitions import SYNC_JOB, build_definitions
@@ -72,9 +72,12 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
         m.asset_key: m.metadata["dagster/row_count"].value
         for m in result.asset_materializations_for_node("polyai_conversations_sync")
     }
+    num_turns = sum(len(c["turns"]) for c in expected)
     assert counts == {
         CONVERSATIONS: len(expected),
-        TURNS: sum(len(c["turns"]) for c in expected),
+        TURNS: num_turns,
+        TURN_LATENCY: 3 * num_turns,
+        TURN_GENAI: num_turns,
     }
 
     conversations = warehouse.read_table("conversations").set_index("id")

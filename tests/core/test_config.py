@@ -68,3 +68,12 @@ def test_region_builds_the_base_url_and_base_url_overrides_it() -> None:
 def test_bad_source_address_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "lots"])
+def test_quarantine_fraction_must_be_between_0_and_1(value: str) -> None:
+    with pytest.raises(ConfigError, match="POLYAI_QUARANTINE_MAX_FRACTION"):
+        Settings.from_env({"POLYAI_QUARANTINE_MAX_FRACTION": value})
+    assert (
+        Settings.from_env({"POLYAI_QUARANTINE_MAX_FRACTION": "0.2"}).quarantine_max_fraction == 0.2
+    )
