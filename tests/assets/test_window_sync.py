@@ -1,10 +1,12 @@
 """The window sync under faults: nothing lost, nothing twice."""
 
+import json
 import logging
+from datetime import timedelta
 
 import pytest
 
-from assets.window_sync import MAX_WINDOW_RESTARTS, sync_window
+from assets.window_sync import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import CursorRejectedError
 from resources.warehouse import DuckDBWarehouse
@@ -63,3 +65,77 @@ def test_a_cursor_rejected_every_time_fails_after_bounded_restarts_and_keeps_the
         sync_window(client_for(bad, page_size=40), warehouse, LIVE_VOICE, WINDOW)
     assert bad.requests == 2 * (MAX_WINDOW_RESTARTS + 1)  # first page + rejected second page
     assert sorted(stored_ids(warehouse)) == before
+
+
+def test_schema_drift_completes_keeps_unknown_fields_and_reports_changed_types(
+    serve: Serve, warehouse: DuckDBWarehouse
+) -> None:
+    server = serve(faults={"schema_drift": True})
+    result = sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
+    conversations = warehouse.read_table("conversations")
+    assert len(conversations) == result.rows["conversations"] > 100
+    raw = [json.loads(r) for r in conversations["raw"]]
+    assert all(r["sentiment"] == {"score": 0.42, "label": "neutral"} for r in raw)
+    assert all(
+        json.loads(t)["sentiment"] == "neutral" for t in warehouse.read_table("turns")["raw"]
+    )
+    # num_turns arrived as a string: loaded as the integer it spells, and reported.
+    assert (conversations["num_turns"] == [int(r["num_turns"]) for r in raw]).all()
+    assert result.type_issues == {"conversations.num_turns": len(conversations)}
+
+
+def test_malformed_records_are_quarantined_and_the_window_still_loads(
+    serve: Serve, warehouse: DuckDBWarehouse
+) -> None:
+    server = serve(faults={"malformed_record_rate": 0.05})
+    result = sync_window(
+        client_for(server, page_size=100),
+        warehouse,
+        LIVE_VOICE,
+        WINDOW,
+        max_quarantined_fraction=0.2,
+    )
+    truth = list(server.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
+    quarantine = warehouse.read_table("quarantine")
+    assert result.quarantined == len(quarantine) > 0
+    assert result.rows["conversations"] + result.quarantined == len(truth)
+    assert set(quarantine["reason"]) == {
+        "started_at: 'not-a-timestamp' is not an ISO 8601 timestamp"
+    }
+    assert all(json.loads(r)["started_at"] == "not-a-timestamp" for r in quarantine["raw"])
+    loaded = set(warehouse.read_table("conversations")["id"])
+    assert loaded.isdisjoint(quarantine["conversation_id"])
+    assert loaded | set(quarantine["conversation_id"]) == {c["id"] for c in truth}
+
+
+def test_too_many_quarantined_records_fail_the_run_and_leave_the_window_unpublished(
+    serve: Serve, warehouse: DuckDBWarehouse
+) -> None:
+    server = serve(faults={"malformed_record_rate": 0.05})
+    with pytest.raises(QuarantineThresholdError, match="failed validation, more than"):
+        sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
+    assert len(warehouse.read_table("conversations")) == 0
+    assert len(warehouse.read_table("quarantine")) > 0
+
+
+def test_an_in_progress_conversation_that_finishes_is_updated_on_resync(
+    serve: Serve, warehouse: DuckDBWarehouse
+) -> None:
+    server = serve(conversations_per_day=3000, now=WINDOW.start + timedelta(hours=11))
+    client = client_for(server, page_size=200)
+    first = sync_window(client, warehouse, LIVE_VOICE, WINDOW)
+    ongoing = warehouse.read_table("conversations", where="in_progress")
+    assert first.in_progress == len(ongoing) > 0
+    turns_before = len(warehouse.read_table("turns"))
+
+    server.dataset.set_now(WINDOW.end + timedelta(hours=1))
+    second = sync_window(client, warehouse, LIVE_VOICE, WINDOW)
+    assert second.in_progress == 0
+    after = warehouse.read_table("conversations").set_index("id")
+    assert not after["in_progress"].any()
+    for cid, before in ongoing.set_index("id").iterrows():
+        assert after.loc[cid, "num_turns"] > before["num_turns"]
+    turns = warehouse.read_table("turns")
+    assert not turns.duplicated(["conversation_id", "turn_index"]).any()
+    assert len(turns) > turns_before
+    assert len(turns) == after["num_turns"].sum()
