@@ -1,0 +1,138 @@
+"""A sync process killed with SIGKILL resumes from its last committed page and ends with
+exactly the tables an uninterrupted sync writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import duckdb
+
+from core import schema
+from core.windows import Scope, daily_window
+from resources.warehouse import DuckDBWarehouse
+from simulator import SimulatorServer
+from tests.conftest import SYNC_DAY, Serve, client_for
+
+LIVE_VOICE = Scope("live", "voice")
+WINDOW = daily_window(SYNC_DAY)
+PAGE_SIZE = 40
+
+CHILD = """
+import sys
+from datetime import date
+from assets.window_sync import sync_window
+from core.windows import Scope, daily_window
+from resources.polyai_api import PolyAIClient
+from resources.warehouse import DuckDBWarehouse
+
+base_url, key, account, project, path, day, page_size, scope = sys.argv[1:]
+client = PolyAIClient(base_url=base_url, api_key=key, account_id=account, project_id=project,
+                      page_size=int(page_size))
+warehouse = DuckDBWarehouse(url="duckdb:///" + path)
+result = sync_window(client, warehouse, Scope.parse(scope), daily_window(date.fromisoformat(day)))
+print("resumed_from_page", result.resumed_from_page, "pages", result.pages, flush=True)
+"""
+
+
+def start_child(server: SimulatorServer, path: Path, scope: str = "live.voice") -> subprocess.Popen:
+    c = server.config
+    args = [server.base_url, c.api_key, c.account_id, c.project_id, str(path)]
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args, SYNC_DAY.isoformat(), str(PAGE_SIZE), scope],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def committed_pages(path: Path) -> int:
+    """Pages the child has committed, read between its commits (it holds no lock then)."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute("SELECT max(pages) FROM polyai.sync_state").fetchone()
+            return row[0] if row and row[0] is not None else 0
+    except (duckdb.IOException, duckdb.CatalogException):
+        return -1  # not created yet, or the writer holds the lock right now
+
+
+def table_contents(path: Path) -> dict[str, list[tuple]]:
+    """Every window table's rows, without the columns that name the load."""
+    contents = {}
+    with duckdb.connect(str(path), read_only=True) as con:
+        for table in schema.WINDOW_TABLES:
+            columns = [c.name for c in table.columns if c.name not in ("load_id", "loaded_at")]
+            listed = ", ".join(f'"{c}"' for c in columns)
+            rows = con.execute(f"SELECT {listed} FROM polyai.{table.name} ORDER BY ALL")
+            contents[table.name] = rows.fetchall()
+    return contents
+
+
+def requested_positions(server: SimulatorServer) -> list[str]:
+    """The cursor of every request the simulator received ('' for a first page)."""
+    return [parse_qs(urlsplit(path).query).get("cursor", [""])[0] for path in server.recent_paths]
+
+
+def test_killed_syncs_resume_and_match_an_uninterrupted_run(serve: Serve, tmp_path: Path) -> None:
+    reference = serve(faults={"latency_ms": 0})
+    baseline = DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'baseline.duckdb'}")
+    from assets.window_sync import sync_window
+
+    sync_window(client_for(reference, page_size=PAGE_SIZE), baseline, LIVE_VOICE, WINDOW)
+    expected = table_contents(baseline.path)
+    total_pages = -(-len(expected["conversations"]) // PAGE_SIZE)
+    assert total_pages >= 7
+
+    server = serve(faults={"latency_ms": 250})  # slow pages: room to kill between commits
+    path = tmp_path / "killed.duckdb"
+    kills = (1, 3, 5)
+    for k in kills:
+        child = start_child(server, path)
+        deadline = time.monotonic() + 60
+        while committed_pages(path) < k:
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "the child never reached the kill point"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+
+    final = start_child(server, path)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert f"resumed_from_page {kills[-1] + 1}" in out
+
+    assert table_contents(path) == expected
+    positions = requested_positions(server)
+    repeats = len(positions) - len(set(positions))
+    assert len(set(positions)) == total_pages
+    assert repeats <= len(kills)  # at most the page in flight, once per kill
+
+
+def test_readers_get_in_between_commits_and_two_writers_both_finish(
+    serve: Serve, tmp_path: Path
+) -> None:
+    server = serve(faults={"latency_ms": 150})
+    path = tmp_path / "shared.duckdb"
+    voice = start_child(server, path, "live.voice")
+    chat = start_child(server, path, "live.chat")
+    reads = 0
+    while voice.poll() is None or chat.poll() is None:
+        if committed_pages(path) >= 0:
+            reads += 1
+        time.sleep(0.05)
+    assert voice.returncode == 0, voice.stderr.read()
+    assert chat.returncode == 0, chat.stderr.read()
+    assert reads >= 5  # a notebook or the DuckDB CLI is not locked out for the whole run
+    stored = DuckDBWarehouse(url=f"duckdb:///{path}").read_table("conversations")
+    truth = {
+        channel: sum(
+            1 for _ in server.dataset.conversations_in("live", [channel], WINDOW.start, WINDOW.end)
+        )
+        for channel in ("voice", "chat")
+    }
+    assert stored.groupby("channel").size().to_dict() == truth
+    assert stored["id"].is_unique
