@@ -1,7 +1,6 @@
 """End to end through Dagster: simulator over loopback -> sync asset -> DuckDB file."""
 
 import json
-import random
 from collections.abc import Iterator
 
 import pandas as pd
@@ -91,7 +90,7 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
     assert sorted(conversations.index) == sorted(c["id"] for c in expected)
     assert len(turns) == sum(len(c["turns"]) for c in expected)
 
-    for source in random.Random(3).sample(expected, 25):
+    for source in expected:  # the whole window, field by field
         row = conversations.loc[source["id"]]
         for field in CONVERSATION_SCALARS:
             assert row[field] == source[field], (source["id"], field)

@@ -193,3 +193,25 @@ def test_a_column_added_by_a_later_version_is_migrated_in_place(
     rows = load(warehouse, "L2", [record("C1", "2026-11-20T01:00:00Z", handoff_destination="x")])
     assert rows["conversations"] == 1
     assert warehouse.read_table("conversations")["handoff_destination"].tolist() == ["x"]
+
+
+def test_every_column_has_the_type_the_schema_declares(warehouse: DuckDBWarehouse) -> None:
+    from resources.warehouse import duckdb_dialect
+
+    warehouse.ensure_schema()
+    dialect = duckdb_dialect()
+    expected_names = {"VARCHAR", "INTEGER", "BOOLEAN", "DATE", "JSON", "VARCHAR[]",
+                      "TIMESTAMP WITH TIME ZONE"}  # fmt: skip
+    with warehouse.connect(read_only=True) as con:
+        for table in schema.metadata.sorted_tables:
+            actual = dict(
+                con.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'polyai' AND table_name = $t",
+                    {"t": table.name},
+                ).fetchall()
+            )
+            for column in table.columns:
+                declared = column.type.compile(dialect=dialect)
+                assert declared in expected_names, (table.name, column.name, declared)
+                assert actual[column.name] == declared, (table.name, column.name)
