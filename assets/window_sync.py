@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from core.normalize import normalize_page
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
-from resources.warehouse import DuckDBWarehouse, SyncState, WindowKey
+from resources.warehouse import DuckDBWarehouse, SyncState, WarehouseError, WindowKey
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
@@ -77,7 +77,12 @@ def sync_window(
             if next_page is not None:
                 _load(client, warehouse, key, result, next_page, cursor, on_page)
             final = warehouse.read_state(key)
-            assert final is not None and final.status == "staged", final
+            if final is None or final.status != "staged" or final.load_id != result.load_id:
+                raise WarehouseError(
+                    f"{scope.key} {window.start:%Y-%m-%d}: load {result.load_id} finished "
+                    f"paging but the window's state is {final}; another sync may have taken "
+                    "it over. Run it again."
+                )
             _check_quarantine(final, result, max_quarantined_fraction)
             result.rows = warehouse.publish(key, result.load_id).rows
             return result
