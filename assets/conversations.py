@@ -7,6 +7,9 @@ asset so the graph and the partitions view show what exists.
 from datetime import date
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -18,6 +21,7 @@ from dagster import (
     multi_asset,
 )
 
+from assets.checks import CHECKS, run_checks
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import Page, PolyAIClient
@@ -31,6 +35,7 @@ TURNS = AssetKey(["polyai", "turns"])
 TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
 TURN_GENAI = AssetKey(["polyai", "turn_genai"])
 
+_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)}
 _DESCRIPTIONS = {
     CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
     TURNS: "One row per turn, keyed by (conversation_id, turn_index).",
@@ -51,6 +56,10 @@ def build_sync_asset(
         specs=[
             AssetSpec(key, group_name=GROUP, kinds={"duckdb", "python"}, description=text)
             for key, text in _DESCRIPTIONS.items()
+        ],
+        check_specs=[
+            AssetCheckSpec(check.name, asset=_KEYS[check.asset], description=check.description)
+            for check in CHECKS
         ],
     )
     def polyai_conversations_sync(
@@ -112,6 +121,22 @@ def build_sync_asset(
             yield MaterializeResult(
                 asset_key=asset_key,
                 metadata={**common, "dagster/row_count": result.rows[table]},
+            )
+        outcomes = run_checks(
+            lambda: warehouse.connect(read_only=True),
+            warehouse.schema_name,
+            scope,
+            window,
+            result.load_id,
+            max_quarantined_fraction,
+        )
+        for check, outcome in zip(CHECKS, outcomes, strict=True):
+            yield AssetCheckResult(
+                check_name=outcome.name,
+                asset_key=_KEYS[check.asset],
+                passed=outcome.passed,
+                severity=AssetCheckSeverity.ERROR,
+                metadata={"violations": outcome.violations, "window": label},
             )
 
     return polyai_conversations_sync

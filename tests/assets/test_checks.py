@@ -1,0 +1,77 @@
+"""The asset checks pass on what a sync wrote and fail on a deliberately broken warehouse."""
+
+import pytest
+
+from assets.checks import CHECKS, run_checks
+from assets.window_sync import sync_window
+from core.windows import Scope, daily_window
+from resources.warehouse import DuckDBWarehouse
+from tests.conftest import SYNC_DAY, Serve, client_for
+
+LIVE_VOICE = Scope("live", "voice")
+WINDOW = daily_window(SYNC_DAY)
+
+# One way to break each rule, as the SQL someone might run against the warehouse by hand.
+BREAKAGES = {
+    "unique_conversation_ids": [
+        "CREATE TABLE polyai.conv_copy AS SELECT * FROM polyai.conversations",
+        "DROP TABLE polyai.conversations",
+        "CREATE TABLE polyai.conversations AS SELECT * FROM polyai.conv_copy",
+        "INSERT INTO polyai.conversations SELECT * FROM polyai.conv_copy LIMIT 1",
+    ],
+    "unique_turn_keys": [
+        "CREATE TABLE polyai.turns_copy AS SELECT * FROM polyai.turns",
+        "DROP TABLE polyai.turns",
+        "CREATE TABLE polyai.turns AS SELECT * FROM polyai.turns_copy",
+        "INSERT INTO polyai.turns SELECT * FROM polyai.turns_copy LIMIT 1",
+    ],
+    "turns_have_a_conversation": [
+        "DELETE FROM polyai.conversations "
+        "WHERE id = (SELECT min(conversation_id) FROM polyai.turns)"
+    ],
+    "num_turns_matches_turns_loaded": ["UPDATE polyai.conversations SET num_turns = num_turns + 1"],
+    "turn_indexes_have_no_gaps": ["UPDATE polyai.turns SET turn_index = turn_index + 10"],
+    "timestamps_inside_the_window": [
+        "UPDATE polyai.conversations SET started_at = started_at - INTERVAL 3 DAY "
+        "WHERE id = (SELECT min(id) FROM polyai.conversations)"
+    ],
+    "latencies_non_negative": ["UPDATE polyai.turn_latency SET latency_ms = -1"],
+    "quarantine_under_threshold": [
+        "INSERT INTO polyai.quarantine SELECT $load, 99, range, NULL, 'live', 'voice', "
+        "$start, 'broken on purpose', '{}', now() FROM range(100)"
+    ],
+}
+
+
+@pytest.fixture
+def synced(serve: Serve, warehouse: DuckDBWarehouse) -> str:
+    server = serve()
+    result = sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
+    return result.load_id
+
+
+def check(warehouse: DuckDBWarehouse, load_id: str) -> dict[str, int]:
+    outcomes = run_checks(
+        lambda: warehouse.connect(read_only=True), "polyai", LIVE_VOICE, WINDOW, load_id, 0.01
+    )
+    return {o.name: o.violations for o in outcomes}
+
+
+def test_every_check_passes_after_a_sync(warehouse: DuckDBWarehouse, synced: str) -> None:
+    assert check(warehouse, synced) == dict.fromkeys((c.name for c in CHECKS), 0)
+
+
+def test_every_check_has_a_breakage() -> None:
+    assert set(BREAKAGES) == {c.name for c in CHECKS}
+
+
+@pytest.mark.parametrize("name", list(BREAKAGES))
+def test_each_check_fails_on_a_warehouse_broken_its_way(
+    warehouse: DuckDBWarehouse, synced: str, name: str
+) -> None:
+    with warehouse.connect() as con:
+        for statement in BREAKAGES[name]:
+            params = {"load": synced, "start": WINDOW.start}
+            con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    violations = check(warehouse, synced)
+    assert violations[name] > 0, violations
