@@ -18,11 +18,15 @@ from dagster import (
     MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
     multi_asset,
 )
 
 from assets.checks import CHECKS, run_checks
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, sync_window
+from core import schema
 from core.windows import Scope, daily_window
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
@@ -30,6 +34,9 @@ from resources.warehouse import DuckDBWarehouse
 DATE_DIMENSION = "date"
 SCOPE_DIMENSION = "scope"
 GROUP = "polyai"
+OWNER = "team:data-platform"
+POOL = "polyai_sync"
+"""Concurrency pool of the sync op: its limit (pipelines/dagster.yaml) bounds parallel syncs."""
 CONVERSATIONS = AssetKey(["polyai", "conversations"])
 TURNS = AssetKey(["polyai", "turns"])
 TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
@@ -44,6 +51,22 @@ _DESCRIPTIONS = {
 }
 
 
+def column_schema(table_name: str) -> TableSchema:
+    """The table's columns as Dagster shows them, read from the one schema declaration."""
+    table = schema.metadata.tables[table_name]
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=column.name,
+                type=str(column.type),
+                description=column.comment,
+                constraints=TableColumnConstraints(nullable=column.nullable is not False),
+            )
+            for column in table.columns
+        ]
+    )
+
+
 def build_sync_asset(
     partitions_def: MultiPartitionsDefinition,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
@@ -53,8 +76,16 @@ def build_sync_asset(
     @multi_asset(
         name="polyai_conversations_sync",
         partitions_def=partitions_def,
+        pool=POOL,
         specs=[
-            AssetSpec(key, group_name=GROUP, kinds={"duckdb", "python"}, description=text)
+            AssetSpec(
+                key,
+                group_name=GROUP,
+                kinds={"duckdb", "python"},
+                owners=[OWNER],
+                description=text,
+                metadata={"dagster/column_schema": column_schema(key.path[-1])},
+            )
             for key, text in _DESCRIPTIONS.items()
         ],
         check_specs=[

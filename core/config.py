@@ -10,7 +10,7 @@ by accident.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -29,6 +29,8 @@ DEFAULTS: Final[dict[str, str]] = {
     "WAREHOUSE_URL": f"duckdb:///{LOCAL_DIR / 'warehouse.duckdb'}",
     "WAREHOUSE_SCHEMA": "polyai",
     "POLYAI_QUARANTINE_MAX_FRACTION": "0.01",
+    "POLYAI_LOOKBACK_DAYS": "2",
+    "POLYAI_SCHEDULE_HOUR": "2",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -58,6 +60,8 @@ class Settings:
     warehouse_url: str
     warehouse_schema: str
     quarantine_max_fraction: float = 0.01
+    lookback_days: int = 2
+    schedule_hour: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -114,6 +118,8 @@ class Settings:
                 "POLYAI_QUARANTINE_MAX_FRACTION: "
                 f"{get('POLYAI_QUARANTINE_MAX_FRACTION')!r} is not a number between 0 and 1"
             )
+        lookback_days = _int_setting(get, "POLYAI_LOOKBACK_DAYS", 0, 366)
+        schedule_hour = _int_setting(get, "POLYAI_SCHEDULE_HOUR", 0, 23)
         return cls(
             base_url=base_url,
             api_key=get("POLYAI_API_KEY") or None,
@@ -125,6 +131,8 @@ class Settings:
             warehouse_url=warehouse_url,
             warehouse_schema=schema,
             quarantine_max_fraction=quarantine_max_fraction,
+            lookback_days=lookback_days,
+            schedule_hour=schedule_hour,
         )
 
     @property
@@ -145,6 +153,17 @@ class Settings:
                 f"missing configuration: set {', '.join(missing)} "
                 "(see the Configuration section of README.md)"
             )
+
+
+def _int_setting(get: Callable[[str], str], name: str, lo: int, hi: int) -> int:
+    value = get(name)
+    try:
+        number = int(value)
+    except ValueError:
+        number = lo - 1
+    if not lo <= number <= hi:
+        raise ConfigError(f"{name}: {value!r} is not a whole number from {lo} to {hi}")
+    return number
 
 
 def _split_list(name: str, value: str) -> tuple[str, ...]:

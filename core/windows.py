@@ -79,3 +79,26 @@ def scopes_for(environments: Iterable[str], channels: Iterable[str]) -> list[Sco
     """Every environment x channel combination, in a stable order."""
     channels = list(channels)
     return [Scope(env, channel) for env in environments for channel in channels]
+
+
+def nightly_windows(
+    today: date,
+    scopes: Iterable[Scope],
+    lookback_days: int,
+    held_in_progress: Iterable[tuple[Scope, date]],
+    first_day: date,
+) -> list[tuple[date, Scope]]:
+    """The (day, scope) windows a nightly run on ``today`` syncs, oldest first.
+
+    Yesterday for every scope; again the ``lookback_days`` before it, so that late arrivals
+    land; and any earlier window that still held in-progress conversations when it was last
+    synced. Nothing before ``first_day`` and nothing from today (it is not over).
+    """
+    scopes = list(scopes)
+    wanted = {
+        (today - timedelta(days=back), scope)
+        for back in range(1, lookback_days + 2)
+        for scope in scopes
+    }
+    wanted |= set((day, scope) for scope, day in held_in_progress if scope in scopes)
+    return sorted((d, s) for d, s in wanted if first_day <= d < today)

@@ -14,6 +14,7 @@ from dagster import Definitions, EnvVar, define_asset_job
 from assets.conversations import build_sync_asset
 from core.config import Settings
 from pipelines.partitions import build_partitions
+from pipelines.schedules import build_nightly_schedule
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[sync_asset],
         jobs=[sync_job],
+        schedules=[build_nightly_schedule(sync_job, settings)],
         resources={
             "polyai": PolyAIClient(
                 # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-# This machine (and many production ones) reach no telemetry endpoint; keep the instance quiet.
-_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+# Telemetry off (many deployments reach no telemetry endpoint) and the sync's pool limits.
+DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")
 
 
 def dagster_home(default: Path) -> Path:
@@ -25,7 +25,7 @@ def dagster_home(default: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(_DAGSTER_YAML)
+        config.write_text(DAGSTER_YAML.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

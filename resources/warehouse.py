@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +351,24 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("COMMIT")
 
     # --- reading ------------------------------------------------------------------------
+
+    def windows_with_in_progress(self) -> list[tuple[Scope, date]]:
+        """The (scope, day) of every published window that held in-progress conversations."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            known = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = $schema AND table_name = 'sync_state'",
+                {"schema": self.schema_name},
+            ).fetchone()
+            if not known or not known[0]:
+                return []
+            rows = con.execute(
+                "SELECT DISTINCT environment, channel, CAST(window_start AS DATE) "
+                f"FROM {self._name('sync_state')} WHERE status = 'complete' AND in_progress > 0"
+            ).fetchall()
+        return [(Scope(env, channel), day) for env, channel, day in rows]
 
     def row_counts(
         self, where: str = "TRUE", params: dict[str, object] | None = None

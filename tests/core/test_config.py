@@ -77,3 +77,16 @@ def test_quarantine_fraction_must_be_between_0_and_1(value: str) -> None:
     assert (
         Settings.from_env({"POLYAI_QUARANTINE_MAX_FRACTION": "0.2"}).quarantine_max_fraction == 0.2
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("POLYAI_LOOKBACK_DAYS", "-1"),
+        ("POLYAI_LOOKBACK_DAYS", "two"),
+        ("POLYAI_SCHEDULE_HOUR", "24"),
+    ],
+)
+def test_schedule_settings_are_checked(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})

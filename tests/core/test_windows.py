@@ -45,3 +45,28 @@ def test_scope_parse_names_the_bad_key(key: str) -> None:
 def test_scopes_for_is_the_cross_product_in_order() -> None:
     keys = [s.key for s in scopes_for(["live", "sandbox"], ["voice", "chat"])]
     assert keys == ["live.voice", "live.chat", "sandbox.voice", "sandbox.chat"]
+
+
+def test_nightly_windows_are_yesterday_the_lookback_and_unfinished_windows() -> None:
+    from core.windows import nightly_windows
+
+    voice, chat = Scope("live", "voice"), Scope("live", "chat")
+    today = date(2026, 11, 23)
+    windows = nightly_windows(
+        today,
+        [voice, chat],
+        lookback_days=2,
+        held_in_progress=[
+            (voice, date(2026, 11, 15)),
+            (Scope("sandbox", "voice"), date(2026, 11, 16)),
+        ],
+        first_day=date(2026, 11, 1),
+    )
+    days = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
+    expected = [(date(2026, 11, 15), voice)] + [(d, s) for d in days for s in (chat, voice)]
+    assert windows == sorted(expected)
+    # Never before the first partition, never today.
+    assert nightly_windows(today, [voice], 5, [], first_day=date(2026, 11, 21)) == [
+        (date(2026, 11, 21), voice),
+        (date(2026, 11, 22), voice),
+    ]
