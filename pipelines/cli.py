@@ -81,22 +81,28 @@ def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: P
     # Imported here so that `--help` and configuration errors answer without loading Dagster.
     from pipelines.definitions import build_definitions
     from pipelines.instance import get_instance
+    from pipelines.progress import SyncProgress
     from pipelines.runner import PartitionOutcome, sync_partitions
 
     instance = get_instance(home)
     defs = build_definitions(settings)
 
+    progress = SyncProgress(
+        total=len(days) * len(scopes), write=lambda line: print(line, flush=True)
+    )
+
     def report(done: int, total: int, outcome: PartitionOutcome) -> None:
         dims = outcome.key.keys_by_dimension
-        label = f"[{done}/{total}] {dims['date']} {dims['scope']}"
+        label = f"{dims['date']} {dims['scope']}"
         if outcome.success:
-            print(
-                f"{label}: {outcome.rows.get('conversations', 0)} conversations, "
-                f"{outcome.rows.get('turns', 0)} turns ({outcome.seconds:.1f}s)",
-                flush=True,
+            progress.window_done(
+                label,
+                outcome.rows.get("conversations", 0),
+                outcome.rows.get("turns", 0),
+                outcome.seconds,
             )
         else:
-            print(f"{label}: FAILED (run {outcome.run_id}): {outcome.error}", flush=True)
+            progress.window_failed(label, f"{outcome.error} (run {outcome.run_id})")
 
     print(
         f"Syncing {len(days)} day(s) x {len(scopes)} scope(s) into {settings.warehouse_url} "
