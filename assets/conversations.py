@@ -4,6 +4,7 @@ Every table is written by one step because one API query yields them all; each i
 asset so the graph and the partitions view show what exists.
 """
 
+from collections import Counter
 from datetime import date
 
 from dagster import (
@@ -12,9 +13,10 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
-    MaterializeResult,
+    BackfillPolicy,
     MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
@@ -25,9 +27,9 @@ from dagster import (
 )
 
 from assets.checks import CHECKS, run_checks
-from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, sync_window
+from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 from core import schema
-from core.windows import Scope, daily_window
+from core.windows import Scope, Window, daily_window
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
@@ -70,6 +72,7 @@ def column_schema(table_name: str) -> TableSchema:
 def build_sync_asset(
     partitions_def: MultiPartitionsDefinition,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+    windows_per_run: int = 7,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -77,12 +80,14 @@ def build_sync_asset(
         name="polyai_conversations_sync",
         partitions_def=partitions_def,
         pool=POOL,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=windows_per_run),
         specs=[
             AssetSpec(
                 key,
                 group_name=GROUP,
                 kinds={"duckdb", "python"},
                 owners=[OWNER],
+                skippable=True,  # materializations are reported per window, as they land
                 description=text,
                 metadata={"dagster/column_schema": column_schema(key.path[-1])},
             )
@@ -96,78 +101,110 @@ def build_sync_asset(
     def polyai_conversations_sync(
         context: AssetExecutionContext, polyai: PolyAIClient, warehouse: DuckDBWarehouse
     ):
-        key = context.partition_key
-        if not isinstance(key, MultiPartitionKey):
-            raise TypeError(f"expected a date|scope partition key, got {key!r}")
-        dims = key.keys_by_dimension
-        scope = Scope.parse(dims[SCOPE_DIMENSION])
-        window = daily_window(date.fromisoformat(dims[DATE_DIMENSION]))
-
-        def log_page(page: Page) -> None:
-            context.log.debug(f"page {page.number}: {len(page.conversations)} conversations")
-
-        result = sync_window(
-            polyai,
-            warehouse,
-            scope,
-            window,
-            on_page=log_page,
-            log=context.log,
-            max_quarantined_fraction=max_quarantined_fraction,
-        )
-        label = f"{scope.key} {window.start:%Y-%m-%d}"
-        context.log.info(
-            f"{label}: {result.rows['conversations']} conversations, "
-            f"{result.rows['turns']} turns in {result.pages} pages"
-            + (f" (resumed at page {result.resumed_from_page})" if result.resumed_from_page else "")
-        )
-        if result.quarantined:
-            context.log.warning(
-                f"{label}: {result.quarantined} records quarantined (load {result.load_id})"
+        """Sync every window of the run (one, or a range when a backfill groups them)."""
+        windows = sorted(_window_of(key) for key in context.partition_keys)
+        violations: Counter[str] = Counter()
+        failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
+        for _, scope, window, key in windows:
+            result = _sync_one(context, polyai, warehouse, scope, window, max_quarantined_fraction)
+            metadata = _metadata(scope, window, result)
+            # One materialization per window and table, as each window completes: a run that
+            # fails on its fifth window still shows the first four as done.
+            for asset_key in _DESCRIPTIONS:
+                yield AssetMaterialization(
+                    asset_key=asset_key,
+                    partition=key,
+                    metadata={**metadata, "dagster/row_count": result.rows[asset_key.path[-1]]},
+                )
+            outcomes = run_checks(
+                lambda: warehouse.connect(read_only=True),
+                warehouse.schema_name,
+                scope,
+                window,
+                result.load_id,
+                max_quarantined_fraction,
             )
-        if result.type_issues:
-            context.log.warning(
-                f"{label}: values converted or nulled to fit the schema: "
-                + ", ".join(f"{k} x{n}" for k, n in sorted(result.type_issues.items()))
-            )
-        common = {
-            "environment": scope.environment,
-            "channel": scope.channel,
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
-            "pages": result.pages,
-            "resumed_from_page": result.resumed_from_page or 0,
-            "api_requests": result.requests.requests,
-            "api_retries": result.requests.retries,
-            "api_wait_seconds": round(result.requests.wait_seconds, 3),
-            "window_restarts": result.restarts,
-            "quarantined_records": result.quarantined,
-            "in_progress_conversations": result.in_progress,
-            "type_issues": sum(result.type_issues.values()),
-            "type_issue_fields": MetadataValue.json(dict(result.type_issues)),
-            "load_id": result.load_id,
-        }
-        for asset_key in _DESCRIPTIONS:
-            table = asset_key.path[-1]
-            yield MaterializeResult(
-                asset_key=asset_key,
-                metadata={**common, "dagster/row_count": result.rows[table]},
-            )
-        outcomes = run_checks(
-            lambda: warehouse.connect(read_only=True),
-            warehouse.schema_name,
-            scope,
-            window,
-            result.load_id,
-            max_quarantined_fraction,
-        )
-        for check, outcome in zip(CHECKS, outcomes, strict=True):
+            for outcome in outcomes:
+                violations[outcome.name] += outcome.violations
+                if not outcome.passed:
+                    failing[outcome.name].append(key)
+        for check in CHECKS:
             yield AssetCheckResult(
-                check_name=outcome.name,
+                check_name=check.name,
                 asset_key=_KEYS[check.asset],
-                passed=outcome.passed,
+                passed=not failing[check.name],
                 severity=AssetCheckSeverity.ERROR,
-                metadata={"violations": outcome.violations, "window": label},
+                metadata={
+                    "violations": violations[check.name],
+                    "windows_checked": len(windows),
+                    "failing_windows": MetadataValue.json(failing[check.name]),
+                },
             )
 
     return polyai_conversations_sync
+
+
+def _window_of(key: str) -> tuple[date, Scope, Window, str]:
+    if not isinstance(key, MultiPartitionKey):
+        raise TypeError(f"expected a date|scope partition key, got {key!r}")
+    dims = key.keys_by_dimension
+    day = date.fromisoformat(dims[DATE_DIMENSION])
+    return day, Scope.parse(dims[SCOPE_DIMENSION]), daily_window(day), key
+
+
+def _sync_one(
+    context: AssetExecutionContext,
+    polyai: PolyAIClient,
+    warehouse: DuckDBWarehouse,
+    scope: Scope,
+    window: Window,
+    max_quarantined_fraction: float,
+) -> WindowSyncResult:
+    def log_page(page: Page) -> None:
+        context.log.debug(f"page {page.number}: {len(page.conversations)} conversations")
+
+    result = sync_window(
+        polyai,
+        warehouse,
+        scope,
+        window,
+        on_page=log_page,
+        log=context.log,
+        max_quarantined_fraction=max_quarantined_fraction,
+    )
+    label = f"{scope.key} {window.start:%Y-%m-%d}"
+    context.log.info(
+        f"{label}: {result.rows['conversations']} conversations, "
+        f"{result.rows['turns']} turns in {result.pages} pages"
+        + (f" (resumed at page {result.resumed_from_page})" if result.resumed_from_page else "")
+    )
+    if result.quarantined:
+        context.log.warning(
+            f"{label}: {result.quarantined} records quarantined (load {result.load_id})"
+        )
+    if result.type_issues:
+        context.log.warning(
+            f"{label}: values converted or nulled to fit the schema: "
+            + ", ".join(f"{k} x{n}" for k, n in sorted(result.type_issues.items()))
+        )
+    return result
+
+
+def _metadata(scope: Scope, window: Window, result: WindowSyncResult) -> dict[str, object]:
+    return {
+        "environment": scope.environment,
+        "channel": scope.channel,
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "pages": result.pages,
+        "resumed_from_page": result.resumed_from_page or 0,
+        "api_requests": result.requests.requests,
+        "api_retries": result.requests.retries,
+        "api_wait_seconds": round(result.requests.wait_seconds, 3),
+        "window_restarts": result.restarts,
+        "quarantined_records": result.quarantined,
+        "in_progress_conversations": result.in_progress,
+        "type_issues": sum(result.type_issues.values()),
+        "type_issue_fields": MetadataValue.json(dict(result.type_issues)),
+        "load_id": result.load_id,
+    }

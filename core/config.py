@@ -31,6 +31,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_QUARANTINE_MAX_FRACTION": "0.01",
     "POLYAI_LOOKBACK_DAYS": "2",
     "POLYAI_SCHEDULE_HOUR": "2",
+    "POLYAI_WINDOWS_PER_RUN": "7",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -62,6 +63,7 @@ class Settings:
     quarantine_max_fraction: float = 0.01
     lookback_days: int = 2
     schedule_hour: int = 2
+    windows_per_run: int = 7
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -120,6 +122,7 @@ class Settings:
             )
         lookback_days = _int_setting(get, "POLYAI_LOOKBACK_DAYS", 0, 366)
         schedule_hour = _int_setting(get, "POLYAI_SCHEDULE_HOUR", 0, 23)
+        windows_per_run = _int_setting(get, "POLYAI_WINDOWS_PER_RUN", 1, 1000)
         return cls(
             base_url=base_url,
             api_key=get("POLYAI_API_KEY") or None,
@@ -133,6 +136,7 @@ class Settings:
             quarantine_max_fraction=quarantine_max_fraction,
             lookback_days=lookback_days,
             schedule_hour=schedule_hour,
+            windows_per_run=windows_per_run,
         )
 
     @property

@@ -109,7 +109,9 @@ def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: P
         f"(Dagster instance {os.environ['DAGSTER_HOME']})",
         flush=True,
     )
-    outcomes = sync_partitions(defs, instance, days, scopes, on_outcome=report)
+    outcomes = sync_partitions(
+        defs, instance, days, scopes, on_outcome=report, windows_per_run=settings.windows_per_run
+    )
     failed = [o for o in outcomes if not o.success]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} partition(s) failed", file=sys.stderr)

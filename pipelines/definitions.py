@@ -23,7 +23,9 @@ SYNC_JOB = "polyai_sync"
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
-    sync_asset = build_sync_asset(partitions, settings.quarantine_max_fraction)
+    sync_asset = build_sync_asset(
+        partitions, settings.quarantine_max_fraction, settings.windows_per_run
+    )
     sync_job = define_asset_job(
         SYNC_JOB,
         selection=[sync_asset],

@@ -1,7 +1,9 @@
 """Materialize sync partitions through Dagster from the command line.
 
-Each partition is one run of the sync job, recorded in the given instance, so the runs and
-materializations show in the Dagster UI exactly as if they had been launched from it.
+Windows are grouped into runs the way the asset's backfill policy groups them: consecutive
+days of one scope, up to ``windows_per_run`` per run, passed as a partition range. Each run is
+recorded in the given instance, so runs and per-window materializations show in the Dagster
+UI exactly as if they had been launched from it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from core.windows import Scope
 from pipelines.definitions import SYNC_JOB
 from pipelines.partitions import partition_key
 
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
 
 @dataclass(frozen=True)
 class PartitionOutcome:
@@ -25,6 +30,7 @@ class PartitionOutcome:
     success: bool
     rows: dict[str, int]
     seconds: float
+    """The run's duration shared out evenly among its windows."""
     error: str | None = None
 
 
@@ -34,37 +40,48 @@ def sync_partitions(
     days: Sequence[date],
     scopes: Sequence[Scope],
     on_outcome: Callable[[int, int, PartitionOutcome], None] | None = None,
+    windows_per_run: int = 7,
     console_log_level: str = "WARNING",
 ) -> list[PartitionOutcome]:
-    """Run the sync job once per (day, scope), in date order; keep going past a failure.
+    """Run the sync job over every (day, scope), scope by scope, ``windows_per_run`` days a
+    run; keep going past a failed run.
 
     Dagster's console log is kept to ``console_log_level`` (the full event log is in the
     instance either way, for the UI).
     """
     job = defs.resolve_job_def(SYNC_JOB)
-    keys = [partition_key(day, scope) for day in days for scope in scopes]
+    total = len(days) * len(scopes)
     outcomes: list[PartitionOutcome] = []
-    for done, key in enumerate(keys, start=1):
-        started = time.monotonic()
-        result = job.execute_in_process(
-            partition_key=key,
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-        )
-        rows: dict[str, int] = {}
-        for event in result.get_asset_materialization_events():
-            materialization = event.step_materialization_data.materialization
-            count = materialization.metadata.get("dagster/row_count")
-            if count is not None:
-                rows[materialization.asset_key.path[-1]] = int(count.value)
-        error = None if result.success else _failure_message(result.all_events)
-        outcome = PartitionOutcome(
-            key, result.run_id, result.success, rows, time.monotonic() - started, error
-        )
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(done, len(keys), outcome)
+    for scope in scopes:
+        for first in range(0, len(days), windows_per_run):
+            chunk = days[first : first + windows_per_run]
+            keys = [partition_key(day, scope) for day in chunk]
+            started = time.monotonic()
+            result = job.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+                run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+            )
+            rows: dict[str, dict[str, int]] = {key: {} for key in keys}
+            for event in result.get_asset_materialization_events():
+                materialization = event.step_materialization_data.materialization
+                count = materialization.metadata.get("dagster/row_count")
+                if count is not None and materialization.partition in rows:
+                    table = materialization.asset_key.path[-1]
+                    rows[materialization.partition][table] = int(count.value)
+            error = None if result.success else _failure_message(result.all_events)
+            share = (time.monotonic() - started) / len(keys)
+            for key in keys:
+                # A window is done when its materializations were recorded, even if a later
+                # window of the same run failed.
+                done = bool(rows[key])
+                outcome = PartitionOutcome(
+                    key, result.run_id, done, rows[key], share, None if done else error
+                )
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(len(outcomes), total, outcome)
     return outcomes
 
 
