@@ -201,3 +201,27 @@ def test_simulator_rejects_bad_options(
 ) -> None:
     assert main(["simulator", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_two_concurrent_syncs_on_one_duckdb_file_both_succeed(serve, tmp_path: Path) -> None:
+    server = serve(faults={"latency_ms": 100})
+    env = source_env(server, tmp_path)
+    runs = [
+        subprocess.Popen(
+            [CLI, "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", channel],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for channel in ("voice", "chat")
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=180)
+        assert run.returncode == 0, out + err
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert sorted(instance.get_materialized_partitions(CONVERSATIONS)) == [
+            f"{SYNC_DAY}|live.chat",
+            f"{SYNC_DAY}|live.voice",
+        ]
