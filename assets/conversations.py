@@ -17,6 +17,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    FreshnessPolicy,
     MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
@@ -73,6 +74,7 @@ def build_sync_asset(
     partitions_def: MultiPartitionsDefinition,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
     windows_per_run: int = 7,
+    freshness_policy: FreshnessPolicy | None = None,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -88,6 +90,7 @@ def build_sync_asset(
                 kinds={"duckdb", "python"},
                 owners=[OWNER],
                 skippable=True,  # materializations are reported per window, as they land
+                freshness_policy=freshness_policy,
                 description=text,
                 metadata={"dagster/column_schema": column_schema(key.path[-1])},
             )
