@@ -7,6 +7,7 @@ line started.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -31,5 +32,17 @@ def dagster_home(default: Path) -> Path:
 
 
 def get_instance(default_home: Path) -> DagsterInstance:
-    dagster_home(default_home)
-    return DagsterInstance.get()
+    """The instance at ``dagster_home(default_home)``, its storage created if it is new.
+
+    Two commands started at once on a new instance would both create its SQLite storage and
+    one would fail; a file lock lets the first create it and the second find it made.
+    """
+    home = dagster_home(default_home)
+    with (home / ".polyai-sync.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = DagsterInstance.get()
+            instance.get_runs(limit=1)  # touches (and so creates) the run storage
+            return instance
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
