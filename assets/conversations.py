@@ -5,7 +5,7 @@ asset so the graph and the partitions view show what exists.
 """
 
 from collections import Counter
-from datetime import date
+from datetime import datetime
 
 from dagster import (
     AssetCheckResult,
@@ -30,7 +30,7 @@ from dagster import (
 from assets.checks import CHECKS, run_checks
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 from core import schema
-from core.windows import Scope, Window, daily_window
+from core.windows import Scope, Window, window_from_key, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
@@ -147,12 +147,12 @@ def build_sync_asset(
     return polyai_conversations_sync
 
 
-def _window_of(key: str) -> tuple[date, Scope, Window, str]:
+def _window_of(key: str) -> tuple[datetime, Scope, Window, str]:
     if not isinstance(key, MultiPartitionKey):
         raise TypeError(f"expected a date|scope partition key, got {key!r}")
     dims = key.keys_by_dimension
-    day = date.fromisoformat(dims[DATE_DIMENSION])
-    return day, Scope.parse(dims[SCOPE_DIMENSION]), daily_window(day), key
+    window = window_from_key(dims[DATE_DIMENSION])
+    return window.start, Scope.parse(dims[SCOPE_DIMENSION]), window, key
 
 
 def _sync_one(
@@ -175,7 +175,7 @@ def _sync_one(
         log=context.log,
         max_quarantined_fraction=max_quarantined_fraction,
     )
-    label = f"{scope.key} {window.start:%Y-%m-%d}"
+    label = f"{scope.key} {window_key(window)}"
     context.log.info(
         f"{label}: {result.rows['conversations']} conversations, "
         f"{result.rows['turns']} turns in {result.pages} pages"

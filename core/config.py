@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from core.api_contract import ENVIRONMENTS, REGION_BASE_URLS
-from core.windows import Scope, scopes_for
+from core.windows import GRANULARITIES, Scope, scopes_for
 
 LOCAL_DIR: Final = Path(".polyai-sync")
 """Project-local folder (git-ignored) for the default warehouse and Dagster instance."""
@@ -32,6 +32,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_LOOKBACK_DAYS": "2",
     "POLYAI_SCHEDULE_HOUR": "2",
     "POLYAI_WINDOWS_PER_RUN": "7",
+    "POLYAI_WINDOW": "daily",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -64,6 +65,7 @@ class Settings:
     lookback_days: int = 2
     schedule_hour: int = 2
     windows_per_run: int = 7
+    granularity: str = "daily"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -123,6 +125,11 @@ class Settings:
         lookback_days = _int_setting(get, "POLYAI_LOOKBACK_DAYS", 0, 366)
         schedule_hour = _int_setting(get, "POLYAI_SCHEDULE_HOUR", 0, 23)
         windows_per_run = _int_setting(get, "POLYAI_WINDOWS_PER_RUN", 1, 1000)
+        granularity = get("POLYAI_WINDOW")
+        if granularity not in GRANULARITIES:
+            raise ConfigError(
+                f"POLYAI_WINDOW: {granularity!r} is not one of {', '.join(GRANULARITIES)}"
+            )
         return cls(
             base_url=base_url,
             api_key=get("POLYAI_API_KEY") or None,
@@ -137,6 +144,7 @@ class Settings:
             lookback_days=lookback_days,
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
+            granularity=granularity,
         )
 
     @property

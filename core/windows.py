@@ -41,6 +41,37 @@ def daily_window(day: date) -> Window:
     return Window(start, start + timedelta(days=1))
 
 
+GRANULARITIES = ("daily", "hourly")
+_KEY_FORMATS = {"daily": "%Y-%m-%d", "hourly": "%Y-%m-%d-%H:%M"}
+
+
+def windows_of_days(days: Iterable[date], granularity: str) -> list[Window]:
+    """The windows that cover ``days``: one per day, or 24 per day when hourly."""
+    if granularity == "daily":
+        return [daily_window(day) for day in days]
+    if granularity == "hourly":
+        return [
+            Window(w.start + timedelta(hours=h), w.start + timedelta(hours=h + 1))
+            for w in map(daily_window, days)
+            for h in range(24)
+        ]
+    raise ValueError(f"granularity {granularity!r} is not one of {', '.join(GRANULARITIES)}")
+
+
+def window_key(window: Window) -> str:
+    """The time partition key of a window: ``2026-11-20`` daily, ``2026-11-20-05:00`` hourly."""
+    hours = (window.end - window.start) / timedelta(hours=1)
+    return window.start.strftime(_KEY_FORMATS["hourly" if hours == 1 else "daily"])
+
+
+def window_from_key(key: str) -> Window:
+    """The window a time partition key names (the inverse of :func:`window_key`)."""
+    if len(key) == len("2026-11-20"):
+        return daily_window(date.fromisoformat(key))
+    start = datetime.strptime(key, _KEY_FORMATS["hourly"]).replace(tzinfo=UTC)
+    return Window(start, start + timedelta(hours=1))
+
+
 def days_between(first: date, last: date) -> Iterator[date]:
     """Every date from ``first`` to ``last``, both inclusive."""
     if first > last:

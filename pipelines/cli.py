@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from core.config import LOCAL_DIR, ConfigError, Settings
-from core.windows import Scope, days_between
+from core.windows import Scope, days_between, windows_of_days
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 DEMO_DIR = LOCAL_DIR / "demo"
@@ -87,8 +87,9 @@ def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: P
     instance = get_instance(home)
     defs = build_definitions(settings)
 
+    windows = windows_of_days(days, settings.granularity)
     progress = SyncProgress(
-        total=len(days) * len(scopes), write=lambda line: print(line, flush=True)
+        total=len(windows) * len(scopes), write=lambda line: print(line, flush=True)
     )
 
     def report(done: int, total: int, outcome: PartitionOutcome) -> None:
@@ -105,12 +106,13 @@ def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: P
             progress.window_failed(label, f"{outcome.error} (run {outcome.run_id})")
 
     print(
-        f"Syncing {len(days)} day(s) x {len(scopes)} scope(s) into {settings.warehouse_url} "
+        f"Syncing {len(days)} day(s) ({len(windows)} {settings.granularity} window(s)) x "
+        f"{len(scopes)} scope(s) into {settings.warehouse_url} "
         f"(Dagster instance {os.environ['DAGSTER_HOME']})",
         flush=True,
     )
     outcomes = sync_partitions(
-        defs, instance, days, scopes, on_outcome=report, windows_per_run=settings.windows_per_run
+        defs, instance, windows, scopes, on_outcome=report, windows_per_run=settings.windows_per_run
     )
     failed = [o for o in outcomes if not o.success]
     if failed:

@@ -1,4 +1,5 @@
-"""The sync's partitions: UTC days x environment.channel scopes, from configuration."""
+"""The sync's partitions: UTC days (or hours, with POLYAI_WINDOW=hourly) x environment.channel
+scopes, from configuration."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import date
 
 from dagster import (
     DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     StaticPartitionsDefinition,
@@ -13,19 +15,28 @@ from dagster import (
 
 from assets.conversations import DATE_DIMENSION, SCOPE_DIMENSION
 from core.config import Settings
-from core.windows import Scope
+from core.windows import Scope, Window, daily_window, window_key
 
 
 def build_partitions(settings: Settings) -> MultiPartitionsDefinition:
     return MultiPartitionsDefinition(
         {
-            DATE_DIMENSION: DailyPartitionsDefinition(
-                start_date=settings.sync_start.isoformat(), timezone="UTC"
+            DATE_DIMENSION: (
+                HourlyPartitionsDefinition(
+                    start_date=f"{settings.sync_start.isoformat()}-00:00", timezone="UTC"
+                )
+                if settings.granularity == "hourly"
+                else DailyPartitionsDefinition(
+                    start_date=settings.sync_start.isoformat(), timezone="UTC"
+                )
             ),
             SCOPE_DIMENSION: StaticPartitionsDefinition([s.key for s in settings.scopes]),
         }
     )
 
 
-def partition_key(day: date, scope: Scope) -> MultiPartitionKey:
-    return MultiPartitionKey({DATE_DIMENSION: day.isoformat(), SCOPE_DIMENSION: scope.key})
+def partition_key(window: Window | date, scope: Scope) -> MultiPartitionKey:
+    """The partition of one scope's window (a date stands for its daily window)."""
+    if isinstance(window, date):
+        window = daily_window(window)
+    return MultiPartitionKey({DATE_DIMENSION: window_key(window), SCOPE_DIMENSION: scope.key})

@@ -1,7 +1,7 @@
 """Materialize sync partitions through Dagster from the command line.
 
 Windows are grouped into runs the way the asset's backfill policy groups them: consecutive
-days of one scope, up to ``windows_per_run`` per run, passed as a partition range. Each run is
+windows of one scope, up to ``windows_per_run`` per run, passed as a partition range. Each run is
 recorded in the given instance, so runs and per-window materializations show in the Dagster
 UI exactly as if they had been launched from it.
 """
@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 
 from dagster import DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
 
-from core.windows import Scope
+from core.windows import Scope, Window
 from pipelines.definitions import SYNC_JOB
 from pipelines.partitions import partition_key
 
@@ -37,25 +36,25 @@ class PartitionOutcome:
 def sync_partitions(
     defs: Definitions,
     instance: DagsterInstance,
-    days: Sequence[date],
+    windows: Sequence[Window],
     scopes: Sequence[Scope],
     on_outcome: Callable[[int, int, PartitionOutcome], None] | None = None,
     windows_per_run: int = 7,
     console_log_level: str = "WARNING",
 ) -> list[PartitionOutcome]:
-    """Run the sync job over every (day, scope), scope by scope, ``windows_per_run`` days a
-    run; keep going past a failed run.
+    """Run the sync job over every (window, scope), scope by scope, ``windows_per_run``
+    consecutive windows a run; keep going past a failed run.
 
     Dagster's console log is kept to ``console_log_level`` (the full event log is in the
     instance either way, for the UI).
     """
     job = defs.resolve_job_def(SYNC_JOB)
-    total = len(days) * len(scopes)
+    total = len(windows) * len(scopes)
     outcomes: list[PartitionOutcome] = []
     for scope in scopes:
-        for first in range(0, len(days), windows_per_run):
-            chunk = days[first : first + windows_per_run]
-            keys = [partition_key(day, scope) for day in chunk]
+        for first in range(0, len(windows), windows_per_run):
+            chunk = windows[first : first + windows_per_run]
+            keys = [partition_key(window, scope) for window in chunk]
             started = time.monotonic()
             result = job.execute_in_process(
                 instance=instance,

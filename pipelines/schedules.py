@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from core.config import Settings
-from core.windows import nightly_windows
+from core.windows import nightly_windows, windows_of_days
 from pipelines.partitions import partition_key
 from resources.warehouse import DuckDBWarehouse
 
@@ -49,7 +49,8 @@ def build_nightly_schedule(job: Any, settings: Settings) -> ScheduleDefinition:
             settings.sync_start,
         )
         for day, scope in windows:
-            key = partition_key(day, scope)
-            yield RunRequest(run_key=f"{NIGHTLY}:{today}:{key}", partition_key=key)
+            for window in windows_of_days([day], settings.granularity):
+                key = partition_key(window, scope)
+                yield RunRequest(run_key=f"{NIGHTLY}:{today}:{key}", partition_key=key)
 
     return polyai_nightly

@@ -1,4 +1,5 @@
 from datetime import UTC, date, datetime
+from itertools import pairwise
 
 import pytest
 
@@ -70,3 +71,19 @@ def test_nightly_windows_are_yesterday_the_lookback_and_unfinished_windows() -> 
         (date(2026, 11, 21), voice),
         (date(2026, 11, 22), voice),
     ]
+
+
+def test_hourly_windows_cover_the_day_and_keys_round_trip() -> None:
+    from core.windows import window_from_key, window_key, windows_of_days
+
+    hours = windows_of_days([date(2026, 11, 20)], "hourly")
+    assert len(hours) == 24
+    assert hours[0].start == datetime(2026, 11, 20, tzinfo=UTC)
+    assert hours[-1].end == datetime(2026, 11, 21, tzinfo=UTC)
+    assert all(a.end == b.start for a, b in pairwise(hours))
+    assert window_key(hours[5]) == "2026-11-20-05:00"
+    assert [window_from_key(window_key(w)) for w in hours] == hours
+    (day,) = windows_of_days([date(2026, 11, 20)], "daily")
+    assert window_key(day) == "2026-11-20" and window_from_key("2026-11-20") == day
+    with pytest.raises(ValueError, match="granularity 'weekly'"):
+        windows_of_days([date(2026, 11, 20)], "weekly")

@@ -225,3 +225,29 @@ def test_two_concurrent_syncs_on_one_duckdb_file_both_succeed(serve, tmp_path: P
             f"{SYNC_DAY}|live.chat",
             f"{SYNC_DAY}|live.voice",
         ]
+
+
+def test_hourly_windows_sync_a_day_as_24_partitions(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    env = source_env(simulator, tmp_path)
+    env["POLYAI_WINDOW"] = "hourly"
+    env["POLYAI_WINDOWS_PER_RUN"] = "12"
+    done = run_cli(
+        "sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), "--channel", "voice", env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[24/24] 2026-11-20-23:00 live.voice" in done.stdout
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert len(instance.get_runs()) == 2  # 24 windows, 12 a run
+        hours = instance.get_materialized_partitions(CONVERSATIONS)
+        assert hours == {f"{SYNC_DAY}-{h:02d}:00|live.voice" for h in range(24)}
+    window = daily_window(SYNC_DAY)
+    truth = sum(
+        1 for _ in simulator.dataset.conversations_in("live", ["voice"], window.start, window.end)
+    )
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        stored = con.execute("SELECT count(*), count(DISTINCT id) FROM polyai.conversations")
+        assert stored.fetchone() == (truth, truth)
+        (windows,) = con.execute("SELECT count(*) FROM polyai.sync_state").fetchone()
+        assert windows == 24

@@ -62,3 +62,17 @@ def test_nightly_on_an_empty_warehouse_requests_only_recent_windows(tmp_path) ->
     )
     keys = sorted(r.partition_key for r in schedule(context))
     assert keys == ["2026-11-22|live.chat", "2026-11-22|live.voice"]
+
+
+def test_nightly_with_hourly_windows_requests_every_hour(tmp_path) -> None:
+    settings = Settings.from_env(
+        {"WAREHOUSE_URL": f"duckdb:///{tmp_path / 'none.duckdb'}", "POLYAI_LOOKBACK_DAYS": "0",
+         "POLYAI_WINDOW": "hourly", "POLYAI_CHANNELS": "voice"}
+    )  # fmt: skip
+    schedule = build_definitions(settings).resolve_schedule_def(NIGHTLY)
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC),
+        resources={"warehouse": DuckDBWarehouse(url=settings.warehouse_url)},
+    )
+    keys = sorted(r.partition_key for r in schedule(context))
+    assert keys == [f"2026-11-22-{h:02d}:00|live.voice" for h in range(24)]
