@@ -133,3 +133,13 @@ def nightly_windows(
     }
     wanted |= set((day, scope) for scope, day in held_in_progress if scope in scopes)
     return sorted((d, s) for d, s in wanted if first_day <= d < today)
+
+
+def expected_newest_day(now: datetime, schedule_hour: int, grace_hours: int = 6) -> date:
+    """The newest day every scope should have synced by ``now``: yesterday once the nightly
+    run has had ``grace_hours`` after its hour to finish, the day before until then."""
+    today = now.astimezone(UTC).date()
+    ready = datetime.combine(today, time(hour=schedule_hour), tzinfo=UTC) + timedelta(
+        hours=grace_hours
+    )
+    return today - timedelta(days=1 if now >= ready else 2)

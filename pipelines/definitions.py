@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from dagster import Definitions, EnvVar, FreshnessPolicy, define_asset_job
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    EnvVar,
+    FreshnessPolicy,
+    ScheduleDefinition,
+    define_asset_job,
+)
 
 from assets.conversations import build_sync_asset
+from assets.freshness import build_freshness_check
 from core.config import Settings
 from pipelines.partitions import build_partitions
 from pipelines.schedules import build_nightly_schedule
@@ -20,6 +29,7 @@ from resources.polyai_api import PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
 SYNC_JOB = "polyai_sync"
+FRESHNESS_JOB = "polyai_scope_freshness"
 # One freshness policy for every table, decided here: the nightly run lands yesterday a few
 # hours after the schedule hour, so a table last materialized more than a day and a half ago
 # is late. (Applied through the asset factory: Definitions.map_asset_specs is still preview.)
@@ -38,10 +48,26 @@ def build_definitions(settings: Settings) -> Definitions:
         selection=[sync_asset],
         description="Sync one (date, scope) window of PolyAI conversations into the warehouse.",
     )
+    freshness_check = build_freshness_check(settings.scopes, settings.schedule_hour)
+    freshness_job = define_asset_job(
+        FRESHNESS_JOB,
+        selection=AssetSelection.checks(freshness_check),
+        description="Check that every scope has published the window it should have by now.",
+    )
     return Definitions(
         assets=[sync_asset],
-        jobs=[sync_job],
-        schedules=[build_nightly_schedule(sync_job, settings)],
+        asset_checks=[freshness_check],
+        jobs=[sync_job, freshness_job],
+        schedules=[
+            build_nightly_schedule(sync_job, settings),
+            ScheduleDefinition(
+                name=FRESHNESS_JOB,
+                job=freshness_job,
+                cron_schedule="15 * * * *",
+                execution_timezone="UTC",
+                default_status=DefaultScheduleStatus.RUNNING,
+            ),
+        ],
         resources={
             "polyai": PolyAIClient(
                 # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails

@@ -352,18 +352,33 @@ class DuckDBWarehouse(ConfigurableResource):
 
     # --- reading ------------------------------------------------------------------------
 
+    def newest_synced_days(self) -> dict[Scope, date]:
+        """Per scope, the day of the newest window published (any account and project)."""
+        if not self._has_table("sync_state"):
+            return {}
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT environment, channel, max(CAST(window_start AS DATE)) "
+                f"FROM {self._name('sync_state')} WHERE status = 'complete' GROUP BY ALL"
+            ).fetchall()
+        return {Scope(env, channel): day for env, channel, day in rows}
+
+    def _has_table(self, table: str) -> bool:
+        if not self.path.exists():
+            return False
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = $schema AND table_name = $table",
+                {"schema": self.schema_name, "table": table},
+            ).fetchone()
+        return bool(row and row[0])
+
     def windows_with_in_progress(self) -> list[tuple[Scope, date]]:
         """The (scope, day) of every published window that held in-progress conversations."""
-        if not self.path.exists():
+        if not self._has_table("sync_state"):
             return []
         with self.connect(read_only=True) as con:
-            known = con.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = $schema AND table_name = 'sync_state'",
-                {"schema": self.schema_name},
-            ).fetchone()
-            if not known or not known[0]:
-                return []
             rows = con.execute(
                 "SELECT DISTINCT environment, channel, CAST(window_start AS DATE) "
                 f"FROM {self._name('sync_state')} WHERE status = 'complete' AND in_progress > 0"
