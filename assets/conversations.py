@@ -5,69 +5,38 @@ asset so the graph and the partitions view show what exists.
 """
 
 from collections import Counter
-from datetime import datetime
 
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
     FreshnessPolicy,
     MetadataValue,
-    MultiPartitionKey,
     MultiPartitionsDefinition,
-    TableColumn,
-    TableColumnConstraints,
-    TableSchema,
     multi_asset,
 )
 
+from assets.analytics import kpi_specs, recompute_kpis
 from assets.checks import CHECKS, run_checks
+from assets.keys import (
+    GROUP,
+    KPI_KEYS,
+    OWNER,
+    POOL,
+    TABLE_DESCRIPTIONS,
+    TABLE_KEYS,
+    column_schema,
+    window_of,
+)
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
-from core import schema
-from core.windows import Scope, Window, window_from_key, window_key
+from core.windows import Scope, Window, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
-
-DATE_DIMENSION = "date"
-SCOPE_DIMENSION = "scope"
-GROUP = "polyai"
-OWNER = "team:data-platform"
-POOL = "polyai_sync"
-"""Concurrency pool of the sync op: its limit (pipelines/dagster.yaml) bounds parallel syncs."""
-CONVERSATIONS = AssetKey(["polyai", "conversations"])
-TURNS = AssetKey(["polyai", "turns"])
-TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
-TURN_GENAI = AssetKey(["polyai", "turn_genai"])
-
-_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)}
-_DESCRIPTIONS = {
-    CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
-    TURNS: "One row per turn, keyed by (conversation_id, turn_index).",
-    TURN_LATENCY: "One row per turn and latency stage (include_latency).",
-    TURN_GENAI: "One row per turn of generative-AI metadata (model, tokens, tool calls).",
-}
-
-
-def column_schema(table_name: str) -> TableSchema:
-    """The table's columns as Dagster shows them, read from the one schema declaration."""
-    table = schema.metadata.tables[table_name]
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=column.name,
-                type=str(column.type),
-                description=column.comment,
-                constraints=TableColumnConstraints(nullable=column.nullable is not False),
-            )
-            for column in table.columns
-        ]
-    )
 
 
 def build_sync_asset(
@@ -94,47 +63,61 @@ def build_sync_asset(
                 description=text,
                 metadata={"dagster/column_schema": column_schema(key.path[-1])},
             )
-            for key, text in _DESCRIPTIONS.items()
-        ],
+            for key, text in TABLE_DESCRIPTIONS.items()
+        ]
+        + kpi_specs(freshness_policy),
+        can_subset=True,
         check_specs=[
-            AssetCheckSpec(check.name, asset=_KEYS[check.asset], description=check.description)
+            AssetCheckSpec(check.name, asset=TABLE_KEYS[check.asset], description=check.description)
             for check in CHECKS
         ],
     )
     def polyai_conversations_sync(
         context: AssetExecutionContext, polyai: PolyAIClient, warehouse: DuckDBWarehouse
     ):
-        """Sync every window of the run (one, or a range when a backfill groups them)."""
-        windows = sorted(_window_of(key) for key in context.partition_keys)
+        """Sync every window of the run (one, or a range when a backfill groups them), then
+        recompute its KPIs. With only KPI tables selected, recompute them without syncing."""
+        windows = sorted(window_of(key) for key in context.partition_keys)
+        selected = context.selected_asset_keys
+        sync = bool(selected & set(TABLE_KEYS.values()))
+        kpis = bool(selected & set(KPI_KEYS.values()))
         violations: Counter[str] = Counter()
         failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
         for _, scope, window, key in windows:
-            result = _sync_one(context, polyai, warehouse, scope, window, max_quarantined_fraction)
-            metadata = _metadata(scope, window, result)
-            # One materialization per window and table, as each window completes: a run that
-            # fails on its fifth window still shows the first four as done.
-            for asset_key in _DESCRIPTIONS:
-                yield AssetMaterialization(
-                    asset_key=asset_key,
-                    partition=key,
-                    metadata={**metadata, "dagster/row_count": result.rows[asset_key.path[-1]]},
+            if sync:
+                result = _sync_one(
+                    context, polyai, warehouse, scope, window, max_quarantined_fraction
                 )
-            outcomes = run_checks(
-                lambda: warehouse.connect(read_only=True),
-                warehouse.schema_name,
-                scope,
-                window,
-                result.load_id,
-                max_quarantined_fraction,
-            )
-            for outcome in outcomes:
-                violations[outcome.name] += outcome.violations
-                if not outcome.passed:
-                    failing[outcome.name].append(key)
+                metadata = _metadata(scope, window, result)
+                # One materialization per window and table, as each window completes: a run
+                # that fails on its fifth window still shows the first four as done.
+                for asset_key in TABLE_DESCRIPTIONS:
+                    yield AssetMaterialization(
+                        asset_key=asset_key,
+                        partition=key,
+                        metadata={**metadata, "dagster/row_count": result.rows[asset_key.path[-1]]},
+                    )
+                outcomes = run_checks(
+                    lambda: warehouse.connect(read_only=True),
+                    warehouse.schema_name,
+                    scope,
+                    window,
+                    result.load_id,
+                    max_quarantined_fraction,
+                )
+                for outcome in outcomes:
+                    violations[outcome.name] += outcome.violations
+                    if not outcome.passed:
+                        failing[outcome.name].append(key)
+            if kpis:
+                yield from recompute_kpis(warehouse, scope, window, key)
+        selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
         for check in CHECKS:
+            if not sync or check.name not in selected_checks:
+                continue
             yield AssetCheckResult(
                 check_name=check.name,
-                asset_key=_KEYS[check.asset],
+                asset_key=TABLE_KEYS[check.asset],
                 passed=not failing[check.name],
                 severity=AssetCheckSeverity.ERROR,
                 metadata={
@@ -145,14 +128,6 @@ def build_sync_asset(
             )
 
     return polyai_conversations_sync
-
-
-def _window_of(key: str) -> tuple[datetime, Scope, Window, str]:
-    if not isinstance(key, MultiPartitionKey):
-        raise TypeError(f"expected a date|scope partition key, got {key!r}")
-    dims = key.keys_by_dimension
-    window = window_from_key(dims[DATE_DIMENSION])
-    return window.start, Scope.parse(dims[SCOPE_DIMENSION]), window, key
 
 
 def _sync_one(

@@ -16,7 +16,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.conversations import CONVERSATIONS
+from assets.keys import CONVERSATIONS
 from core.windows import Scope, expected_newest_day
 from resources.warehouse import DuckDBWarehouse
 

@@ -154,6 +154,71 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", TZ_TIMESTAMP, nullable=False),
 )
 
+
+def _analytics_key_columns() -> list[sa.Column]:
+    return [
+        sa.Column("environment", sa.String, primary_key=True),
+        sa.Column("channel", sa.String, primary_key=True),
+        sa.Column("window_start", TZ_TIMESTAMP, primary_key=True),
+        sa.Column("conversation_date", sa.Date, nullable=False),
+    ]
+
+
+conversation_kpis = sa.Table(
+    "conversation_kpis",
+    metadata,
+    *_analytics_key_columns(),
+    sa.Column("variant_id", sa.String, primary_key=True),
+    sa.Column("variant_name", sa.String),
+    sa.Column("conversations", sa.Integer, nullable=False),
+    sa.Column("finished", sa.Integer, nullable=False),
+    sa.Column("in_progress", sa.Integer, nullable=False),
+    sa.Column("handoffs", sa.Integer, nullable=False),
+    sa.Column("containment_rate", sa.Double, comment="finished without a hand-off / finished"),
+    sa.Column("handoffs_by_reason", sa.JSON),
+    sa.Column("handoffs_by_destination", sa.JSON),
+    sa.Column("mean_duration_s", sa.Double),
+    sa.Column("p50_duration_s", sa.Double),
+    sa.Column("p95_duration_s", sa.Double),
+    sa.Column("turns_per_conversation", sa.Double),
+    sa.Column("silence_rate", sa.Double, comment="silent turns / turns"),
+    sa.Column("ood_rate", sa.Double, comment="out-of-domain turns / turns"),
+    sa.Column("computed_at", TZ_TIMESTAMP, nullable=False),
+    comment="per window, scope and variant",
+)
+
+latency_kpis = sa.Table(
+    "latency_kpis",
+    metadata,
+    *_analytics_key_columns(),
+    sa.Column("stage", sa.String, primary_key=True, comment="'overall' or a latency stage"),
+    sa.Column("turns", sa.Integer, nullable=False),
+    sa.Column("p50_ms", sa.Double),
+    sa.Column("p90_ms", sa.Double),
+    sa.Column("p95_ms", sa.Double),
+    sa.Column("p99_ms", sa.Double),
+    sa.Column("computed_at", TZ_TIMESTAMP, nullable=False),
+    comment="per window, scope and stage",
+)
+
+genai_kpis = sa.Table(
+    "genai_kpis",
+    metadata,
+    *_analytics_key_columns(),
+    sa.Column("model", sa.String, primary_key=True),
+    sa.Column("turns", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("p50_time_to_first_token_ms", sa.Double),
+    sa.Column("p95_time_to_first_token_ms", sa.Double),
+    sa.Column("tool_calls", sa.Integer, nullable=False),
+    sa.Column("computed_at", TZ_TIMESTAMP, nullable=False),
+    comment="per window, scope and model",
+)
+
+ANALYTICS_TABLES = (conversation_kpis, latency_kpis, genai_kpis)
+"""Tables recomputed from the window tables, one window at a time."""
+
 WINDOW_TABLES = (conversations, turns, turn_latency, turn_genai)
 """Tables whose rows a window sync replaces, the parent first."""
 CHILD_TABLES = (turns, turn_latency, turn_genai)
@@ -186,6 +251,8 @@ def _arrow_type(column: sa.Column) -> pa.DataType:
         return pa.bool_()
     if isinstance(kind, sa.Integer):
         return pa.int64()
+    if isinstance(kind, sa.Float):
+        return pa.float64()
     if isinstance(kind, sa.String):
         return pa.string()
     raise TypeError(f"no Arrow type for column {column.table.name}.{column.name} ({kind})")

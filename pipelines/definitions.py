@@ -46,7 +46,10 @@ def build_definitions(settings: Settings) -> Definitions:
     sync_job = define_asset_job(
         SYNC_JOB,
         selection=[sync_asset],
-        description="Sync one (date, scope) window of PolyAI conversations into the warehouse.",
+        description=(
+            "Sync (date, scope) windows of PolyAI conversations into the warehouse, then "
+            "recompute those windows' KPIs."
+        ),
     )
     freshness_check = build_freshness_check(settings.scopes, settings.schedule_hour)
     freshness_job = define_asset_job(

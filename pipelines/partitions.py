@@ -13,7 +13,7 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from assets.conversations import DATE_DIMENSION, SCOPE_DIMENSION
+from assets.keys import DATE_DIMENSION, SCOPE_DIMENSION
 from core.config import Settings
 from core.windows import Scope, Window, daily_window, window_key
 

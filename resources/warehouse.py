@@ -350,6 +350,35 @@ class DuckDBWarehouse(ConfigurableResource):
             )
             con.execute("COMMIT")
 
+    # --- analytics ----------------------------------------------------------------------
+
+    def recompute_kpis(
+        self, scope: Scope, window: Window, queries: dict[str, str]
+    ) -> dict[str, int]:
+        """Replace one window's rows of each analytics table with what ``queries`` compute
+        from the window tables, in one transaction; the rows each table now holds for it."""
+        params = {
+            "env": scope.environment,
+            "channel": scope.channel,
+            "start": window.start,
+            "end": window.end,
+        }
+        rows = {}
+        with self.connect() as con:
+            con.execute("BEGIN")
+            for table, sql in queries.items():
+                where = "environment = $env AND channel = $channel AND window_start = $start"
+                key = {k: params[k] for k in ("env", "channel", "start")}
+                con.execute(f"DELETE FROM {self._name(table)} WHERE {where}", key)
+                con.execute(
+                    sql.format(s=f'"{self.schema_name}"'), {**params, "now": datetime.now(UTC)}
+                )
+                rows[table] = _count(
+                    con, f"SELECT count(*) FROM {self._name(table)} WHERE {where}", key
+                )
+            con.execute("COMMIT")
+        return rows
+
     # --- reading ------------------------------------------------------------------------
 
     def newest_synced_days(self) -> dict[Scope, date]:

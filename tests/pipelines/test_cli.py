@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from assets.conversations import CONVERSATIONS, TURNS
+from assets.keys import CONVERSATIONS, TURNS
 from core.windows import daily_window
 from pipelines.cli import main
 from simulator import SimulatorServer

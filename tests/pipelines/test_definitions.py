@@ -3,27 +3,30 @@
 from dagster import BackfillPolicy
 
 from assets.checks import CHECKS
-from assets.conversations import POOL
+from assets.keys import POOL
 from core import schema
 from core.config import Settings
 from pipelines.definitions import FRESHNESS, build_definitions
 
 TABLES = ("conversations", "turns", "turn_latency", "turn_genai")
+KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")
 
 
 def test_every_table_asset_declares_columns_owner_group_kinds_and_freshness() -> None:
     defs = build_definitions(Settings.from_env({"POLYAI_WINDOWS_PER_RUN": "5"}))
     specs = {spec.key.path[-1]: spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == set(TABLES)
+    assert set(specs) == set(TABLES) | set(KPI_TABLES)
     for name, spec in specs.items():
         columns = spec.metadata["dagster/column_schema"].columns
         assert [c.name for c in columns] == [c.name for c in schema.metadata.tables[name].columns]
         assert spec.owners == ["team:data-platform"]
-        assert spec.group_name == "polyai"
-        assert {"duckdb", "python"} <= spec.kinds
+        assert spec.group_name == ("polyai" if name in TABLES else "polyai_analytics")
+        assert "duckdb" in spec.kinds
         assert spec.description
         assert spec.freshness_policy == FRESHNESS
 
+    for name in KPI_TABLES:  # downstream of the tables they are computed from
+        assert {dep.asset_key.path[-1] for dep in specs[name].deps} <= set(TABLES)
     (sync,) = {defs.resolve_assets_def(spec.key) for spec in specs.values()}
     assert sync.backfill_policy == BackfillPolicy.multi_run(max_partitions_per_run=5)
     assert sync.op.pool == POOL

@@ -90,10 +90,16 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            graph = visit(page, f"{base}/asset-groups", "turn_genai", "asset-graph")
+            lineage = visit(page, f"{base}/asset-groups", "polyai_analytics", "asset-lineage")
+            assert "polyai" in lineage and "polyai_analytics" in lineage
+            groups = f"{base}/locations/pipelines.definitions/asset-groups"
+            graph = visit(page, f"{groups}/polyai", "turn_genai", "asset-graph-sync")
             for name in ("conversations", "turns", "turn_latency", "turn_genai"):
                 assert name in graph
             assert re.search(r"(\d+) / \1 Passed", graph), "the graph shows checks passed"
+            kpis = visit(page, f"{groups}/polyai_analytics", "latency_kpis", "asset-graph-kpis")
+            for name in ("conversation_kpis", "latency_kpis", "genai_kpis"):
+                assert name in kpis
 
             events = visit(
                 page, f"{base}/assets/polyai/conversations?view=events", "dagster/row_count",

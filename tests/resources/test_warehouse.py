@@ -200,7 +200,7 @@ def test_every_column_has_the_type_the_schema_declares(warehouse: DuckDBWarehous
 
     warehouse.ensure_schema()
     dialect = duckdb_dialect()
-    expected_names = {"VARCHAR", "INTEGER", "BOOLEAN", "DATE", "JSON", "VARCHAR[]",
+    expected_names = {"VARCHAR", "INTEGER", "BOOLEAN", "DATE", "JSON", "VARCHAR[]", "DOUBLE",
                       "TIMESTAMP WITH TIME ZONE"}  # fmt: skip
     with warehouse.connect(read_only=True) as con:
         for table in schema.metadata.sorted_tables:

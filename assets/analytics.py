@@ -1,0 +1,77 @@
+"""Analytics assets: KPI tables downstream of the window tables, on the same partitions.
+
+They are materialized by the sync's step, right after each window lands, so a lookback
+re-sync recomputes exactly the windows it touched and nothing else. Selected on their own (a
+KPI query changed), they are recomputed from the warehouse without calling the API.
+"""
+
+from collections.abc import Iterator
+
+from dagster import AssetDep, AssetMaterialization, AssetSpec, FreshnessPolicy
+
+from assets.analytics_sql import KPI_QUERIES
+from assets.keys import (
+    ANALYTICS_GROUP,
+    CONVERSATIONS,
+    KPI_KEYS,
+    OWNER,
+    TURN_GENAI,
+    TURN_LATENCY,
+    TURNS,
+    column_schema,
+)
+from core.windows import Scope, Window
+from resources.warehouse import DuckDBWarehouse
+
+_SOURCES = {
+    "conversation_kpis": (CONVERSATIONS, TURNS),
+    "latency_kpis": (TURNS, TURN_LATENCY),
+    "genai_kpis": (TURN_GENAI,),
+}
+_DESCRIPTIONS = {
+    "conversation_kpis": (
+        "Per window, scope and variant: conversations, finished and in progress, containment "
+        "rate, hand-offs by reason and destination, duration mean/p50/p95, turns per "
+        "conversation, silence and out-of-domain rates."
+    ),
+    "latency_kpis": "Per window and scope: turn latency p50/p90/p95/p99, overall and per stage.",
+    "genai_kpis": (
+        "Per window, scope and model: turns, input and output tokens, time to first token "
+        "p50/p95, tool calls."
+    ),
+}
+
+
+def kpi_specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
+    return [
+        AssetSpec(
+            key,
+            group_name=ANALYTICS_GROUP,
+            kinds={"duckdb", "sql"},
+            owners=[OWNER],
+            skippable=True,
+            description=_DESCRIPTIONS[table],
+            deps=[AssetDep(source) for source in _SOURCES[table]],
+            freshness_policy=freshness_policy,
+            metadata={"dagster/column_schema": column_schema(table)},
+        )
+        for table, key in KPI_KEYS.items()
+    ]
+
+
+def recompute_kpis(
+    warehouse: DuckDBWarehouse, scope: Scope, window: Window, partition: str
+) -> Iterator[AssetMaterialization]:
+    """Recompute every KPI table for one window; one materialization per table."""
+    rows = warehouse.recompute_kpis(scope, window, KPI_QUERIES)
+    for table, asset_key in KPI_KEYS.items():
+        yield AssetMaterialization(
+            asset_key=asset_key,
+            partition=partition,
+            metadata={
+                "environment": scope.environment,
+                "channel": scope.channel,
+                "window_start": window.start.isoformat(),
+                "dagster/row_count": rows[table],
+            },
+        )

@@ -1,0 +1,55 @@
+"""Names shared by the asset modules: asset keys, groups, the pool, partition dimensions, and
+the column schemas Dagster shows (read from core.schema)."""
+
+from datetime import datetime
+
+from dagster import AssetKey, MultiPartitionKey, TableColumn, TableColumnConstraints, TableSchema
+
+from core import schema
+from core.windows import Scope, Window, window_from_key
+
+DATE_DIMENSION = "date"
+SCOPE_DIMENSION = "scope"
+GROUP = "polyai"
+OWNER = "team:data-platform"
+POOL = "polyai_sync"
+"""Concurrency pool of the sync op: its limit (pipelines/dagster.yaml) bounds parallel syncs."""
+CONVERSATIONS = AssetKey(["polyai", "conversations"])
+TURNS = AssetKey(["polyai", "turns"])
+TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
+TURN_GENAI = AssetKey(["polyai", "turn_genai"])
+
+TABLE_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)}
+ANALYTICS_GROUP = "polyai_analytics"
+KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANALYTICS_TABLES}
+TABLE_DESCRIPTIONS = {
+    CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
+    TURNS: "One row per turn, keyed by (conversation_id, turn_index).",
+    TURN_LATENCY: "One row per turn and latency stage (include_latency).",
+    TURN_GENAI: "One row per turn of generative-AI metadata (model, tokens, tool calls).",
+}
+
+
+def column_schema(table_name: str) -> TableSchema:
+    """The table's columns as Dagster shows them, read from the one schema declaration."""
+    table = schema.metadata.tables[table_name]
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=column.name,
+                type=str(column.type),
+                description=column.comment,
+                constraints=TableColumnConstraints(nullable=column.nullable is not False),
+            )
+            for column in table.columns
+        ]
+    )
+
+
+def window_of(key: str) -> tuple[datetime, Scope, Window, str]:
+    """(start, scope, window, key) of a date|scope partition key."""
+    if not isinstance(key, MultiPartitionKey):
+        raise TypeError(f"expected a date|scope partition key, got {key!r}")
+    dims = key.keys_by_dimension
+    window = window_from_key(dims[DATE_DIMENSION])
+    return window.start, Scope.parse(dims[SCOPE_DIMENSION]), window, key

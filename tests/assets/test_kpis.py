@@ -1,0 +1,136 @@
+"""KPI tables checked against values computed here, in Python, from the simulator's raw
+conversations (not by running the same SQL again)."""
+
+import json
+from collections import Counter, defaultdict
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from dagster import DagsterInstance
+
+from core.config import Settings
+from core.windows import Scope, daily_window
+from pipelines.definitions import SYNC_JOB, build_definitions
+from pipelines.partitions import partition_key
+from resources.warehouse import DuckDBWarehouse
+from simulator import SimulatorServer
+from tests.conftest import SYNC_DAY
+
+LIVE_VOICE = Scope("live", "voice")
+WINDOW = daily_window(SYNC_DAY)
+
+
+@pytest.fixture
+def run_window(simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch):
+    for name, value in simulator.source_variables().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(
+        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
+    )
+    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
+    with DagsterInstance.ephemeral() as instance:
+
+        def run(day=SYNC_DAY, scope=LIVE_VOICE) -> None:
+            assert job.execute_in_process(
+                partition_key=partition_key(day, scope), instance=instance
+            ).success
+
+        yield run
+
+
+def raw(simulator: SimulatorServer) -> list[dict]:
+    return list(
+        simulator.dataset.conversations_in(
+            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, genai=True
+        )
+    )
+
+
+def test_conversation_kpis_match_an_independent_computation(
+    run_window, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+) -> None:
+    run_window()
+    stored = warehouse.read_table("conversation_kpis").set_index("variant_id")
+    by_variant = defaultdict(list)
+    for conversation in raw(simulator):
+        by_variant[conversation["variant_id"]].append(conversation)
+    assert set(stored.index) == set(by_variant)
+    for variant, group in by_variant.items():
+        row = stored.loc[variant]
+        finished = [c for c in group if not c["in_progress"]]
+        turns = [t for c in group for t in c["turns"]]
+        durations = [c["total_duration"] for c in group]
+        handoffs = [c for c in group if c["handoff"]]
+        assert row["conversations"] == len(group)
+        assert row["finished"] == len(finished)
+        assert row["in_progress"] == len(group) - len(finished)
+        assert row["handoffs"] == len(handoffs)
+        contained = sum(1 for c in finished if not c["handoff"])
+        assert row["containment_rate"] == pytest.approx(contained / len(finished))
+        assert json.loads(row["handoffs_by_reason"]) == Counter(
+            c["handoff_reason"] for c in handoffs
+        )
+        assert json.loads(row["handoffs_by_destination"]) == Counter(
+            c["handoff_destination"] for c in handoffs
+        )
+        assert row["mean_duration_s"] == pytest.approx(np.mean(durations))
+        assert row["p50_duration_s"] == pytest.approx(np.percentile(durations, 50))
+        assert row["p95_duration_s"] == pytest.approx(np.percentile(durations, 95))
+        assert row["turns_per_conversation"] == pytest.approx(len(turns) / len(group))
+        assert row["silence_rate"] == pytest.approx(
+            sum(t["is_silence"] for t in turns) / len(turns)
+        )
+        assert row["ood_rate"] == pytest.approx(sum(t["is_ood"] for t in turns) / len(turns))
+
+
+def test_latency_and_genai_kpis_match_an_independent_computation(
+    run_window, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+) -> None:
+    run_window()
+    conversations = raw(simulator)
+    samples = defaultdict(list)
+    for conversation in conversations:
+        for turn in conversation["turns"]:
+            samples["overall"].append(turn["latency"])
+        for entry in conversation["latency"]["turns"]:
+            for stage, ms in entry["stages"].items():
+                samples[stage].append(ms)
+    latency = warehouse.read_table("latency_kpis").set_index("stage")
+    assert set(latency.index) == set(samples)
+    for stage, values in samples.items():
+        assert latency.loc[stage, "turns"] == len(values)
+        for q in (50, 90, 95, 99):
+            assert latency.loc[stage, f"p{q}_ms"] == pytest.approx(np.percentile(values, q))
+
+    by_model = defaultdict(list)
+    for conversation in conversations:
+        for turn in conversation["turns"]:
+            by_model[turn["genai_metadata"]["model"]].append(turn["genai_metadata"])
+    genai = warehouse.read_table("genai_kpis").set_index("model")
+    assert set(genai.index) == set(by_model)
+    for model, metas in by_model.items():
+        row = genai.loc[model]
+        assert row["turns"] == len(metas)
+        assert row["input_tokens"] == sum(m["input_tokens"] for m in metas)
+        assert row["output_tokens"] == sum(m["output_tokens"] for m in metas)
+        ttft = [m["time_to_first_token_ms"] for m in metas]
+        assert row["p50_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 50))
+        assert row["p95_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 95))
+        assert row["tool_calls"] == sum(len(m["function_calls"]) for m in metas)
+
+
+def test_a_resync_recomputes_only_the_windows_it_touched(
+    run_window, warehouse: DuckDBWarehouse
+) -> None:
+    other_day = SYNC_DAY - timedelta(days=1)
+    run_window(SYNC_DAY)
+    run_window(other_day)
+    before = warehouse.read_table("conversation_kpis").groupby("conversation_date")
+    stamps = before["computed_at"].max().to_dict()
+    run_window(SYNC_DAY)
+    after = warehouse.read_table("conversation_kpis").groupby("conversation_date")
+    stamps_after = after["computed_at"].max().to_dict()
+    assert stamps_after[other_day] == stamps[other_day]
+    assert stamps_after[SYNC_DAY] > stamps[SYNC_DAY]
+    assert after.size().to_dict() == before.size().to_dict()  # replaced, not duplicated
