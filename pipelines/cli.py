@@ -15,10 +15,14 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import LOCAL_DIR, ConfigError, Settings
 from core.windows import Scope, days_between, windows_of_days
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
+
+if TYPE_CHECKING:
+    from resources.warehouse import DuckDBWarehouse
 
 DEMO_DIR = LOCAL_DIR / "demo"
 DEMO_DAYS = 3
@@ -169,6 +173,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if actual != expected:
         print("The warehouse does not match the simulator.", file=sys.stderr)
         status = status or 1
+    _print_kpis(store, days)
     print(
         "\nOpen these runs in the Dagster UI:\n"
         "  uv run polyai-sync ui --demo\n"
@@ -176,6 +181,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "(partitions and row counts) and /runs"
     )
     return status
+
+
+def _print_kpis(store: DuckDBWarehouse, days: list[date]) -> None:
+    """A short KPI table for the synced days, from the KPI tables the sync just computed."""
+    with store.connect(read_only=True) as con:
+        rows = con.execute(
+            f"""
+            SELECT k.conversation_date, k.environment || '.' || k.channel AS scope,
+                   sum(k.conversations), sum(k.handoffs),
+                   sum(k.finished - k.handoffs) / nullif(sum(k.finished), 0),
+                   sum(k.mean_duration_s * k.conversations) / sum(k.conversations),
+                   any_value(l.p95_ms)
+            FROM "{store.schema_name}".conversation_kpis k
+            LEFT JOIN "{store.schema_name}".latency_kpis l
+              ON l.environment = k.environment AND l.channel = k.channel
+             AND l.window_start = k.window_start AND l.stage = 'overall'
+            WHERE k.conversation_date BETWEEN $first AND $last
+            GROUP BY ALL ORDER BY ALL
+            """,
+            {"first": days[0], "last": days[-1]},
+        ).fetchall()
+    print("\nKPIs (polyai.conversation_kpis, polyai.latency_kpis):")
+    print(f"  {'day':<11}{'scope':<12}{'convs':>6}{'handoffs':>9}{'contained':>10}"
+          f"{'avg dur':>8}{'p95 latency':>12}")  # fmt: skip
+    for day, scope, convs, handoffs, contained, duration, p95 in rows:
+        print(
+            f"  {day!s:<11}{scope:<12}{convs:>6}{handoffs:>9}{contained or 0:>10.1%}"
+            f"{duration or 0:>7.0f}s{p95 or 0:>10.0f}ms"
+        )
 
 
 def _simulator_counts(

@@ -156,6 +156,10 @@ def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -
     # The demo's own table: warehouse rows beside the simulator's, equal.
     assert re.search(rf"conversations\s+{conversations}\s+{conversations}\n", done.stdout)
     assert re.search(rf"turns\s+{turns}\s+{turns}\n", done.stdout)
+    # Then a KPI line per day and scope, whose conversations add up to the same total.
+    kpi_lines = re.findall(r"^  \d{4}-\d\d-\d\d live\.(?:voice|chat)\s+(\d+)\s", done.stdout, re.M)
+    assert len(kpi_lines) == 6
+    assert sum(map(int, kpi_lines)) == conversations
 
 
 def test_simulator_command_serves_the_api_with_the_chosen_key(tmp_path: Path) -> None:
