@@ -93,3 +93,33 @@ def client_for(server: SimulatorServer, **overrides: Any) -> PolyAIClient:
     }
     settings.update(overrides)
     return PolyAIClient(**settings)
+
+
+@pytest.fixture
+def run_sync_job(
+    simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Any]]:
+    """Run the Dagster sync job for one partition (default: SYNC_DAY, live.voice) against the
+    simulator and the test's warehouse, in an ephemeral instance; returns the run's result."""
+    from dagster import DagsterInstance
+
+    from core.config import Settings
+    from core.windows import Scope
+    from pipelines.definitions import SYNC_JOB, build_definitions
+    from pipelines.partitions import partition_key
+
+    for name, value in simulator.source_variables().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(
+        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
+    )
+    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
+    with DagsterInstance.ephemeral() as instance:
+
+        def run(day: date = SYNC_DAY, scope: Scope | None = None) -> Any:
+            key = partition_key(day, scope or Scope("live", "voice"))
+            result = job.execute_in_process(partition_key=key, instance=instance)
+            assert result.success
+            return result
+
+        yield run

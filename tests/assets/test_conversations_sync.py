@@ -1,17 +1,11 @@
 """End to end through Dagster: simulator over loopback -> sync asset -> DuckDB file."""
 
 import json
-from collections.abc import Iterator
 
 import pandas as pd
-import pytest
-from dagster import DagsterInstance
 
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
-from core.config import Settings
 from core.windows import Scope, daily_window
-from pipelines.definitions import SYNC_JOB, build_definitions
-from pipelines.partitions import partition_key
 from resources.warehouse import DuckDBWarehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
@@ -30,34 +24,12 @@ TURN_SCALARS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def run_partition(
-    simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
-) -> Iterator:
-    for name, value in simulator.source_variables().items():
-        monkeypatch.setenv(name, value)
-    settings = Settings.from_env(
-        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
-    )
-    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
-    with DagsterInstance.ephemeral() as instance:
-
-        def run(scope: Scope = LIVE_VOICE):
-            result = job.execute_in_process(
-                partition_key=partition_key(SYNC_DAY, scope), instance=instance
-            )
-            assert result.success
-            return result
-
-        yield run
-
-
 def ts(value: str) -> pd.Timestamp:
     return pd.Timestamp(value).tz_convert("UTC")
 
 
 def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
-    run_partition, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
 ) -> None:
     expected = list(
         simulator.dataset.conversations_in(
@@ -66,7 +38,7 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
     )
     assert len(expected) > 100  # several pages at the client's page size
 
-    result = run_partition()
+    result = run_sync_job()
     counts = {
         m.asset_key: m.metadata["dagster/row_count"].value
         for m in result.asset_materializations_for_node("polyai_conversations_sync")
@@ -123,7 +95,7 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
                 assert (stored["environment"], stored["channel"]) == ("live", "voice")
 
     first_load = conversations["load_id"].iloc[0]
-    run_partition()
+    run_sync_job()
     again = warehouse.read_table("conversations")
     assert len(again) == len(expected) and again["id"].is_unique
     again_turns = warehouse.read_table("turns")
@@ -137,11 +109,11 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
 
 
 def test_scopes_of_one_day_do_not_overwrite_each_other(
-    run_partition, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
 ) -> None:
-    run_partition(LIVE_VOICE)
-    run_partition(Scope("live", "chat"))
-    run_partition(LIVE_VOICE)
+    run_sync_job(scope=LIVE_VOICE)
+    run_sync_job(scope=Scope("live", "chat"))
+    run_sync_job(scope=LIVE_VOICE)
     stored = warehouse.read_table("conversations").groupby("channel").size().to_dict()
     truth = {
         channel: sum(

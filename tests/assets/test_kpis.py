@@ -7,36 +7,14 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance
 
-from core.config import Settings
 from core.windows import Scope, daily_window
-from pipelines.definitions import SYNC_JOB, build_definitions
-from pipelines.partitions import partition_key
 from resources.warehouse import DuckDBWarehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
-
-
-@pytest.fixture
-def run_window(simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch):
-    for name, value in simulator.source_variables().items():
-        monkeypatch.setenv(name, value)
-    settings = Settings.from_env(
-        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
-    )
-    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
-    with DagsterInstance.ephemeral() as instance:
-
-        def run(day=SYNC_DAY, scope=LIVE_VOICE) -> None:
-            assert job.execute_in_process(
-                partition_key=partition_key(day, scope), instance=instance
-            ).success
-
-        yield run
 
 
 def raw(simulator: SimulatorServer) -> list[dict]:
@@ -48,9 +26,9 @@ def raw(simulator: SimulatorServer) -> list[dict]:
 
 
 def test_conversation_kpis_match_an_independent_computation(
-    run_window, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
 ) -> None:
-    run_window()
+    run_sync_job()
     stored = warehouse.read_table("conversation_kpis").set_index("variant_id")
     by_variant = defaultdict(list)
     for conversation in raw(simulator):
@@ -85,9 +63,9 @@ def test_conversation_kpis_match_an_independent_computation(
 
 
 def test_latency_and_genai_kpis_match_an_independent_computation(
-    run_window, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
 ) -> None:
-    run_window()
+    run_sync_job()
     conversations = raw(simulator)
     samples = defaultdict(list)
     for conversation in conversations:
@@ -121,14 +99,14 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
 
 
 def test_a_resync_recomputes_only_the_windows_it_touched(
-    run_window, warehouse: DuckDBWarehouse
+    run_sync_job, warehouse: DuckDBWarehouse
 ) -> None:
     other_day = SYNC_DAY - timedelta(days=1)
-    run_window(SYNC_DAY)
-    run_window(other_day)
+    run_sync_job(SYNC_DAY)
+    run_sync_job(other_day)
     before = warehouse.read_table("conversation_kpis").groupby("conversation_date")
     stamps = before["computed_at"].max().to_dict()
-    run_window(SYNC_DAY)
+    run_sync_job(SYNC_DAY)
     after = warehouse.read_table("conversation_kpis").groupby("conversation_date")
     stamps_after = after["computed_at"].max().to_dict()
     assert stamps_after[other_day] == stamps[other_day]
