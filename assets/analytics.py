@@ -14,6 +14,7 @@ from assets.keys import (
     ANALYTICS_GROUP,
     CONVERSATIONS,
     KPI_KEYS,
+    LAKE,
     OWNER,
     TURN_GENAI,
     TURN_LATENCY,
@@ -21,6 +22,7 @@ from assets.keys import (
     column_schema,
 )
 from core.windows import Scope, Window
+from resources.lake import ParquetLake
 from resources.warehouse import DuckDBWarehouse
 
 _SOURCES = {
@@ -57,6 +59,38 @@ def kpi_specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
         )
         for table, key in KPI_KEYS.items()
     ]
+
+
+def lake_spec(freshness_policy: FreshnessPolicy | None) -> AssetSpec:
+    return AssetSpec(
+        LAKE,
+        group_name=ANALYTICS_GROUP,
+        kinds={"parquet"},
+        owners=[OWNER],
+        skippable=True,
+        description=(
+            "The window tables as Parquet in hive folders <table>/environment=/channel=/date=, "
+            "under LAKE_URL; one file per window and table, replaced atomically."
+        ),
+        deps=[AssetDep(key) for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)],
+        freshness_policy=freshness_policy,
+    )
+
+
+def export_to_lake(
+    lake: ParquetLake, warehouse: DuckDBWarehouse, scope: Scope, window: Window, partition: str
+) -> AssetMaterialization:
+    """Write one window's files to the lake; the materialization lists rows per table."""
+    rows = lake.export_window(warehouse, scope, window)
+    return AssetMaterialization(
+        asset_key=LAKE,
+        partition=partition,
+        metadata={
+            "folder": str(lake.window_file("conversations", scope, window).parent),
+            "dagster/row_count": rows["conversations"],
+            **{f"rows_{table}": count for table, count in rows.items()},
+        },
+    )
 
 
 def recompute_kpis(

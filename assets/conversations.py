@@ -21,11 +21,12 @@ from dagster import (
     multi_asset,
 )
 
-from assets.analytics import kpi_specs, recompute_kpis
+from assets.analytics import export_to_lake, kpi_specs, lake_spec, recompute_kpis
 from assets.checks import CHECKS, run_checks
 from assets.keys import (
     GROUP,
     KPI_KEYS,
+    LAKE,
     OWNER,
     POOL,
     TABLE_DESCRIPTIONS,
@@ -35,6 +36,7 @@ from assets.keys import (
 )
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 from core.windows import Scope, Window, window_key
+from resources.lake import ParquetLake
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
@@ -65,7 +67,8 @@ def build_sync_asset(
             )
             for key, text in TABLE_DESCRIPTIONS.items()
         ]
-        + kpi_specs(freshness_policy),
+        + kpi_specs(freshness_policy)
+        + [lake_spec(freshness_policy)],
         can_subset=True,
         check_specs=[
             AssetCheckSpec(check.name, asset=TABLE_KEYS[check.asset], description=check.description)
@@ -73,7 +76,10 @@ def build_sync_asset(
         ],
     )
     def polyai_conversations_sync(
-        context: AssetExecutionContext, polyai: PolyAIClient, warehouse: DuckDBWarehouse
+        context: AssetExecutionContext,
+        polyai: PolyAIClient,
+        warehouse: DuckDBWarehouse,
+        lake: ParquetLake,
     ):
         """Sync every window of the run (one, or a range when a backfill groups them), then
         recompute its KPIs. With only KPI tables selected, recompute them without syncing."""
@@ -81,6 +87,7 @@ def build_sync_asset(
         selected = context.selected_asset_keys
         sync = bool(selected & set(TABLE_KEYS.values()))
         kpis = bool(selected & set(KPI_KEYS.values()))
+        export = LAKE in selected
         violations: Counter[str] = Counter()
         failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
         for _, scope, window, key in windows:
@@ -111,6 +118,8 @@ def build_sync_asset(
                         failing[outcome.name].append(key)
             if kpis:
                 yield from recompute_kpis(warehouse, scope, window, key)
+            if export:
+                yield export_to_lake(lake, warehouse, scope, window, key)
         selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
         for check in CHECKS:
             if not sync or check.name not in selected_checks:

@@ -22,6 +22,7 @@ TURN_GENAI = AssetKey(["polyai", "turn_genai"])
 TABLE_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)}
 ANALYTICS_GROUP = "polyai_analytics"
 KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANALYTICS_TABLES}
+LAKE = AssetKey(["polyai", "lake"])
 TABLE_DESCRIPTIONS = {
     CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
     TURNS: "One row per turn, keyed by (conversation_id, turn_index).",

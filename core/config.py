@@ -33,6 +33,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_SCHEDULE_HOUR": "2",
     "POLYAI_WINDOWS_PER_RUN": "7",
     "POLYAI_WINDOW": "daily",
+    "LAKE_URL": str(LOCAL_DIR / "lake"),
 }
 
 SOURCE_VARIABLES: Final = (
@@ -66,6 +67,7 @@ class Settings:
     schedule_hour: int = 2
     windows_per_run: int = 7
     granularity: str = "daily"
+    lake_url: str = str(LOCAL_DIR / "lake")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -145,6 +147,7 @@ class Settings:
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
             granularity=granularity,
+            lake_url=get("LAKE_URL"),
         )
 
     @property

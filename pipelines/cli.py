@@ -140,6 +140,7 @@ def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date
         **server.source_variables(),
         "POLYAI_SYNC_START": sync_start.isoformat(),
         "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+        "LAKE_URL": str(warehouse.parent / "lake"),
     }
 
 

@@ -25,6 +25,7 @@ from assets.freshness import build_freshness_check
 from core.config import Settings
 from pipelines.partitions import build_partitions
 from pipelines.schedules import build_nightly_schedule
+from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import DuckDBWarehouse
 
@@ -80,6 +81,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 account_id=EnvVar("POLYAI_ACCOUNT_ID"),
                 project_id=EnvVar("POLYAI_PROJECT_ID"),
             ),
+            "lake": ParquetLake(root=settings.lake_url),
             "warehouse": DuckDBWarehouse(
                 url=settings.warehouse_url, schema_name=settings.warehouse_schema
             ),

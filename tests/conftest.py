@@ -100,7 +100,8 @@ def run_sync_job(
     simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., Any]]:
     """Run the Dagster sync job for one partition (default: SYNC_DAY, live.voice) against the
-    simulator and the test's warehouse, in an ephemeral instance; returns the run's result."""
+    simulator, the test's warehouse and a lake beside it, in an ephemeral instance; returns
+    the run's result."""
     from dagster import DagsterInstance
 
     from core.config import Settings
@@ -111,7 +112,11 @@ def run_sync_job(
     for name, value in simulator.source_variables().items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env(
-        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
+        {
+            "POLYAI_SYNC_START": "2026-11-01",
+            "WAREHOUSE_URL": warehouse.url,
+            "LAKE_URL": str(warehouse.path.parent / "lake"),
+        }
     )
     job = build_definitions(settings).resolve_job_def(SYNC_JOB)
     with DagsterInstance.ephemeral() as instance:

@@ -30,7 +30,11 @@ def run_sync(serve: Serve, warehouse: DuckDBWarehouse, monkeypatch, key: str):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("POLYAI_API_KEY", key)
     settings = Settings.from_env(
-        {"POLYAI_SYNC_START": "2026-11-01", "WAREHOUSE_URL": warehouse.url}
+        {
+            "POLYAI_SYNC_START": "2026-11-01",
+            "WAREHOUSE_URL": warehouse.url,
+            "LAKE_URL": str(warehouse.path.parent / "lake"),
+        }
     )
     defs = build_definitions(settings)
     instance = DagsterInstance.ephemeral()

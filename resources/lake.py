@@ -1,0 +1,89 @@
+"""The Parquet lake: the window tables exported as hive-style folders, for lake engines.
+
+    <root>/<table>/environment=<env>/channel=<channel>/date=<YYYY-MM-DD>/<window>.parquet
+
+One file per window and table (``day.parquet`` for a daily window, ``HH00.parquet`` for an
+hourly one). A re-synced window's files are written beside the old ones and renamed over them,
+so a reader sees the old file or the new one, never half of one. DuckDB
+(``read_parquet(..., hive_partitioning = true)``), Spark and Trino prune on the folder keys.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from core import schema
+from core.windows import Scope, Window
+from resources.warehouse import DuckDBWarehouse
+
+# The folder keys hold these; the files do not repeat them.
+_FOLDER_COLUMNS = ("environment", "channel")
+
+
+class ParquetLake(ConfigurableResource):
+    """A folder (local path) that receives one Parquet file per window and table."""
+
+    root: str = Field(description="LAKE_URL: a local folder, or file:///path")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root.removeprefix("file://"))
+
+    def window_file(self, table: str, scope: Scope, window: Window) -> Path:
+        hours = (window.end - window.start).total_seconds() / 3600
+        name = "day.parquet" if hours == 24 else f"{window.start:%H%M}.parquet"
+        return (
+            self.path
+            / table
+            / f"environment={scope.environment}"
+            / f"channel={scope.channel}"
+            / f"date={window.start:%Y-%m-%d}"
+            / name
+        )
+
+    def export_window(
+        self, warehouse: DuckDBWarehouse, scope: Scope, window: Window
+    ) -> dict[str, int]:
+        """Write the window's rows of every window table; rows written per table."""
+        in_window = (
+            "environment = $env AND channel = $channel "
+            "AND started_at >= $start AND started_at < $end"
+        )
+        params = {
+            "env": scope.environment,
+            "channel": scope.channel,
+            "start": window.start,
+            "end": window.end,
+        }
+        conversations = f'"{warehouse.schema_name}".conversations'
+        written = {}
+        with warehouse.connect(read_only=True) as con:
+            for table in schema.WINDOW_TABLES:
+                keep = ", ".join(
+                    f'"{c.name}"' for c in table.columns if c.name not in _FOLDER_COLUMNS
+                )
+                source = f'"{warehouse.schema_name}"."{table.name}"'
+                if table is schema.conversations:
+                    select = f"SELECT {keep} FROM {source} WHERE {in_window}"
+                else:
+                    select = (
+                        f"SELECT {keep} FROM {source} WHERE conversation_id IN "
+                        f"(SELECT id FROM {conversations} WHERE {in_window})"
+                    )
+                final = self.window_file(table.name, scope, window)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+                quoted = str(temporary).replace("'", "''")
+                try:
+                    con.execute(f"COPY ({select}) TO '{quoted}' (FORMAT parquet)", params)
+                    os.replace(temporary, final)  # atomic on one file system
+                finally:
+                    temporary.unlink(missing_ok=True)
+                (rows,) = con.execute(f"SELECT count(*) FROM ({select})", params).fetchone()
+                written[table.name] = int(rows)
+        return written
