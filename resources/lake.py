@@ -80,10 +80,11 @@ class ParquetLake(ConfigurableResource):
                 temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
                 quoted = str(temporary).replace("'", "''")
                 try:
-                    con.execute(f"COPY ({select}) TO '{quoted}' (FORMAT parquet)", params)
+                    copied = con.execute(
+                        f"COPY ({select}) TO '{quoted}' (FORMAT parquet)", params
+                    ).fetchone()
                     os.replace(temporary, final)  # atomic on one file system
                 finally:
                     temporary.unlink(missing_ok=True)
-                (rows,) = con.execute(f"SELECT count(*) FROM ({select})", params).fetchone()
-                written[table.name] = int(rows)
+                written[table.name] = int(copied[0]) if copied else 0  # COPY returns its count
         return written
