@@ -29,11 +29,13 @@ from assets.keys import (
     LAKE,
     OWNER,
     POOL,
+    QA_SAMPLES,
     TABLE_DESCRIPTIONS,
     TABLE_KEYS,
     column_schema,
     window_of,
 )
+from assets.qa_sample import draw_sample, qa_sample_spec
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 from core.windows import Scope, Window, window_key
 from resources.lake import ParquetLake
@@ -46,6 +48,7 @@ def build_sync_asset(
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
     windows_per_run: int = 7,
     freshness_policy: FreshnessPolicy | None = None,
+    qa_sample_size: int = 0,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -68,7 +71,8 @@ def build_sync_asset(
             for key, text in TABLE_DESCRIPTIONS.items()
         ]
         + kpi_specs(freshness_policy)
-        + [lake_spec(freshness_policy)],
+        + [lake_spec(freshness_policy)]
+        + ([qa_sample_spec()] if qa_sample_size else []),
         can_subset=True,
         check_specs=[
             AssetCheckSpec(check.name, asset=TABLE_KEYS[check.asset], description=check.description)
@@ -88,6 +92,7 @@ def build_sync_asset(
         sync = bool(selected & set(TABLE_KEYS.values()))
         kpis = bool(selected & set(KPI_KEYS.values()))
         export = LAKE in selected
+        sample = QA_SAMPLES in selected
         violations: Counter[str] = Counter()
         failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
         for _, scope, window, key in windows:
@@ -120,6 +125,8 @@ def build_sync_asset(
                 yield from recompute_kpis(warehouse, scope, window, key)
             if export:
                 yield export_to_lake(lake, warehouse, scope, window, key)
+            if sample:
+                yield draw_sample(polyai, warehouse, lake, scope, window, qa_sample_size, key)
         selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
         for check in CHECKS:
             if not sync or check.name not in selected_checks:

@@ -23,6 +23,7 @@ TABLE_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, 
 ANALYTICS_GROUP = "polyai_analytics"
 KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANALYTICS_TABLES}
 LAKE = AssetKey(["polyai", "lake"])
+QA_SAMPLES = AssetKey(["polyai", "qa_samples"])
 TABLE_DESCRIPTIONS = {
     CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
     TURNS: "One row per turn, keyed by (conversation_id, turn_index).",

@@ -34,6 +34,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_WINDOWS_PER_RUN": "7",
     "POLYAI_WINDOW": "daily",
     "LAKE_URL": str(LOCAL_DIR / "lake"),
+    "POLYAI_QA_SAMPLE_SIZE": "20",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -68,6 +69,7 @@ class Settings:
     windows_per_run: int = 7
     granularity: str = "daily"
     lake_url: str = str(LOCAL_DIR / "lake")
+    qa_sample_size: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -148,6 +150,7 @@ class Settings:
             windows_per_run=windows_per_run,
             granularity=granularity,
             lake_url=get("LAKE_URL"),
+            qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
         )
 
     @property

@@ -216,6 +216,20 @@ genai_kpis = sa.Table(
     comment="per window, scope and model",
 )
 
+qa_samples = sa.Table(
+    "qa_samples",
+    metadata,
+    *_analytics_key_columns(),
+    sa.Column("conversation_id", sa.String, primary_key=True),
+    sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column("num_turns", sa.Integer),
+    sa.Column("handoff", sa.Boolean),
+    sa.Column("transcript", sa.String, comment="'user: ...' / 'agent: ...' lines, for review"),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("sampled_at", TZ_TIMESTAMP, nullable=False),
+    comment="a random sample per window and scope, drawn with the API's sample=random mode",
+)
+
 ANALYTICS_TABLES = (conversation_kpis, latency_kpis, genai_kpis)
 """Tables recomputed from the window tables, one window at a time."""
 

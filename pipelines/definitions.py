@@ -42,7 +42,11 @@ FRESHNESS = FreshnessPolicy.time_window(
 def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
     sync_asset = build_sync_asset(
-        partitions, settings.quarantine_max_fraction, settings.windows_per_run, FRESHNESS
+        partitions,
+        settings.quarantine_max_fraction,
+        settings.windows_per_run,
+        FRESHNESS,
+        settings.qa_sample_size,
     )
     sync_job = define_asset_job(
         SYNC_JOB,

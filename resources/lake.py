@@ -14,6 +14,7 @@ import os
 import uuid
 from pathlib import Path
 
+import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -45,6 +46,18 @@ class ParquetLake(ConfigurableResource):
             / f"date={window.start:%Y-%m-%d}"
             / name
         )
+
+    def write_csv(self, table: str, scope: Scope, window: Window, rows: pd.DataFrame) -> Path:
+        """Write one window's rows of ``table`` as CSV in the window's folder, atomically."""
+        final = self.window_file(table, scope, window).with_suffix(".csv")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            rows.to_csv(temporary, index=False)
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return final
 
     def export_window(
         self, warehouse: DuckDBWarehouse, scope: Scope, window: Window

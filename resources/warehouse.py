@@ -400,6 +400,21 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("COMMIT")
         return rows
 
+    def replace_window_rows(
+        self, table: str, scope: Scope, window: Window, rows: pd.DataFrame
+    ) -> None:
+        """Replace one scope's window of an analytics table with ``rows``, atomically."""
+        where = "environment = $env AND channel = $channel AND window_start = $start"
+        key = {"env": scope.environment, "channel": scope.channel, "start": window.start}
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute(f"DELETE FROM {self._name(table)} WHERE {where}", key)
+            if len(rows):
+                con.register("rows", rows)
+                con.execute(f"INSERT INTO {self._name(table)} BY NAME SELECT * FROM rows")
+                con.unregister("rows")
+            con.execute("COMMIT")
+
     # --- reading ------------------------------------------------------------------------
 
     def newest_synced_days(self) -> dict[Scope, date]:

@@ -90,3 +90,10 @@ def test_quarantine_fraction_must_be_between_0_and_1(value: str) -> None:
 def test_schedule_settings_are_checked(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_qa_sample_size_is_checked_and_zero_turns_it_off() -> None:
+    assert Settings.from_env({}).qa_sample_size == 20
+    assert Settings.from_env({"POLYAI_QA_SAMPLE_SIZE": "0"}).qa_sample_size == 0
+    with pytest.raises(ConfigError, match="POLYAI_QA_SAMPLE_SIZE"):
+        Settings.from_env({"POLYAI_QA_SAMPLE_SIZE": "1001"})

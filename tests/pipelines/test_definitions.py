@@ -15,9 +15,11 @@ KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")
 def test_every_table_asset_declares_columns_owner_group_kinds_and_freshness() -> None:
     defs = build_definitions(Settings.from_env({"POLYAI_WINDOWS_PER_RUN": "5"}))
     specs = {spec.key.path[-1]: spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == set(TABLES) | set(KPI_TABLES) | {"lake"}
+    assert set(specs) == set(TABLES) | set(KPI_TABLES) | {"lake", "qa_samples"}
     lake = specs.pop("lake")
     assert lake.kinds == {"parquet"} and lake.freshness_policy == FRESHNESS
+    qa = specs.pop("qa_samples")
+    assert qa.group_name == "polyai_analytics" and "dagster/column_schema" in qa.metadata
     for name, spec in specs.items():
         columns = spec.metadata["dagster/column_schema"].columns
         assert [c.name for c in columns] == [c.name for c in schema.metadata.tables[name].columns]

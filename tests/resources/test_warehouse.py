@@ -62,6 +62,7 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
         ("conversations", ["id"]),
         ("genai_kpis", ["environment", "channel", "window_start", "model"]),
         ("latency_kpis", ["environment", "channel", "window_start", "stage"]),
+        ("qa_samples", ["environment", "channel", "window_start", "conversation_id"]),
         ("quarantine", ["load_id", "page", "position"]),
         ("sync_state", ["account_id", "project_id", "environment", "channel", "window_start"]),
         ("turn_genai", ["conversation_id", "turn_index"]),

@@ -1,0 +1,89 @@
+"""The QA sample: each window, a random sample of conversations per scope drawn through the
+API's ``sample=random`` mode, for people to review. Written to ``qa_samples`` in the
+warehouse and as one CSV per window in the lake."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from dagster import AssetDep, AssetMaterialization, AssetSpec
+
+from assets.keys import ANALYTICS_GROUP, CONVERSATIONS, OWNER, QA_SAMPLES, column_schema
+from core import schema
+from core.normalize import parse_timestamp, to_json
+from core.query import ConversationQuery
+from core.windows import Scope, Window
+from resources.lake import ParquetLake
+from resources.polyai_api import PolyAIClient
+from resources.warehouse import DuckDBWarehouse
+
+
+def qa_sample_spec() -> AssetSpec:
+    return AssetSpec(
+        QA_SAMPLES,
+        group_name=ANALYTICS_GROUP,
+        kinds={"duckdb", "csv"},
+        owners=[OWNER],
+        skippable=True,
+        description=(
+            "A random sample of POLYAI_QA_SAMPLE_SIZE conversations per window and scope "
+            "(the API's sample=random mode) with a readable transcript, for QA review."
+        ),
+        deps=[AssetDep(CONVERSATIONS)],
+        metadata={"dagster/column_schema": column_schema("qa_samples")},
+    )
+
+
+def transcript(conversation: dict[str, Any]) -> str:
+    lines = []
+    for turn in conversation.get("turns") or []:
+        if turn.get("user_input"):
+            lines.append(f"user: {turn['user_input']}")
+        if turn.get("agent_response"):
+            lines.append(f"agent: {turn['agent_response']}")
+    return "\n".join(lines)
+
+
+def draw_sample(
+    client: PolyAIClient,
+    warehouse: DuckDBWarehouse,
+    lake: ParquetLake,
+    scope: Scope,
+    window: Window,
+    size: int,
+    partition: str,
+) -> AssetMaterialization:
+    """Draw one window's sample, replace it in the warehouse and the lake."""
+    query = ConversationQuery(
+        start_time=window.start,
+        end_time=window.end,
+        environment=scope.environment,
+        channels=(scope.channel,),
+        limit=size,
+        sample="random",
+    )
+    conversations = [c for page in client.iter_pages(query) for c in page.conversations]
+    now = datetime.now(UTC)
+    rows = pd.DataFrame(
+        {
+            "environment": scope.environment,
+            "channel": scope.channel,
+            "window_start": window.start,
+            "conversation_date": window.start.date(),
+            "conversation_id": [c["id"] for c in conversations],
+            "started_at": [parse_timestamp(c["started_at"], "started_at") for c in conversations],
+            "num_turns": pd.array([c.get("num_turns") for c in conversations], dtype="Int64"),
+            "handoff": [c.get("handoff") for c in conversations],
+            "transcript": [transcript(c) for c in conversations],
+            "raw": [to_json(c) for c in conversations],
+            "sampled_at": now,
+        },
+        columns=[c.name for c in schema.qa_samples.columns],
+    )
+    warehouse.replace_window_rows("qa_samples", scope, window, rows)
+    path = lake.write_csv("qa_samples", scope, window, rows.drop(columns=["raw"]))
+    return AssetMaterialization(
+        asset_key=QA_SAMPLES,
+        partition=partition,
+        metadata={"dagster/row_count": len(rows), "csv": str(path), "sample_size": size},
+    )
