@@ -5,6 +5,7 @@ asset so the graph and the partitions view show what exists.
 """
 
 from collections import Counter
+from collections.abc import Sequence
 
 from dagster import (
     AssetCheckResult,
@@ -30,13 +31,16 @@ from assets.keys import (
     OWNER,
     POOL,
     QA_SAMPLES,
+    SAVED_SEARCHES,
     TABLE_DESCRIPTIONS,
     TABLE_KEYS,
     column_schema,
     window_of,
 )
 from assets.qa_sample import draw_sample, qa_sample_spec
+from assets.saved_searches import run_saved_searches, saved_search_spec
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
+from core.config import SavedSearch
 from core.windows import Scope, Window, window_key
 from resources.lake import ParquetLake
 from resources.polyai_api import Page, PolyAIClient
@@ -49,6 +53,7 @@ def build_sync_asset(
     windows_per_run: int = 7,
     freshness_policy: FreshnessPolicy | None = None,
     qa_sample_size: int = 0,
+    saved_searches: Sequence[SavedSearch] = (),
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -72,7 +77,8 @@ def build_sync_asset(
         ]
         + kpi_specs(freshness_policy)
         + [lake_spec(freshness_policy)]
-        + ([qa_sample_spec()] if qa_sample_size else []),
+        + ([qa_sample_spec()] if qa_sample_size else [])
+        + ([saved_search_spec(saved_searches)] if saved_searches else []),
         can_subset=True,
         check_specs=[
             AssetCheckSpec(check.name, asset=TABLE_KEYS[check.asset], description=check.description)
@@ -93,6 +99,7 @@ def build_sync_asset(
         kpis = bool(selected & set(KPI_KEYS.values()))
         export = LAKE in selected
         sample = QA_SAMPLES in selected
+        search = SAVED_SEARCHES in selected
         violations: Counter[str] = Counter()
         failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
         for _, scope, window, key in windows:
@@ -127,6 +134,8 @@ def build_sync_asset(
                 yield export_to_lake(lake, warehouse, scope, window, key)
             if sample:
                 yield draw_sample(polyai, warehouse, lake, scope, window, qa_sample_size, key)
+            if search:
+                yield run_saved_searches(polyai, warehouse, saved_searches, scope, window, key)
         selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
         for check in CHECKS:
             if not sync or check.name not in selected_checks:

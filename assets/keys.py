@@ -24,6 +24,7 @@ ANALYTICS_GROUP = "polyai_analytics"
 KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANALYTICS_TABLES}
 LAKE = AssetKey(["polyai", "lake"])
 QA_SAMPLES = AssetKey(["polyai", "qa_samples"])
+SAVED_SEARCHES = AssetKey(["polyai", "saved_search_matches"])
 TABLE_DESCRIPTIONS = {
     CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
     TURNS: "One row per turn, keyed by (conversation_id, turn_index).",

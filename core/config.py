@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
-from core.api_contract import ENVIRONMENTS, REGION_BASE_URLS
+from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
 from core.windows import GRANULARITIES, Scope, scopes_for
 
 LOCAL_DIR: Final = Path(".polyai-sync")
@@ -35,6 +35,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_WINDOW": "daily",
     "LAKE_URL": str(LOCAL_DIR / "lake"),
     "POLYAI_QA_SAMPLE_SIZE": "20",
+    "POLYAI_SAVED_SEARCHES": "",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -50,6 +51,39 @@ _CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    """A named transcript or semantic query run over every window."""
+
+    name: str
+    query_type: str
+    query: str
+
+
+def parse_saved_searches(value: str) -> tuple[SavedSearch, ...]:
+    """``name=type:query`` entries separated by ``;``, e.g.
+    ``cancel=transcript:cancel;human=semantic:talk to a human``."""
+    searches = []
+    for entry in filter(None, (part.strip() for part in value.split(";"))):
+        name, eq, rest = entry.partition("=")
+        query_type, colon, query = rest.partition(":")
+        if not (eq and colon and name.strip() and query.strip()):
+            raise ConfigError(
+                f"POLYAI_SAVED_SEARCHES: {entry!r} is not name=transcript:text or "
+                "name=semantic:text"
+            )
+        if query_type.strip() not in QUERY_TYPES:
+            raise ConfigError(
+                f"POLYAI_SAVED_SEARCHES: {entry!r} has type {query_type.strip()!r}; "
+                f"expected one of {', '.join(QUERY_TYPES)}"
+            )
+        searches.append(SavedSearch(name.strip(), query_type.strip(), query.strip()))
+    names = [s.name for s in searches]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"POLYAI_SAVED_SEARCHES: names must be unique, got {names}")
+    return tuple(searches)
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,7 @@ class Settings:
     granularity: str = "daily"
     lake_url: str = str(LOCAL_DIR / "lake")
     qa_sample_size: int = 20
+    saved_searches: tuple[SavedSearch, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -151,6 +186,7 @@ class Settings:
             granularity=granularity,
             lake_url=get("LAKE_URL"),
             qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
+            saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
         )
 
     @property

@@ -230,6 +230,21 @@ qa_samples = sa.Table(
     comment="a random sample per window and scope, drawn with the API's sample=random mode",
 )
 
+saved_search_matches = sa.Table(
+    "saved_search_matches",
+    metadata,
+    *_analytics_key_columns(),
+    sa.Column("search", sa.String, primary_key=True, comment="the saved search's name"),
+    sa.Column("conversation_id", sa.String, primary_key=True),
+    sa.Column("query_type", sa.String, nullable=False),
+    sa.Column("query", sa.String, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False, comment="1 = the API's first result"),
+    sa.Column("matched_turn_index", sa.Integer, comment="first turn containing the text"),
+    sa.Column("matched_text", sa.String),
+    sa.Column("searched_at", TZ_TIMESTAMP, nullable=False),
+    comment="each configured search's matches per window and scope",
+)
+
 ANALYTICS_TABLES = (conversation_kpis, latency_kpis, genai_kpis)
 """Tables recomputed from the window tables, one window at a time."""
 

@@ -47,6 +47,7 @@ def build_definitions(settings: Settings) -> Definitions:
         settings.windows_per_run,
         FRESHNESS,
         settings.qa_sample_size,
+        settings.saved_searches,
     )
     sync_job = define_asset_job(
         SYNC_JOB,

@@ -96,8 +96,17 @@ def client_for(server: SimulatorServer, **overrides: Any) -> PolyAIClient:
 
 
 @pytest.fixture
+def sync_settings() -> dict[str, str]:
+    """Extra settings for ``run_sync_job``; a test module overrides this fixture to add some."""
+    return {}
+
+
+@pytest.fixture
 def run_sync_job(
-    simulator: SimulatorServer, warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+    simulator: SimulatorServer,
+    warehouse: DuckDBWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    sync_settings: dict[str, str],
 ) -> Iterator[Callable[..., Any]]:
     """Run the Dagster sync job for one partition (default: SYNC_DAY, live.voice) against the
     simulator, the test's warehouse and a lake beside it, in an ephemeral instance; returns
@@ -116,6 +125,7 @@ def run_sync_job(
             "POLYAI_SYNC_START": "2026-11-01",
             "WAREHOUSE_URL": warehouse.url,
             "LAKE_URL": str(warehouse.path.parent / "lake"),
+            **sync_settings,
         }
     )
     job = build_definitions(settings).resolve_job_def(SYNC_JOB)
