@@ -64,6 +64,10 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
         ("latency_kpis", ["environment", "channel", "window_start", "stage"]),
         ("qa_samples", ["environment", "channel", "window_start", "conversation_id"]),
         ("quarantine", ["load_id", "page", "position"]),
+        (
+            "saved_search_matches",
+            ["environment", "channel", "window_start", "search", "conversation_id"],
+        ),
         ("sync_state", ["account_id", "project_id", "environment", "channel", "window_start"]),
         ("turn_genai", ["conversation_id", "turn_index"]),
         ("turn_latency", ["conversation_id", "turn_index", "stage"]),
