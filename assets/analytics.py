@@ -7,19 +7,17 @@ KPI query changed), they are recomputed from the warehouse without calling the A
 
 from collections.abc import Iterator
 
-from dagster import AssetDep, AssetMaterialization, AssetSpec, FreshnessPolicy
+from dagster import AssetMaterialization, AssetSpec, FreshnessPolicy
 
 from assets.analytics_sql import KPI_QUERIES
 from assets.keys import (
-    ANALYTICS_GROUP,
     CONVERSATIONS,
     KPI_KEYS,
     LAKE,
-    OWNER,
     TURN_GENAI,
     TURN_LATENCY,
     TURNS,
-    column_schema,
+    analytics_spec,
 )
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
@@ -46,34 +44,21 @@ _DESCRIPTIONS = {
 
 def kpi_specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
     return [
-        AssetSpec(
-            key,
-            group_name=ANALYTICS_GROUP,
-            kinds={"duckdb", "sql"},
-            owners=[OWNER],
-            skippable=True,
-            description=_DESCRIPTIONS[table],
-            deps=[AssetDep(source) for source in _SOURCES[table]],
-            freshness_policy=freshness_policy,
-            metadata={"dagster/column_schema": column_schema(table)},
+        analytics_spec(
+            key, {"duckdb", "sql"}, _DESCRIPTIONS[table], _SOURCES[table], freshness_policy, table
         )
         for table, key in KPI_KEYS.items()
     ]
 
 
 def lake_spec(freshness_policy: FreshnessPolicy | None) -> AssetSpec:
-    return AssetSpec(
+    return analytics_spec(
         LAKE,
-        group_name=ANALYTICS_GROUP,
-        kinds={"parquet"},
-        owners=[OWNER],
-        skippable=True,
-        description=(
-            "The window tables as Parquet in hive folders <table>/environment=/channel=/date=, "
-            "under LAKE_URL; one file per window and table, replaced atomically."
-        ),
-        deps=[AssetDep(key) for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)],
-        freshness_policy=freshness_policy,
+        {"parquet"},
+        "The window tables as Parquet in hive folders <table>/environment=/channel=/date=, "
+        "under LAKE_URL; one file per window and table, replaced atomically.",
+        (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI),
+        freshness_policy,
     )
 
 

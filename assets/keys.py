@@ -1,9 +1,19 @@
 """Names shared by the asset modules: asset keys, groups, the pool, partition dimensions, and
 the column schemas Dagster shows (read from core.schema)."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from dagster import AssetKey, MultiPartitionKey, TableColumn, TableColumnConstraints, TableSchema
+from dagster import (
+    AssetDep,
+    AssetKey,
+    AssetSpec,
+    FreshnessPolicy,
+    MultiPartitionKey,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+)
 
 from core import schema
 from core.windows import Scope, Window, window_from_key
@@ -46,6 +56,29 @@ def column_schema(table_name: str) -> TableSchema:
             )
             for column in table.columns
         ]
+    )
+
+
+def analytics_spec(
+    key: AssetKey,
+    kinds: set[str],
+    description: str,
+    sources: Iterable[AssetKey],
+    freshness_policy: FreshnessPolicy | None = None,
+    table: str | None = None,
+) -> AssetSpec:
+    """A downstream asset of the sync step: analytics group, owner, reported per window
+    (skippable output), its upstream tables, and ``table``'s column schema if it has one."""
+    return AssetSpec(
+        key,
+        group_name=ANALYTICS_GROUP,
+        kinds=kinds,
+        owners=[OWNER],
+        skippable=True,
+        description=description,
+        deps=[AssetDep(source) for source in sources],
+        freshness_policy=freshness_policy,
+        metadata={"dagster/column_schema": column_schema(table)} if table else {},
     )
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from dagster import AssetDep, AssetMaterialization, AssetSpec
+from dagster import AssetMaterialization, AssetSpec
 
-from assets.keys import ANALYTICS_GROUP, CONVERSATIONS, OWNER, QA_SAMPLES, column_schema
+from assets.keys import CONVERSATIONS, QA_SAMPLES, analytics_spec
 from core import schema
 from core.normalize import parse_timestamp, to_json
 from core.query import ConversationQuery
@@ -19,18 +19,13 @@ from resources.warehouse import DuckDBWarehouse
 
 
 def qa_sample_spec() -> AssetSpec:
-    return AssetSpec(
+    return analytics_spec(
         QA_SAMPLES,
-        group_name=ANALYTICS_GROUP,
-        kinds={"duckdb", "csv"},
-        owners=[OWNER],
-        skippable=True,
-        description=(
-            "A random sample of POLYAI_QA_SAMPLE_SIZE conversations per window and scope "
-            "(the API's sample=random mode) with a readable transcript, for QA review."
-        ),
-        deps=[AssetDep(CONVERSATIONS)],
-        metadata={"dagster/column_schema": column_schema("qa_samples")},
+        {"duckdb", "csv"},
+        "A random sample of POLYAI_QA_SAMPLE_SIZE conversations per window and scope "
+        "(the API's sample=random mode) with a readable transcript, for QA review.",
+        (CONVERSATIONS,),
+        table="qa_samples",
     )
 
 

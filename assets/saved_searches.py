@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from dagster import AssetDep, AssetMaterialization, AssetSpec
+from dagster import AssetMaterialization, AssetSpec
 
-from assets.keys import ANALYTICS_GROUP, CONVERSATIONS, OWNER, SAVED_SEARCHES, column_schema
+from assets.keys import CONVERSATIONS, SAVED_SEARCHES, analytics_spec
 from core import schema
 from core.config import SavedSearch
 from core.query import ConversationQuery
@@ -19,16 +19,13 @@ from resources.warehouse import DuckDBWarehouse
 
 
 def saved_search_spec(searches: Sequence[SavedSearch]) -> AssetSpec:
-    return AssetSpec(
+    return analytics_spec(
         SAVED_SEARCHES,
-        group_name=ANALYTICS_GROUP,
-        kinds={"duckdb"},
-        owners=[OWNER],
-        skippable=True,
-        description="Matches of the configured searches: "
+        {"duckdb"},
+        "Matches of the configured searches: "
         + "; ".join(f"{s.name} ({s.query_type}: {s.query!r})" for s in searches),
-        deps=[AssetDep(CONVERSATIONS)],
-        metadata={"dagster/column_schema": column_schema("saved_search_matches")},
+        (CONVERSATIONS,),
+        table="saved_search_matches",
     )
 
 

@@ -89,6 +89,10 @@ _STATE_WHERE = (
 )
 
 
+_ANALYTICS_WINDOW = "environment = $env AND channel = $channel AND window_start = $start"
+"""One scope's window of an analytics table (they are keyed by it)."""
+
+
 class DuckDBWarehouse(ConfigurableResource):
     """An analytics warehouse in one DuckDB file."""
 
@@ -388,14 +392,13 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect() as con:
             con.execute("BEGIN")
             for table, sql in queries.items():
-                where = "environment = $env AND channel = $channel AND window_start = $start"
                 key = {k: params[k] for k in ("env", "channel", "start")}
-                con.execute(f"DELETE FROM {self._name(table)} WHERE {where}", key)
+                con.execute(f"DELETE FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key)
                 con.execute(
                     sql.format(s=f'"{self.schema_name}"'), {**params, "now": datetime.now(UTC)}
                 )
                 rows[table] = _count(
-                    con, f"SELECT count(*) FROM {self._name(table)} WHERE {where}", key
+                    con, f"SELECT count(*) FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key
                 )
             con.execute("COMMIT")
         return rows
@@ -404,11 +407,10 @@ class DuckDBWarehouse(ConfigurableResource):
         self, table: str, scope: Scope, window: Window, rows: pd.DataFrame
     ) -> None:
         """Replace one scope's window of an analytics table with ``rows``, atomically."""
-        where = "environment = $env AND channel = $channel AND window_start = $start"
         key = {"env": scope.environment, "channel": scope.channel, "start": window.start}
         with self.connect() as con:
             con.execute("BEGIN")
-            con.execute(f"DELETE FROM {self._name(table)} WHERE {where}", key)
+            con.execute(f"DELETE FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key)
             if len(rows):
                 con.register("rows", rows)
                 con.execute(f"INSERT INTO {self._name(table)} BY NAME SELECT * FROM rows")
