@@ -99,7 +99,7 @@ CHECKS: tuple[WindowCheck, ...] = (
 
 def run_checks(
     connect: Callable[[], Any],
-    schema_name: str,
+    schema_ref: str,
     scope: Scope,
     window: Window,
     load_id: str,
@@ -117,7 +117,7 @@ def run_checks(
     outcomes = []
     with connect() as con:
         for check in CHECKS:
-            sql = check.violations_sql.format(s=f'"{schema_name}"')
+            sql = check.violations_sql.format(s=schema_ref)
             used = {name: value for name, value in params.items() if f"${name}" in sql}
             (violations,) = con.execute(sql, used).fetchone()
             outcomes.append(

@@ -102,40 +102,46 @@ def build_sync_asset(
         search = SAVED_SEARCHES in selected
         violations: Counter[str] = Counter()
         failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
-        for _, scope, window, key in windows:
-            if sync:
-                result = _sync_one(
-                    context, polyai, warehouse, scope, window, max_quarantined_fraction
-                )
-                metadata = _metadata(scope, window, result)
-                # One materialization per window and table, as each window completes: a run
-                # that fails on its fifth window still shows the first four as done.
-                for asset_key in TABLE_DESCRIPTIONS:
-                    yield AssetMaterialization(
-                        asset_key=asset_key,
-                        partition=key,
-                        metadata={**metadata, "dagster/row_count": result.rows[asset_key.path[-1]]},
+        # One connection across the run's windows (let go every second for other
+        # processes): a checkpoint a second instead of one a window.
+        with warehouse.holding():
+            for _, scope, window, key in windows:
+                if sync:
+                    result = _sync_one(
+                        context, polyai, warehouse, scope, window, max_quarantined_fraction
                     )
-                outcomes = run_checks(
-                    lambda: warehouse.connect(read_only=True),
-                    warehouse.schema_name,
-                    scope,
-                    window,
-                    result.load_id,
-                    max_quarantined_fraction,
-                )
-                for outcome in outcomes:
-                    violations[outcome.name] += outcome.violations
-                    if not outcome.passed:
-                        failing[outcome.name].append(key)
-            if kpis:
-                yield from recompute_kpis(warehouse, scope, window, key)
-            if export:
-                yield export_to_lake(lake, warehouse, scope, window, key)
-            if sample:
-                yield draw_sample(polyai, warehouse, lake, scope, window, qa_sample_size, key)
-            if search:
-                yield run_saved_searches(polyai, warehouse, saved_searches, scope, window, key)
+                    metadata = _metadata(scope, window, result)
+                    # One materialization per window and table, as each window completes: a run
+                    # that fails on its fifth window still shows the first four as done.
+                    for asset_key in TABLE_DESCRIPTIONS:
+                        yield AssetMaterialization(
+                            asset_key=asset_key,
+                            partition=key,
+                            metadata={
+                                **metadata,
+                                "dagster/row_count": result.rows[asset_key.path[-1]],
+                            },
+                        )
+                    outcomes = run_checks(
+                        lambda: warehouse.connect(read_only=True),
+                        warehouse.schema_ref,
+                        scope,
+                        window,
+                        result.load_id,
+                        max_quarantined_fraction,
+                    )
+                    for outcome in outcomes:
+                        violations[outcome.name] += outcome.violations
+                        if not outcome.passed:
+                            failing[outcome.name].append(key)
+                if kpis:
+                    yield from recompute_kpis(warehouse, scope, window, key)
+                if export:
+                    yield export_to_lake(lake, warehouse, scope, window, key)
+                if sample:
+                    yield draw_sample(polyai, warehouse, lake, scope, window, qa_sample_size, key)
+                if search:
+                    yield run_saved_searches(polyai, warehouse, saved_searches, scope, window, key)
         selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
         for check in CHECKS:
             if not sync or check.name not in selected_checks:

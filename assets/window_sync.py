@@ -12,10 +12,12 @@ calling the API again. A cursor the API rejects restarts the window from its fir
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,7 +68,36 @@ def sync_window(
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
 ) -> WindowSyncResult:
     """Make the warehouse's copy of ``scope`` over ``window`` what the API holds now."""
-    log = log or _log
+    with warehouse.holding(), _without_cycle_collection():
+        return _sync(
+            client, warehouse, scope, window, on_page, log or _log, max_quarantined_fraction
+        )
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while pages are parsed and normalized: a page makes
+    hundreds of thousands of small acyclic objects (freed by reference counting alone), and
+    the collector's passes over them cost as much as parsing the page (measured: orjson
+    parsing a 9.5 MB page, 95 ms with it on, 49 ms off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _sync(
+    client: PolyAIClient,
+    warehouse: DuckDBWarehouse,
+    scope: Scope,
+    window: Window,
+    on_page: Callable[[Page], None] | None,
+    log: logging.Logger | logging.LoggerAdapter,
+    max_quarantined_fraction: float,
+) -> WindowSyncResult:
     key = WindowKey(client.account_id, client.project_id, scope, window)
     result = WindowSyncResult(scope, window)
     warehouse.ensure_schema()

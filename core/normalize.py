@@ -3,7 +3,9 @@
 A page's conversations become Arrow tables for ``conversations``, ``turns``, ``turn_latency``
 and ``turn_genai``, with columns and types read from :mod:`core.schema`. Text keeps the API's
 distinction between ``""`` (empty) and a missing field (null); timestamps become UTC; the
-whole source object is kept as JSON in ``raw``.
+source object is kept as JSON in ``raw``, each part once: a conversation's without its
+``turns`` (each turn's is in ``turns.raw``), a turn's without its genAI metadata (in
+``turn_genai.raw``). Joined back, they are the whole object as received.
 
 Two kinds of trouble are told apart:
 
@@ -24,7 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from core import api_contract as api
@@ -83,7 +87,13 @@ def parse_timestamp(value: Any, what: str) -> datetime | None:
 
 
 def to_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A value as JSON text, keys sorted; ``None`` stays ``None`` (SQL null)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 _NOT_CONVERTIBLE = object()
@@ -180,27 +190,126 @@ class _Coercer:
 
 _ADDED = {"conversation_date", "raw", "load_id", "loaded_at"}
 _CHILD_KEY = {"conversation_id", "turn_index", "environment", "channel", "conversation_date"}
+_ISO_UTC = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$"
+"""Timestamps Arrow parses exactly as :func:`parse_timestamp` does (with a zone, at most
+microseconds): a column of only these is parsed in one vectorized cast."""
+_FAST_TYPES: dict[type, set[type]] = {
+    sa.Boolean: {bool},
+    sa.Integer: {int},
+    sa.String: {str},
+}
 
 
-class _PageNormalizer:
-    def __init__(self, load_id: str, loaded_at: datetime) -> None:
-        self.load_id = load_id
-        self.loaded_at = loaded_at
-        self.issues: Counter[str] = Counter()
-        self.columns = {t.name: {c.name: [] for c in t.columns} for t in schema.WINDOW_TABLES}
-        self.coercers = {
-            t.name: {c.name: _Coercer(c, self.issues) for c in t.columns}
-            for t in schema.WINDOW_TABLES
-        }
-        self.quarantined: list[Quarantined] = []
-        self.in_progress = 0
+def _source_columns(table: sa.Table) -> list[sa.Column]:
+    """The columns of ``table`` read from the source object of the same name."""
+    return [c for c in table.columns if c.name not in _ADDED and c.name not in _CHILD_KEY]
 
-    def add(self, position: int, record: Any) -> None:
+
+class _ColumnBuilder:
+    """Builds one table's Arrow columns from its source objects, a column at a time.
+
+    A column whose values already have the schema's type is handed to Arrow as it is (the
+    common case, and the fast one); any other goes value by value through :class:`_Coercer`,
+    which converts what it can and counts what it changed, exactly as for one record.
+    """
+
+    def __init__(self, table: sa.Table, issues: Counter[str]) -> None:
+        self.table = table
+        self.schema = schema.arrow_schema(table)
+        self.coercers = {c.name: _Coercer(c, issues) for c in table.columns}
+
+    def column(self, name: str, values: list[Any]) -> pa.Array:
+        kind = self.table.columns[name].type
+        arrow_type = self.schema.field(name).type
+        coerce = self.coercers[name]
+        if isinstance(kind, sa.JSON):
+            return pa.array([to_json(v) for v in values], arrow_type)
+        if isinstance(kind, sa.DateTime):
+            return _timestamps(values, arrow_type, coerce)
+        if isinstance(kind, sa.ARRAY):
+            if all(
+                v is None or (type(v) is list and all(type(i) is str for i in v)) for v in values
+            ):
+                return pa.array(values, arrow_type)
+        else:
+            fast = next((t for base, t in _FAST_TYPES.items() if isinstance(kind, base)), None)
+            if fast is not None and set(map(type, values)) - {type(None)} <= fast:
+                return pa.array(values, arrow_type)
+        return pa.array([coerce(v) for v in values], arrow_type)
+
+    def table_of(
+        self,
+        sources: list[Mapping[str, Any]],
+        given: dict[str, pa.Array | list[Any]],
+        constants: dict[str, Any],
+    ) -> pa.Table:
+        """``sources`` as rows: the columns in ``given`` as they are, ``constants`` repeated,
+        every other column read from the source objects by name."""
+        arrays = []
+        for field_ in self.schema:
+            name = field_.name
+            if name in given:
+                value = given[name]
+                arrays.append(
+                    value if isinstance(value, pa.Array) else pa.array(value, field_.type)
+                )
+            elif name in constants:
+                arrays.append(pa.array([constants[name]] * len(sources), field_.type))
+            else:
+                arrays.append(self.column(name, [s.get(name) for s in sources]))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _timestamps(values: list[Any], arrow_type: pa.DataType, coerce: _Coercer) -> pa.Array:
+    if set(map(type, values)) <= {str, type(None)}:
+        strings = pa.array(values, pa.string())
+        if (
+            strings.null_count == len(strings)
+            or pc.all(pc.match_substring_regex(strings, _ISO_UTC)).as_py()
+        ):
+            return pc.cast(strings, arrow_type)
+    return pa.array([coerce(v) for v in values], arrow_type)
+
+
+def _without(source: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``source`` without ``key``: the part of an object a child table keeps in its own raw."""
+    return {k: v for k, v in source.items() if k != key} if key in source else source
+
+
+def _started_at(record: Any) -> datetime:
+    """Check that a record can be a row at all, and return when it started."""
+    if not isinstance(record, Mapping):
+        raise RecordError(f"expected an object, got {type(record).__name__}")
+    conversation_id = record.get("id")
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise RecordError("missing id")
+    started_at = parse_timestamp(record.get("started_at"), "started_at")
+    if started_at is None:
+        raise RecordError("missing started_at")
+    for key in ("environment", "channel"):
+        if not isinstance(record.get(key), str) or not record.get(key):
+            raise RecordError(f"missing {key}")
+    turns = record.get("turns", [])
+    if not isinstance(turns, list):
+        raise RecordError(f"turns: expected a list, got {type(turns).__name__}")
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, Mapping):
+            raise RecordError(f"turn {index}: expected an object, got {type(turn).__name__}")
+    return started_at
+
+
+def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
+    """Turn a page of conversation objects into one batch per table."""
+    issues: Counter[str] = Counter()
+    quarantined: list[Quarantined] = []
+    good: list[Mapping[str, Any]] = []
+    starts: list[datetime] = []
+    for position, record in enumerate(records):
         try:
-            rows = self._rows(record)
+            starts.append(_started_at(record))
         except RecordError as exc:
             ident = record.get("id") if isinstance(record, Mapping) else None
-            self.quarantined.append(
+            quarantined.append(
                 Quarantined(
                     position,
                     ident if isinstance(ident, str) and ident else None,
@@ -208,122 +317,126 @@ class _PageNormalizer:
                     json.dumps(record, ensure_ascii=False, default=repr),
                 )
             )
-            return
-        for table, table_rows in rows.items():
-            columns = self.columns[table]
-            for row in table_rows:
-                for name, values in columns.items():
-                    values.append(row.get(name))
-        if rows["conversations"][0].get("in_progress"):
-            self.in_progress += 1
+            continue
+        good.append(record)
 
-    def _rows(self, record: Any) -> dict[str, list[dict[str, Any]]]:
-        if not isinstance(record, Mapping):
-            raise RecordError(f"expected an object, got {type(record).__name__}")
-        conversation_id = record.get("id")
-        if not isinstance(conversation_id, str) or not conversation_id:
-            raise RecordError("missing id")
-        started_at = parse_timestamp(record.get("started_at"), "started_at")
-        if started_at is None:
-            raise RecordError("missing started_at")
-        for key in ("environment", "channel"):
-            if not isinstance(record.get(key), str) or not record.get(key):
-                raise RecordError(f"missing {key}")
-        turns = record.get("turns", [])
-        if not isinstance(turns, list):
-            raise RecordError(f"turns: expected a list, got {type(turns).__name__}")
-        for index, turn in enumerate(turns):
-            if not isinstance(turn, Mapping):
-                raise RecordError(f"turn {index}: expected an object, got {type(turn).__name__}")
+    stamp = {"load_id": load_id, "loaded_at": loaded_at}
+    builders = {t.name: _ColumnBuilder(t, issues) for t in schema.WINDOW_TABLES}
+    partition = {
+        "environment": pa.array([r["environment"] for r in good], pa.string()),
+        "channel": pa.array([r["channel"] for r in good], pa.string()),
+        "conversation_date": pa.array([s.date() for s in starts], pa.date32()),
+    }
+    conversations = builders["conversations"].table_of(
+        good,
+        {
+            **partition,
+            "started_at": pa.array(starts, pa.timestamp("us", tz="UTC")),
+            "raw": [to_json(_without(r, "turns")) for r in good],
+        },
+        stamp,
+    )
 
-        key = {
-            "environment": record["environment"],
-            "channel": record["channel"],
-            "conversation_date": started_at.date(),
-        }
-        stamp = {"load_id": self.load_id, "loaded_at": self.loaded_at}
-        conversation = self._typed("conversations", record, skip={"started_at"})
-        conversation.update(key, started_at=started_at, raw=to_json(record), **stamp)
-        rows: dict[str, list[dict[str, Any]]] = {
-            "conversations": [conversation],
-            "turns": [],
-            "turn_latency": [],
-            "turn_genai": [],
-        }
-        for index, turn in enumerate(turns):
-            child_key = {"conversation_id": conversation_id, "turn_index": index, **key}
-            typed_turn = self._typed("turns", turn)
-            typed_turn.update(child_key, raw=to_json(turn), **stamp)
-            rows["turns"].append(typed_turn)
-            genai = turn.get(api.R_GENAI_METADATA)
-            if isinstance(genai, Mapping):
-                row = self._typed("turn_genai", genai)
-                row.update(child_key, raw=to_json(genai), **stamp)
-                rows["turn_genai"].append(row)
-            elif genai is not None:
-                self.issues[f"turn_genai.{api.R_GENAI_METADATA}"] += 1
-        rows["turn_latency"] = self._latency_rows(record, key, conversation_id, stamp)
-        return rows
+    # Turns, each with the position of its conversation in ``good``.
+    turns: list[Mapping[str, Any]] = []
+    owner: list[int] = []
+    turn_index: list[int] = []
+    for position, record in enumerate(good):
+        its_turns = record.get("turns", [])
+        turns.extend(its_turns)
+        owner.extend([position] * len(its_turns))
+        turn_index.extend(range(len(its_turns)))
 
-    def _typed(
-        self, table: str, source: Mapping[str, Any], skip: set[str] = frozenset()
-    ) -> dict[str, Any]:
-        coercers = self.coercers[table]
+    def child_key(owners: list[int], indexes: list[int]) -> dict[str, pa.Array | list[Any]]:
+        take = pa.array(owners, pa.int64())
         return {
-            name: coerce(source.get(name))
-            for name, coerce in coercers.items()
-            if name not in _ADDED and name not in _CHILD_KEY and name not in skip
+            "conversation_id": conversations.column("id").take(take).combine_chunks(),
+            "turn_index": indexes,
+            **{name: column.take(take) for name, column in partition.items()},
         }
 
-    def _latency_rows(
-        self,
-        record: Mapping[str, Any],
-        key: dict[str, Any],
-        conversation_id: str,
-        stamp: dict[str, Any],
-    ) -> list[dict[str, Any]]:
+    genai: list[Mapping[str, Any]] = []
+    genai_turns: list[int] = []
+    for position, turn in enumerate(turns):
+        metadata = turn.get(api.R_GENAI_METADATA)
+        if isinstance(metadata, Mapping):
+            genai.append(metadata)
+            genai_turns.append(position)
+        elif metadata is not None:
+            issues[f"turn_genai.{api.R_GENAI_METADATA}"] += 1
+    genai_at = set(genai_turns)  # these turns' metadata is in turn_genai.raw
+    turn_table = builders["turns"].table_of(
+        turns,
+        {
+            **child_key(owner, turn_index),
+            "raw": [
+                to_json(_without(t, api.R_GENAI_METADATA) if i in genai_at else t)
+                for i, t in enumerate(turns)
+            ],
+        },
+        stamp,
+    )
+
+    genai_table = builders["turn_genai"].table_of(
+        genai,
+        {
+            **child_key([owner[i] for i in genai_turns], [turn_index[i] for i in genai_turns]),
+            "raw": [to_json(g) for g in genai],
+        },
+        stamp,
+    )
+
+    latency_table = _latency_table(good, builders["turn_latency"], issues, child_key, stamp)
+    in_progress = conversations.column("in_progress")
+    return Batch(
+        {
+            "conversations": conversations,
+            "turns": turn_table,
+            "turn_latency": latency_table,
+            "turn_genai": genai_table,
+        },
+        quarantined,
+        issues,
+        int(pc.sum(in_progress).as_py() or 0),
+    )
+
+
+def _latency_table(
+    good: list[Mapping[str, Any]],
+    builder: _ColumnBuilder,
+    issues: Counter[str],
+    child_key: Callable[[list[int], list[int]], dict[str, pa.Array | list[Any]]],
+    stamp: dict[str, Any],
+) -> pa.Table:
+    """One row per turn and stage of the latency breakdown (``include_latency``)."""
+    owners: list[int] = []
+    indexes: list[Any] = []
+    stages: list[Any] = []
+    values: list[Any] = []
+    coerce_index = builder.coercers["turn_index"]
+    for position, record in enumerate(good):
         latency = record.get(api.R_LATENCY)
         if latency is None:
-            return []
+            continue
         entries = latency.get("turns") if isinstance(latency, Mapping) else None
         if not isinstance(entries, list):
-            self.issues[f"turn_latency.{api.R_LATENCY}"] += 1
-            return []
-        coerce_ms = self.coercers["turn_latency"]["latency_ms"]
-        coerce_index = self.coercers["turn_latency"]["turn_index"]
-        rows = []
+            issues[f"turn_latency.{api.R_LATENCY}"] += 1
+            continue
         for entry in entries:
-            stages = entry.get("stages") if isinstance(entry, Mapping) else None
+            entry_stages = entry.get("stages") if isinstance(entry, Mapping) else None
             index = coerce_index(entry.get("turn_index")) if isinstance(entry, Mapping) else None
-            if not isinstance(stages, Mapping) or index is None:
-                self.issues[f"turn_latency.{api.R_LATENCY}"] += 1
+            if not isinstance(entry_stages, Mapping) or index is None:
+                issues[f"turn_latency.{api.R_LATENCY}"] += 1
                 continue
-            for stage, ms in stages.items():
-                rows.append(
-                    {
-                        "conversation_id": conversation_id,
-                        "turn_index": index,
-                        **key,
-                        "stage": str(stage),
-                        "latency_ms": coerce_ms(ms),
-                        **stamp,
-                    }
-                )
-        return rows
-
-    def batch(self) -> Batch:
-        tables = {
-            table.name: pa.Table.from_pydict(
-                self.columns[table.name], schema=schema.arrow_schema(table)
-            )
-            for table in schema.WINDOW_TABLES
-        }
-        return Batch(tables, self.quarantined, self.issues, self.in_progress)
-
-
-def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
-    """Turn a page of conversation objects into one batch per table."""
-    page = _PageNormalizer(load_id, loaded_at)
-    for position, record in enumerate(records):
-        page.add(position, record)
-    return page.batch()
+            for stage, ms in entry_stages.items():
+                owners.append(position)
+                indexes.append(index)
+                stages.append(str(stage))
+                values.append(ms)
+    key = child_key(owners, [])
+    key["turn_index"] = indexes
+    return builder.table_of(
+        [{} for _ in owners],
+        {**key, "stage": stages, "latency_ms": builder.column("latency_ms", values)},
+        stamp,
+    )

@@ -3,12 +3,13 @@
 These SQLAlchemy tables are the single source of truth for the warehouse: the warehouse
 resource creates them, the normalizer builds Arrow batches whose columns and types are read
 from them, and tests compare against them. Tables are declared without a schema; the
-warehouse places them in ``WAREHOUSE_SCHEMA`` at run time (:func:`create_statements`).
+warehouse places them in ``WAREHOUSE_SCHEMA`` at run time.
 
 Column names are the API's field names. Every data table also carries the partition columns
 (``environment``, ``channel``, ``conversation_date``) and the load's id and time;
-conversations, turns and genAI metadata keep their whole source object as JSON in ``raw``, so
-a field the API adds later is never lost and can be backfilled without calling the API.
+conversations, turns and genAI metadata keep their source object as JSON in ``raw``, each
+byte once (a conversation's without its turns, a turn's without its genAI metadata), so a
+field the API adds later is never lost and can be backfilled without calling the API.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ metadata = sa.MetaData()
 TZ_TIMESTAMP = sa.DateTime(timezone=True)
 
 
-def _raw_column() -> sa.Column:
-    return sa.Column("raw", sa.JSON, nullable=False, comment="the whole source object")
+def _raw_column(without: str = "") -> sa.Column:
+    comment = "the source object" + (f", without its {without}" if without else "")
+    return sa.Column("raw", sa.JSON, nullable=False, comment=comment)
 
 
 def _load_columns() -> list[sa.Column]:
@@ -69,7 +71,7 @@ conversations = sa.Table(
     sa.Column("handoff_destination", sa.String),
     sa.Column("metrics", sa.JSON),
     sa.Column("state", sa.JSON),
-    _raw_column(),
+    _raw_column(without="turns (in turns.raw)"),
     *_load_columns(),
 )
 
@@ -89,7 +91,7 @@ turns = sa.Table(
     sa.Column("entities", sa.JSON),
     sa.Column("is_ood", sa.Boolean),
     sa.Column("is_silence", sa.Boolean),
-    _raw_column(),
+    _raw_column(without="genai_metadata (in turn_genai.raw)"),
     *_load_columns(),
 )
 
@@ -254,15 +256,35 @@ CHILD_TABLES = (turns, turn_latency, turn_genai)
 """Per-turn tables, keyed by conversation_id (and replaced with their conversation)."""
 
 
-def create_statements(schema_name: str, dialect: sa.engine.Dialect) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for every table, placed in ``schema_name``."""
-    placed = sa.MetaData()
+def create_statements(
+    dialect: sa.engine.Dialect, unenforced_keys: tuple[sa.Table, ...] = ()
+) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` for every table, unqualified: run them after selecting
+    the warehouse's schema (DuckDB's ``USE``).
+
+    Tables in ``unenforced_keys`` are created without their primary key constraint (key
+    columns stay ``NOT NULL``): the per-turn tables in DuckDB, whose index maintenance costs
+    more than the rest of their load, and whose keys the load guarantees and a check verifies.
+    """
+    statements = []
     for table in metadata.sorted_tables:
-        table.to_metadata(placed, schema=schema_name)
-    return [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
-        for table in placed.sorted_tables
-    ]
+        if table in unenforced_keys:
+            table = sa.Table(
+                table.name,
+                sa.MetaData(),
+                *(
+                    sa.Column(
+                        c.name,
+                        c.type,
+                        nullable=not c.primary_key and c.nullable is not False,
+                        comment=c.comment,
+                    )
+                    for c in table.columns
+                ),
+                comment=table.comment,
+            )
+        statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+    return statements
 
 
 def _arrow_type(column: sa.Column) -> pa.DataType:

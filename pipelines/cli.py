@@ -194,8 +194,8 @@ def _print_kpis(store: DuckDBWarehouse, days: list[date]) -> None:
                    sum(k.finished - k.handoffs) / nullif(sum(k.finished), 0),
                    sum(k.mean_duration_s * k.conversations) / sum(k.conversations),
                    any_value(l.p95_ms)
-            FROM "{store.schema_name}".conversation_kpis k
-            LEFT JOIN "{store.schema_name}".latency_kpis l
+            FROM {store.schema_ref}.conversation_kpis k
+            LEFT JOIN {store.schema_ref}.latency_kpis l
               ON l.environment = k.environment AND l.channel = k.channel
              AND l.window_start = k.window_start AND l.stage = 'overall'
             WHERE k.conversation_date BETWEEN $first AND $last

@@ -73,14 +73,14 @@ class ParquetLake(ConfigurableResource):
             "start": window.start,
             "end": window.end,
         }
-        conversations = f'"{warehouse.schema_name}".conversations'
+        conversations = warehouse.table_ref("conversations")
         written = {}
         with warehouse.connect(read_only=True) as con:
             for table in schema.WINDOW_TABLES:
                 keep = ", ".join(
                     f'"{c.name}"' for c in table.columns if c.name not in _FOLDER_COLUMNS
                 )
-                source = f'"{warehouse.schema_name}"."{table.name}"'
+                source = warehouse.table_ref(table.name)
                 if table is schema.conversations:
                     select = f"SELECT {keep} FROM {source} WHERE {in_window}"
                 else:

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from core import schema
 from core.config import duckdb_path
@@ -38,6 +38,11 @@ from core.windows import Scope, Window
 STAGE_PREFIX = "_stage_"
 PAGE_COLUMN = "_page"
 LOCK_WAIT_SECONDS = 120.0
+HELD_CHECKPOINT_THRESHOLD = "1GB"
+HOLD_SECONDS = 1.0
+"""Inside :meth:`DuckDBWarehouse.holding`, a connection is kept across operations for this
+long at most, then let go after the operation that passes it, so that other processes (a
+notebook, another sync) get the file between two commits at least this often."""
 
 
 class WarehouseError(Exception):
@@ -98,20 +103,74 @@ class DuckDBWarehouse(ConfigurableResource):
 
     url: str = Field(description="duckdb:///path/to/file.duckdb")
     schema_name: str = Field(default="polyai", description="SQL schema holding the tables")
+    _holding: int = PrivateAttr(default=0)
+    _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _held_since: float = PrivateAttr(default=0.0)
 
     @property
     def path(self) -> Path:
         return duckdb_path(self.url)
 
-    def _name(self, table: str) -> str:
-        return f'"{self.schema_name}"."{table}"'
+    @property
+    def schema_ref(self) -> str:
+        """The schema as SQL, qualified by the file's catalog: DuckDB names a file's catalog
+        after the file (up to its first dot), so ``polyai.duckdb`` holding a schema ``polyai``
+        would make ``polyai.conversations`` ambiguous without it."""
+        return f"{quote(self.path.name.split('.')[0])}.{quote(self.schema_name)}"
+
+    def table_ref(self, table: str) -> str:
+        """A table of the warehouse schema, as SQL."""
+        return f"{self.schema_ref}.{quote(table)}"
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep one connection across the operations inside, for up to ``HOLD_SECONDS`` at a
+        time: a window's pages then cost one open and one checkpoint a second, not one a page,
+        and rows staged and published within that second never reach the file twice. Every
+        operation still commits on its own."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the file, opened now and closed on exit.
+        """A connection to the file, opened now and closed on exit (inside :meth:`holding`,
+        the held one, read-write).
 
         Another process holding the lock is waited for (bounded), not failed on.
         """
+        if not self._holding:
+            connection = self._open(read_only)
+            try:
+                yield connection
+            finally:
+                connection.close()
+            return
+        if self._held is None:
+            self._held = self._open(read_only=False)
+            # Checkpoint when the connection is let go, not at every commit that grows the
+            # write-ahead log past DuckDB's 16 MB default (a page of raw JSON does): staged
+            # rows published before then are never written to the file at all.
+            self._held.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+            self._held_since = time.monotonic()
+        try:
+            yield self._held
+        except BaseException:
+            self._release()  # and with it any transaction the failure left open
+            raise
+        if time.monotonic() - self._held_since > HOLD_SECONDS:
+            self._release()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -125,11 +184,8 @@ class DuckDBWarehouse(ConfigurableResource):
                     raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
-        try:
-            connection.execute("SET TimeZone = 'UTC'")
-            yield connection
-        finally:
-            connection.close()
+        connection.execute("SET TimeZone = 'UTC'")
+        return connection
 
     # --- schema -----------------------------------------------------------------------
 
@@ -144,13 +200,14 @@ class DuckDBWarehouse(ConfigurableResource):
         dialect = duckdb_dialect()
         with self.connect() as con:
             con.execute("BEGIN")
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"')
-            for statement in schema.create_statements(self.schema_name, dialect):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
+            con.execute(f"USE {self.schema_ref}")
+            for statement in schema.create_statements(dialect, schema.CHILD_TABLES):
                 con.execute(statement)
             for table in schema.WINDOW_TABLES:
                 con.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self._name(STAGE_PREFIX + table.name)} "
-                    f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {self._name(table.name)} "
+                    f"CREATE TABLE IF NOT EXISTS {self.table_ref(STAGE_PREFIX + table.name)} "
+                    f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {self.table_ref(table.name)} "
                     "WITH NO DATA"
                 )
             for table in schema.metadata.sorted_tables:
@@ -198,7 +255,9 @@ class DuckDBWarehouse(ConfigurableResource):
         for column in table.columns:
             if column.name not in existing:
                 kind = column.type.compile(dialect=dialect)
-                con.execute(f'ALTER TABLE {self._name(target)} ADD COLUMN "{column.name}" {kind}')
+                con.execute(
+                    f"ALTER TABLE {self.table_ref(target)} ADD COLUMN {quote(column.name)} {kind}"
+                )
 
     # --- sync state ---------------------------------------------------------------------
 
@@ -207,7 +266,7 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect(read_only=True) as con:
             row = con.execute(
                 "SELECT status, load_id, cursor, pages, conversations, quarantined, in_progress "
-                f"FROM {self._name('sync_state')} WHERE {_STATE_WHERE}",
+                f"FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}",
                 key.params(),
             ).fetchone()
         return SyncState(*row) if row else None
@@ -219,10 +278,10 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("BEGIN")
             self._discard_staged(con, key)
             con.execute(
-                f"DELETE FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+                f"DELETE FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}", key.params()
             )
             con.execute(
-                f"INSERT INTO {self._name('sync_state')} VALUES ($account, $project, $env, "
+                f"INSERT INTO {self.table_ref('sync_state')} VALUES ($account, $project, $env, "
                 "$channel, $start, $end, 'running', $load, NULL, 0, 0, 0, 0, $now, $now, NULL)",
                 {**key.params(), "end": key.window.end, "load": load_id, "now": now},
             )
@@ -230,12 +289,13 @@ class DuckDBWarehouse(ConfigurableResource):
 
     def _discard_staged(self, con: duckdb.DuckDBPyConnection, key: WindowKey) -> None:
         previous = con.execute(
-            f"SELECT load_id FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+            f"SELECT load_id FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}", key.params()
         ).fetchone()
         if previous:
             for table in schema.WINDOW_TABLES:
                 con.execute(
-                    f"DELETE FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load",
+                    f"DELETE FROM {self.table_ref(STAGE_PREFIX + table.name)} "
+                    "WHERE load_id = $load",
                     {"load": previous[0]},
                 )
 
@@ -251,7 +311,7 @@ class DuckDBWarehouse(ConfigurableResource):
             if batch.quarantined:
                 self._insert(con, "quarantine", _quarantine_rows(key, load_id, page, batch, now))
             updated = con.execute(
-                f"UPDATE {self._name('sync_state')} SET cursor = $cursor, pages = $page, "
+                f"UPDATE {self.table_ref('sync_state')} SET cursor = $cursor, pages = $page, "
                 "conversations = conversations + $rows, quarantined = quarantined + $bad, "
                 "in_progress = in_progress + $ongoing, updated_at = $now, "
                 "status = CASE WHEN $cursor IS NULL THEN 'staged' ELSE 'running' END "
@@ -286,7 +346,7 @@ class DuckDBWarehouse(ConfigurableResource):
         extra = "".join(f", {value} AS {name}" for name, value in (constants or {}).items())
         con.register("batch", rows)
         try:
-            con.execute(f"INSERT INTO {self._name(table)} BY NAME SELECT *{extra} FROM batch")
+            con.execute(f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch")
         finally:
             con.unregister("batch")
 
@@ -304,8 +364,8 @@ class DuckDBWarehouse(ConfigurableResource):
             "end": window.end,
         }
         load = {"load": load_id}
-        conv = self._name("conversations")
-        stage_conv = self._name(STAGE_PREFIX + "conversations")
+        conv = self.table_ref("conversations")
+        stage_conv = self.table_ref(STAGE_PREFIX + "conversations")
         with self.connect() as con:
             con.execute("BEGIN")
             # Old rows of the window, and any row of a conversation this load brings again
@@ -318,47 +378,42 @@ class DuckDBWarehouse(ConfigurableResource):
             )
             for table in schema.CHILD_TABLES:
                 con.execute(
-                    f"DELETE FROM {self._name(table.name)} "
+                    f"DELETE FROM {self.table_ref(table.name)} "
                     "WHERE conversation_id IN (SELECT id FROM replaced)"
                 )
             con.execute(f"DELETE FROM {conv} WHERE id IN (SELECT id FROM replaced)")
             # A conversation served on two pages keeps its latest copy, children included.
+            # What the window holds now is what was inserted: its old rows are gone, and the
+            # API served only conversations that started in it.
             columns = _column_list(schema.conversations)
-            con.execute(
-                f"INSERT INTO {conv} ({columns}) SELECT {columns} FROM {stage_conv} "
-                f"WHERE load_id = $load QUALIFY row_number() OVER "
-                f"(PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1",
-                load,
-            )
+            rows = {
+                "conversations": _count(
+                    con,
+                    f"INSERT INTO {conv} ({columns}) SELECT {columns} FROM {stage_conv} "
+                    f"WHERE load_id = $load QUALIFY row_number() OVER "
+                    f"(PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1",
+                    load,
+                )
+            }
             for table in schema.CHILD_TABLES:
                 columns = _column_list(table)
-                con.execute(
-                    f"INSERT INTO {self._name(table.name)} ({columns}) SELECT {columns} "
-                    f"FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load "
+                rows[table.name] = _count(
+                    con,
+                    f"INSERT INTO {self.table_ref(table.name)} ({columns}) SELECT {columns} "
+                    f"FROM {self.table_ref(STAGE_PREFIX + table.name)} WHERE load_id = $load "
                     f"QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER "
                     "(PARTITION BY conversation_id)",
                     load,
                 )
             for table in schema.WINDOW_TABLES:
                 con.execute(
-                    f"DELETE FROM {self._name(STAGE_PREFIX + table.name)} WHERE load_id = $load",
+                    f"DELETE FROM {self.table_ref(STAGE_PREFIX + table.name)} "
+                    "WHERE load_id = $load",
                     load,
                 )
             con.execute("DROP TABLE replaced")
-            rows = {
-                "conversations": _count(
-                    con, f"SELECT count(*) FROM {conv} WHERE {in_window}", window_params
-                )
-            }
-            for table in schema.CHILD_TABLES:
-                rows[table.name] = _count(
-                    con,
-                    f"SELECT count(*) FROM {self._name(table.name)} WHERE conversation_id IN "
-                    f"(SELECT id FROM {conv} WHERE {in_window})",
-                    window_params,
-                )
             con.execute(
-                f"UPDATE {self._name('sync_state')} SET status = 'complete', cursor = NULL, "
+                f"UPDATE {self.table_ref('sync_state')} SET status = 'complete', cursor = NULL, "
                 f"updated_at = $now, completed_at = $now WHERE {_STATE_WHERE}",
                 {**key.params(), "now": datetime.now(UTC)},
             )
@@ -371,7 +426,7 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("BEGIN")
             self._discard_staged(con, key)
             con.execute(
-                f"DELETE FROM {self._name('sync_state')} WHERE {_STATE_WHERE}", key.params()
+                f"DELETE FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}", key.params()
             )
             con.execute("COMMIT")
 
@@ -393,12 +448,12 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("BEGIN")
             for table, sql in queries.items():
                 key = {k: params[k] for k in ("env", "channel", "start")}
-                con.execute(f"DELETE FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key)
-                con.execute(
-                    sql.format(s=f'"{self.schema_name}"'), {**params, "now": datetime.now(UTC)}
-                )
+                con.execute(f"DELETE FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}", key)
+                con.execute(sql.format(s=self.schema_ref), {**params, "now": datetime.now(UTC)})
                 rows[table] = _count(
-                    con, f"SELECT count(*) FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key
+                    con,
+                    f"SELECT count(*) FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}",
+                    key,
                 )
             con.execute("COMMIT")
         return rows
@@ -410,10 +465,10 @@ class DuckDBWarehouse(ConfigurableResource):
         key = {"env": scope.environment, "channel": scope.channel, "start": window.start}
         with self.connect() as con:
             con.execute("BEGIN")
-            con.execute(f"DELETE FROM {self._name(table)} WHERE {_ANALYTICS_WINDOW}", key)
+            con.execute(f"DELETE FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}", key)
             if len(rows):
                 con.register("rows", rows)
-                con.execute(f"INSERT INTO {self._name(table)} BY NAME SELECT * FROM rows")
+                con.execute(f"INSERT INTO {self.table_ref(table)} BY NAME SELECT * FROM rows")
                 con.unregister("rows")
             con.execute("COMMIT")
 
@@ -426,7 +481,7 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT environment, channel, max(CAST(window_start AS DATE)) "
-                f"FROM {self._name('sync_state')} WHERE status = 'complete' GROUP BY ALL"
+                f"FROM {self.table_ref('sync_state')} WHERE status = 'complete' GROUP BY ALL"
             ).fetchall()
         return {Scope(env, channel): day for env, channel, day in rows}
 
@@ -448,7 +503,7 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT DISTINCT environment, channel, CAST(window_start AS DATE) "
-                f"FROM {self._name('sync_state')} WHERE status = 'complete' AND in_progress > 0"
+                f"FROM {self.table_ref('sync_state')} WHERE status = 'complete' AND in_progress > 0"
             ).fetchall()
         return [(Scope(env, channel), day) for env, channel, day in rows]
 
@@ -462,7 +517,7 @@ class DuckDBWarehouse(ConfigurableResource):
             return {
                 table.name: _count(
                     con,
-                    f"SELECT count(*) FROM {self._name(table.name)} WHERE {where}",
+                    f"SELECT count(*) FROM {self.table_ref(table.name)} WHERE {where}",
                     params or {},
                 )
                 for table in schema.WINDOW_TABLES
@@ -471,8 +526,13 @@ class DuckDBWarehouse(ConfigurableResource):
     def read_table(self, table: str, where: str = "TRUE") -> pd.DataFrame:
         """A whole table (or the rows matching ``where``) as a DataFrame."""
         with self.connect(read_only=True) as con:
-            sql = f"SELECT * FROM {self._name(table)} WHERE {where}"
+            sql = f"SELECT * FROM {self.table_ref(table)} WHERE {where}"
             return con.sql(sql).to_arrow_table().to_pandas()
+
+
+def quote(identifier: str) -> str:
+    """An SQL identifier in double quotes, any double quote in it doubled."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _column_list(table: sa.Table) -> str:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from core import api_contract as api
 from simulator.faults import FaultConfig
@@ -82,8 +86,18 @@ class SimulatorConfig:
     seed: int = 7
     conversations_per_day: int = 120
     """Volume of the busiest scope (live voice) on an average weekday; others scale from it."""
+    max_turns: int = 9
+    """A finished conversation has 1 to ``max_turns`` turns, evenly spread (9: five on
+    average; the benchmark's 23 gives twelve)."""
     late_arrival_rate: float = 0.03
     """Share of conversations that reach the API minutes after they start."""
+    flat_volume: bool = False
+    """Every day the same volume, without weekday or random variation (the busiest scope
+    then has exactly ``conversations_per_day``): a benchmark's dataset of an exact size."""
+    cache_mb: int = 256
+    """Finished conversations are kept serialized, least recently served dropped first, up to
+    this many megabytes: a finished conversation never changes, and building one in Python
+    costs more than sending it (the benchmark raises this to hold its whole dataset)."""
     now: datetime | None = None
     """The simulator's clock at start; ``None`` follows the real time."""
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -139,6 +153,9 @@ class Dataset:
         self.config = config
         self._now = config.now
         self._day_index = lru_cache(maxsize=self.DAY_CACHE_SIZE)(self._build_day_index)
+        self._serialized: OrderedDict[tuple[str, bool, bool], bytes] = OrderedDict()
+        self._serialized_bytes = 0
+        self._serialized_lock = threading.Lock()
 
     def now(self) -> datetime:
         return self._now or datetime.now(UTC)
@@ -152,6 +169,8 @@ class Dataset:
         weight = _ENV_WEIGHT.get(environment, 0.0) * _CHANNEL_WEIGHT.get(channel, 0.0)
         if weight == 0.0:
             return 0
+        if self.config.flat_volume:
+            return max(1, round(self.config.conversations_per_day * weight))
         rng = _rng(self.config.seed, "volume", environment, channel, day.isoformat())
         mean = self.config.conversations_per_day * weight * _WEEKDAY_FACTOR[day.weekday()]
         return max(1, round(mean * rng.uniform(0.85, 1.15)))
@@ -229,7 +248,7 @@ class Dataset:
         genai_rng = _rng(self.config.seed, "genai", conversation_id) if genai else None
         started_at = from_epoch_us(start_us)
         now = self.now()
-        planned_turns = _int(rng, 1, 9)
+        planned_turns = _int(rng, 1, self.config.max_turns)
         turns: list[dict[str, Any]] = []
         turn_latency: list[dict[str, Any]] = []
         moment = started_at
@@ -313,6 +332,36 @@ class Dataset:
                 "turns": turn_latency,
             },
         }
+
+    def conversation_json(
+        self,
+        environment: str,
+        channel: str,
+        start_us: int,
+        conversation_id: str,
+        latency: bool,
+        genai: bool,
+    ) -> bytes:
+        """One conversation as served with the given flags, serialized: the bytes of
+        :meth:`conversation` without the keys the flags leave out, cached once finished."""
+        key = (conversation_id, latency, genai)
+        with self._serialized_lock:
+            cached = self._serialized.get(key)
+            if cached is not None:
+                self._serialized.move_to_end(key)
+                return cached
+        body = self.conversation(environment, channel, start_us, conversation_id, genai=genai)
+        data = orjson.dumps(without_optional_keys(body, latency=latency, genai=genai))
+        budget = self.config.cache_mb * 1_000_000
+        if not body["in_progress"] and len(data) <= budget:
+            with self._serialized_lock:
+                if key not in self._serialized:
+                    self._serialized[key] = data
+                    self._serialized_bytes += len(data)
+                while self._serialized_bytes > budget:
+                    _, dropped = self._serialized.popitem(last=False)
+                    self._serialized_bytes -= len(dropped)
+        return data
 
     def conversations_in(
         self,

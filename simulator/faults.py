@@ -62,6 +62,11 @@ class FaultConfig:
         if self.rate_429 + self.rate_5xx > 1.0:
             raise ValueError("rate_429 + rate_5xx must not exceed 1")
 
+    @property
+    def alters_records(self) -> bool:
+        """Whether records are changed before they are sent (so they cannot come cached)."""
+        return self.malformed_record_rate > 0 or self.schema_drift
+
 
 Fault = Literal["429", "5xx", "truncate", "drop", "reject_cursor"]
 

@@ -27,6 +27,8 @@ from http import HTTPStatus
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from core import api_contract as api
 from simulator.data import Dataset, variant_of, without_optional_keys
 
@@ -211,9 +213,12 @@ def _transcript_match(request: Request, conversation: dict[str, Any]) -> bool:
 class Selection:
     """One request's answer over a dataset."""
 
-    def __init__(self, dataset: Dataset, request: Request) -> None:
+    def __init__(self, dataset: Dataset, request: Request, serialized: bool = True) -> None:
         self.dataset = dataset
         self.request = request
+        self.serialized = serialized
+        """Conversations no filter had to build are served as cached JSON fragments; off
+        when the server alters records before sending them."""
 
     def _matches(self, key: tuple[int, str, str]) -> tuple[bool, dict[str, Any] | None]:
         """Whether the conversation at ``key`` passes the filters, and its body if building
@@ -247,8 +252,20 @@ class Selection:
             if matched:
                 yield key, conversation
 
-    def _bodies(self, found: list[tuple[tuple, dict[str, Any] | None]]) -> list[dict[str, Any]]:
-        return [c if c is not None else self._body(key) for key, c in found]
+    def _bodies(self, found: list[tuple[tuple, dict[str, Any] | None]]) -> list[Any]:
+        if not self.serialized:
+            return [c if c is not None else self._body(key) for key, c in found]
+        r = self.request
+        return [
+            c
+            if c is not None
+            else orjson.Fragment(
+                self.dataset.conversation_json(
+                    r.environment, key[2], key[0], key[1], r.include_latency, r.include_genai
+                )
+            )
+            for key, c in found
+        ]
 
     def _ranked(self) -> list[tuple[tuple, dict]]:
         scored = []
@@ -270,7 +287,9 @@ class Selection:
             page, more, next_cursor = self._chronological_page()
         body: dict[str, Any] = {
             api.R_CONVERSATIONS: [
-                without_optional_keys(c, latency=r.include_latency, genai=r.include_genai)
+                c
+                if isinstance(c, orjson.Fragment)
+                else without_optional_keys(c, latency=r.include_latency, genai=r.include_genai)
                 for c in page
             ],
             api.R_CURSOR: next_cursor if more else None,

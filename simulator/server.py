@@ -26,6 +26,9 @@ from simulator.data import Dataset, SimulatorConfig
 from simulator.faults import FaultPlan
 from simulator.selection import BadRequest, Selection, parse_request
 
+COUNTERS_PATH = "/_simulator/counters"
+"""The simulator's own counters (requests, connections, conversations served) as JSON, for a
+benchmark whose simulator runs in another process; not part of the API, and not counted."""
 _PATH = re.compile(r"^/v3/(?P<account>[^/]+)/(?P<project>[^/]+)/conversations/?$")
 
 
@@ -41,6 +44,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count("connections")
 
     def do_GET(self) -> None:
+        if self.path == COUNTERS_PATH:
+            self._send(HTTPStatus.OK, dict(self.server.counters))
+            return
         self.server.count("requests")
         self.server.paths.append(self.path)
         try:
@@ -66,11 +72,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.BAD_REQUEST, {"detail": "cursor is invalid or has expired"})
             return
         try:
-            body = Selection(self.server.dataset, request).body()
+            serialized = not faults.config.alters_records
+            body = Selection(self.server.dataset, request, serialized).body()
         except BadRequest as exc:
             self._send(exc.status, {"detail": exc.message})
             return
-        faults.alter_records(body[api.R_CONVERSATIONS])
+        if not serialized:
+            faults.alter_records(body[api.R_CONVERSATIONS])
         self.server.count("conversations", len(body[api.R_CONVERSATIONS]))
         self._send(HTTPStatus.OK, body, truncate=fault == "truncate")
 

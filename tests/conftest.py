@@ -7,6 +7,7 @@ fixed for the length of a test.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -138,3 +139,26 @@ def run_sync_job(
             return result
 
         yield run
+
+
+def whole_records(
+    conversations: list[dict], turns: list[dict], genai: list[dict]
+) -> dict[str, dict]:
+    """Each conversation's source object put back together from its rows' ``raw`` (each
+    part of the object is stored once: the conversation's without its turns, each turn's
+    without the genAI metadata that ``turn_genai`` holds), by conversation id."""
+    metadata = {(g["conversation_id"], g["turn_index"]): json.loads(g["raw"]) for g in genai}
+    turns_of: dict[str, list[dict]] = {c["id"]: [] for c in conversations}
+    for turn in sorted(turns, key=lambda t: (t["conversation_id"], t["turn_index"])):
+        part = json.loads(turn["raw"])
+        key = (turn["conversation_id"], turn["turn_index"])
+        if key in metadata:
+            assert "genai_metadata" not in part  # stored once, in turn_genai
+            part["genai_metadata"] = metadata[key]
+        turns_of[turn["conversation_id"]].append(part)
+    records = {}
+    for conversation in conversations:
+        whole = json.loads(conversation["raw"])
+        assert "turns" not in whole  # stored once, in turns
+        records[conversation["id"]] = {**whole, "turns": turns_of[conversation["id"]]}
+    return records

@@ -52,7 +52,12 @@ def synced(serve: Serve, warehouse: DuckDBWarehouse) -> str:
 
 def check(warehouse: DuckDBWarehouse, load_id: str) -> dict[str, int]:
     outcomes = run_checks(
-        lambda: warehouse.connect(read_only=True), "polyai", LIVE_VOICE, WINDOW, load_id, 0.01
+        lambda: warehouse.connect(read_only=True),
+        warehouse.schema_ref,
+        LIVE_VOICE,
+        WINDOW,
+        load_id,
+        0.01,
     )
     return {o.name: o.violations for o in outcomes}
 

@@ -5,6 +5,7 @@ import pytest
 
 from core import schema
 from core.normalize import normalize_page, parse_timestamp
+from tests.conftest import whole_records
 
 LOADED_AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -64,7 +65,9 @@ def test_conversation_fields_are_typed_and_started_at_is_utc() -> None:
     assert row["to_number"] == ""
     assert json.loads(row["metrics"]) == conversation()["metrics"]
     assert json.loads(row["state"]) == {"nested": {"list": [1, 2]}}
-    assert json.loads(row["raw"]) == conversation()
+    assert whole_records(
+        [row], batch.turns.to_pylist(), batch.tables["turn_genai"].to_pylist()
+    ) == {"CA0001": conversation()}
     assert (row["load_id"], row["loaded_at"]) == ("L1", LOADED_AT)
 
 
@@ -205,3 +208,12 @@ def test_genai_metadata_becomes_one_row_per_turn() -> None:
 def test_naive_timestamp_is_read_as_utc() -> None:
     assert parse_timestamp("2026-01-01T10:00:00", "x") == datetime(2026, 1, 1, 10, tzinfo=UTC)
     assert parse_timestamp("", "x") is None
+
+
+def test_genai_metadata_that_is_not_an_object_stays_in_the_turns_raw() -> None:
+    record = conversation()
+    record["turns"][0]["genai_metadata"] = "not an object"
+    batch = normalize_page([record], load_id="L1", loaded_at=LOADED_AT)
+    first = batch.turns.to_pylist()[0]
+    assert json.loads(first["raw"])["genai_metadata"] == "not an object"  # not lost
+    assert batch.type_issues["turn_genai.genai_metadata"] == 1

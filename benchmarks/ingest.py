@@ -1,0 +1,482 @@
+"""Ingest benchmark: polyai-sync against dlt and against the floor, side by side.
+
+For each size N, one simulator process serves a seeded dataset of N conversations (one
+scope, spread evenly over 30 days, about 12 turns each, with latency and genAI metadata),
+and each contender lands it into a fresh DuckDB file, one after the other, each in a child
+process of its own so that its peak memory (RSS) is its own:
+
+- ``polyai-sync``: the 30 windows through :func:`assets.window_sync.sync_window`, the code the
+  Dagster asset runs;
+- ``polyai-sync (Dagster)``: the same 30 windows as a backfill through Dagster, the way
+  ``polyai-sync sync`` runs it (the whole job: checks, KPIs, lake, QA sample);
+- ``dlt (defaults)`` and ``dlt (tuned)``: a dlt ``rest_api`` source with cursor pagination
+  and ``merge`` on ``id`` (tuned: parquet loader files, two normalize workers, turns'
+  nested lists kept as JSON);
+- ``floor``: the least work that lands the same rows: one cursor walk over the range with a
+  plain httpx client, ``orjson`` parsing, one Arrow table a page, and DuckDB unnesting the
+  turns in one ``INSERT`` a table;
+- ``source``: a reader that only reads the bytes: the simulator's serving rate.
+
+Every contender must land the same number of conversations and turns, or the run fails.
+
+    uv run python -m benchmarks.ingest                  # 10 000 and 100 000
+    uv run python -m benchmarks.ingest --sizes 1000000  # the large option
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from core import api_contract as api
+from core.query import ConversationQuery
+from core.windows import Scope, Window, daily_window
+from simulator import SimulatorConfig, SimulatorServer
+from simulator.server import COUNTERS_PATH
+
+SCOPE = Scope("live", "voice")
+DAYS = 30
+FIRST_DAY = date(2026, 10, 1)
+MAX_TURNS = 23
+"""Turns are drawn evenly from 1..MAX_TURNS: twelve on average."""
+SERIALIZED_BYTES_PER_CONVERSATION = 12_000
+"""A generous bound, to size the simulator's cache so the whole dataset stays in it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the simulator serves the dataset, and what to ask it for."""
+
+    base_url: str
+    api_key: str
+    account_id: str
+    project_id: str
+
+    @property
+    def windows(self) -> list[Window]:
+        return [daily_window(FIRST_DAY + timedelta(days=i)) for i in range(DAYS)]
+
+    @property
+    def query(self) -> ConversationQuery:
+        """The whole range in one query, for the contenders that do not sync by window."""
+        windows = self.windows
+        return ConversationQuery.for_window(SCOPE, Window(windows[0].start, windows[-1].end))
+
+    @property
+    def path(self) -> str:
+        return api.endpoint_path(self.account_id, self.project_id)
+
+    def counters(self) -> dict[str, int]:
+        return httpx.get(self.base_url + COUNTERS_PATH).json()
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a contender reports from its own process."""
+
+    conversations: int
+    turns: int
+    seconds: float
+    peak_rss: int
+    """Bytes: the child process's maximum resident set."""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    landed: Landed
+    requests: int
+
+
+# --- contenders: each runs in a child process of its own and returns (conversations, turns)
+
+
+def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
+    from assets.window_sync import sync_window
+    from resources.polyai_api import PolyAIClient
+    from resources.warehouse import DuckDBWarehouse
+
+    client = PolyAIClient(
+        base_url=source.base_url,
+        api_key=source.api_key,
+        account_id=source.account_id,
+        project_id=source.project_id,
+    )
+    warehouse = DuckDBWarehouse(url=f"duckdb:///{folder / 'polyai.duckdb'}")
+    with warehouse.holding():
+        for window in source.windows:
+            sync_window(client, warehouse, SCOPE, window)
+    counts = warehouse.row_counts()
+    return counts["conversations"], counts["turns"]
+
+
+def run_polyai_sync_dagster(source: Source, folder: Path) -> tuple[int, int]:
+    os.environ.update(
+        {
+            "DAGSTER_HOME": str(folder / "dagster_home"),
+            "POLYAI_BASE_URL": source.base_url,
+            "POLYAI_API_KEY": source.api_key,
+            "POLYAI_ACCOUNT_ID": source.account_id,
+            "POLYAI_PROJECT_ID": source.project_id,
+            "POLYAI_ENVIRONMENTS": SCOPE.environment,
+            "POLYAI_CHANNELS": SCOPE.channel,
+            "POLYAI_SYNC_START": FIRST_DAY.isoformat(),
+            "WAREHOUSE_URL": f"duckdb:///{folder / 'polyai.duckdb'}",
+            "LAKE_URL": str(folder / "lake"),
+        }
+    )
+    from core.config import Settings
+    from pipelines.definitions import build_definitions
+    from pipelines.instance import get_instance
+    from pipelines.runner import sync_partitions
+    from resources.warehouse import DuckDBWarehouse
+
+    settings = Settings.from_env(os.environ)
+    outcomes = sync_partitions(
+        build_definitions(settings),
+        get_instance(folder / "dagster_home"),
+        source.windows,
+        [SCOPE],
+        windows_per_run=settings.windows_per_run,
+    )
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        raise RuntimeError(f"{len(failed)} window(s) failed through Dagster: {failed[0].error}")
+    counts = DuckDBWarehouse(url=settings.warehouse_url).row_counts()
+    return counts["conversations"], counts["turns"]
+
+
+def _dlt_pipeline_run(source: Source, folder: Path, tuned: bool) -> tuple[int, int]:
+    if tuned:
+        os.environ.update(
+            {
+                "NORMALIZE__WORKERS": "2",
+                "NORMALIZE__START_METHOD": "spawn",
+                "DATA_WRITER__BUFFER_MAX_ITEMS": "20000",
+                "DATA_WRITER__FILE_MAX_ITEMS": "200000",
+            }
+        )
+    os.environ["RUNTIME__LOG_LEVEL"] = "WARNING"
+    import dlt
+    from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
+    from dlt.sources.rest_api import rest_api_source
+
+    rest = rest_api_source(
+        {
+            "client": {
+                "base_url": source.base_url,
+                "headers": {api.API_KEY_HEADER: source.api_key},
+                "paginator": JSONResponseCursorPaginator(
+                    cursor_path=api.R_CURSOR, cursor_param=api.P_CURSOR
+                ),
+            },
+            "resources": [
+                {
+                    "name": "conversations",
+                    "primary_key": "id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": source.path.lstrip("/"),
+                        "params": source.query.params(),
+                        "data_selector": api.R_CONVERSATIONS,
+                    },
+                }
+            ],
+        },
+        name="polyai",
+        max_table_nesting=1 if tuned else None,
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_tuned" if tuned else "bench_defaults",
+        pipelines_dir=str(folder / "dlt_pipelines"),
+        destination=dlt.destinations.duckdb(str(folder / "dlt.duckdb")),
+        dataset_name="polyai",
+    )
+    pipeline.run(rest, loader_file_format="parquet" if tuned else None)
+    with pipeline.sql_client() as sql:
+        conversations = sql.execute_sql("SELECT count(*) FROM conversations")[0][0]
+        turns = sql.execute_sql("SELECT count(*) FROM conversations__turns")[0][0]
+    return int(conversations), int(turns)
+
+
+def run_dlt_defaults(source: Source, folder: Path) -> tuple[int, int]:
+    return _dlt_pipeline_run(source, folder, tuned=False)
+
+
+def run_dlt_tuned(source: Source, folder: Path) -> tuple[int, int]:
+    return _dlt_pipeline_run(source, folder, tuned=True)
+
+
+_FLOOR_CONVERSATIONS = """
+    INSERT INTO conversations
+    SELECT * EXCLUDE (turns, latency, metrics, state),
+           to_json(metrics) AS metrics, to_json(state) AS state
+    FROM page
+"""
+_FLOOR_TURNS = """
+    INSERT INTO turns
+    SELECT conversation_id, turn_index - 1 AS turn_index,
+           t.* EXCLUDE (genai_metadata, entities), to_json(t.entities) AS entities,
+           to_json(t.genai_metadata) AS genai_metadata
+    FROM (SELECT id AS conversation_id, unnest(turns) AS t,
+                 generate_subscripts(turns, 1) AS turn_index FROM page)
+"""
+
+
+def run_floor(source: Source, folder: Path) -> tuple[int, int]:
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect(str(folder / "floor.duckdb"))
+    query = source.query
+    params: dict[str, Any] = query.params()
+    created = False
+    with httpx.Client(base_url=source.base_url, headers={api.API_KEY_HEADER: source.api_key}) as h:
+        while True:
+            body = orjson.loads(h.get(source.path, params=params).content)
+            con.register("page", pa.Table.from_pylist(body[api.R_CONVERSATIONS]))
+            if not created:
+                con.execute(_as_create(_FLOOR_CONVERSATIONS))
+                con.execute(_as_create(_FLOOR_TURNS))
+                created = True
+            else:
+                con.execute(_FLOOR_CONVERSATIONS)
+                con.execute(_FLOOR_TURNS)
+            cursor = body[api.R_CURSOR]
+            if cursor is None:
+                break
+            params = {**query.params(), api.P_CURSOR: cursor}
+    conversations = con.execute("SELECT count(*) FROM conversations").fetchone()[0]
+    turns = con.execute("SELECT count(*) FROM turns").fetchone()[0]
+    con.close()
+    return conversations, turns
+
+
+def _as_create(insert: str) -> str:
+    """``INSERT INTO t SELECT ...`` as ``CREATE TABLE t AS SELECT ...``."""
+    head, _, select = insert.strip().partition("\n")
+    return f"CREATE TABLE {head.split()[-1]} AS {select}"
+
+
+def run_source(source: Source, folder: Path) -> tuple[int, int]:
+    """Read every page's bytes; conversations and turns are counted from the bytes."""
+    query = source.query
+    params: dict[str, Any] = query.params()
+    conversations = turns = 0
+    with httpx.Client(base_url=source.base_url, headers={api.API_KEY_HEADER: source.api_key}) as h:
+        while True:
+            body = h.get(source.path, params=params).content
+            conversations += body.count(b'"account_id":')
+            turns += body.count(b'"user_input_dtmf":')
+            tail = body[body.rfind(b'"cursor":') :]
+            cursor = orjson.loads(b"{" + tail)["cursor"]
+            if cursor is None:
+                return conversations, turns
+            params = {**query.params(), api.P_CURSOR: cursor}
+
+
+CONTENDERS: dict[str, Callable[[Source, Path], tuple[int, int]]] = {
+    "polyai-sync": run_polyai_sync,
+    "polyai-sync (Dagster)": run_polyai_sync_dagster,
+    "dlt (defaults)": run_dlt_defaults,
+    "dlt (tuned)": run_dlt_tuned,
+    "floor": run_floor,
+    "source": run_source,
+}
+
+
+PRELOADED = {
+    "polyai-sync": ("assets.window_sync", "resources.polyai_api", "resources.warehouse"),
+    "polyai-sync (Dagster)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
+    "dlt (defaults)": ("dlt", "dlt.sources.rest_api", "duckdb"),
+    "dlt (tuned)": ("dlt", "dlt.sources.rest_api", "duckdb"),
+    "floor": ("duckdb", "pyarrow"),
+    "source": (),
+}
+"""Modules each contender imports before its clock starts: start-up is not ingest."""
+
+
+# --- harness
+
+
+def _child(name: str, source: Source, queue: multiprocessing.Queue) -> None:
+    try:
+        for module in PRELOADED[name]:
+            importlib.import_module(module)
+        with tempfile.TemporaryDirectory(prefix="polyai-bench-") as folder:
+            started = time.perf_counter()
+            conversations, turns = CONTENDERS[name](source, Path(folder))
+            seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        queue.put(("ok", Landed(conversations, turns, seconds, peak)))
+    except BaseException as exc:  # reported to the parent, which fails the run
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def measure(name: str, source: Source) -> Result:
+    """Run one contender in a fresh child process; its figures and the requests it made."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    before = source.counters()["requests"]
+    process = context.Process(target=_child, args=(name, source, queue))
+    process.start()
+    status, payload = queue.get()
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"{name} failed: {payload}")
+    return Result(name, payload, source.counters()["requests"] - before)
+
+
+def _serve(config: SimulatorConfig, port_queue: multiprocessing.Queue) -> None:
+    server = SimulatorServer(config)
+    port_queue.put(int(server.base_url.rsplit(":", 1)[1]))
+    server.serve_forever()
+
+
+def simulator_config(conversations: int) -> SimulatorConfig:
+    per_day = -(-conversations // DAYS)
+    return SimulatorConfig(
+        conversations_per_day=per_day,
+        max_turns=MAX_TURNS,
+        flat_volume=True,
+        late_arrival_rate=0.0,
+        now=datetime.combine(FIRST_DAY + timedelta(days=DAYS + 2), datetime.min.time(), UTC),
+        cache_mb=max(256, per_day * DAYS * SERIALIZED_BYTES_PER_CONVERSATION // 1_000_000),
+    )
+
+
+def bench_size(conversations: int, contenders: list[str]) -> list[Result]:
+    """Every contender over one dataset, after one untimed pass that fills the simulator's
+    cache (so that every contender, the first included, meets the same server)."""
+    config = simulator_config(conversations)
+    context = multiprocessing.get_context("spawn")
+    port_queue = context.Queue()
+    server = context.Process(target=_serve, args=(config, port_queue), daemon=True)
+    server.start()
+    try:
+        port = port_queue.get(timeout=60)
+        source = Source(
+            f"http://127.0.0.1:{port}", config.api_key, config.account_id, config.project_id
+        )
+        run_source(source, Path("."))  # warm the simulator's cache
+        results = []
+        for name in contenders:
+            print(f"  {name} ...", file=sys.stderr, flush=True)
+            results.append(measure(name, source))
+        return results
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+
+
+def check_same_rows(size: int, results: list[Result]) -> None:
+    counts = {(r.landed.conversations, r.landed.turns) for r in results}
+    if len(counts) != 1:
+        lines = "; ".join(
+            f"{r.name}: {r.landed.conversations} conversations, {r.landed.turns} turns"
+            for r in results
+        )
+        raise SystemExit(f"contenders landed different rows at N={size}: {lines}")
+
+
+def format_table(size: int, results: list[Result]) -> str:
+    first = results[0].landed
+    lines = [
+        f"N = {size:,}: {first.conversations:,} conversations, {first.turns:,} turns, "
+        f"{DAYS} daily windows",
+        f"  {'contender':<24}{'conv/s':>10}{'turns/s':>11}{'peak RSS':>11}"
+        f"{'requests':>10}{'seconds':>9}",
+    ]
+    for r in results:
+        landed = r.landed
+        lines.append(
+            f"  {r.name:<24}{landed.conversations / landed.seconds:>10,.0f}"
+            f"{landed.turns / landed.seconds:>11,.0f}{landed.peak_rss / 2**20:>8,.0f} MiB"
+            f"{r.requests:>10,}{landed.seconds:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def ratio_line(by_size: dict[int, list[Result]]) -> str:
+    """The verdict: polyai-sync over the better dlt and over the floor at the largest size,
+    and polyai-sync's peak memory at the largest size over the smallest."""
+    largest, smallest = max(by_size), min(by_size)
+    named = {r.name: r.landed for r in by_size[largest]}
+
+    def turns_per_s(name: str) -> float:
+        return named[name].turns / named[name].seconds
+
+    parts = [f"at N={largest:,}:"]
+    if "polyai-sync" in named:
+        ours = turns_per_s("polyai-sync")
+        dlt_names = [n for n in ("dlt (defaults)", "dlt (tuned)") if n in named]
+        if dlt_names:
+            best = max(dlt_names, key=turns_per_s)
+            parts.append(f"polyai-sync/dlt {ours / turns_per_s(best):.2f}x ({best})")
+            memory = named["polyai-sync"].peak_rss / min(named[n].peak_rss for n in dlt_names)
+            parts.append(f"memory polyai-sync/dlt {memory:.2f}x")
+        if "floor" in named:
+            parts.append(f"polyai-sync/floor {ours / turns_per_s('floor'):.2f}x")
+        if "source" in named:
+            parts.append(f"source/polyai-sync {turns_per_s('source') / ours:.2f}x")
+        if "polyai-sync (Dagster)" in named:
+            through = named["polyai-sync (Dagster)"].seconds / named["polyai-sync"].seconds
+            parts.append(f"Dagster/in-process time {through:.2f}x")
+        if largest != smallest:
+            small = {r.name: r.landed for r in by_size[smallest]}["polyai-sync"]
+            growth = named["polyai-sync"].peak_rss / small.peak_rss
+            parts.append(f"peak RSS N={largest:,}/N={smallest:,} {growth:.2f}x")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        default="10000,100000",
+        help="comma-separated dataset sizes in conversations (default: 10000,100000)",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated subset of: {', '.join(CONTENDERS)}",
+    )
+    args = parser.parse_args(argv)
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",")})
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    if not sizes or min(sizes) < DAYS:
+        parser.error(f"--sizes must each be at least {DAYS} (one conversation a day)")
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = [c for c in contenders if c not in CONTENDERS]
+    if unknown or not contenders:
+        parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+
+    by_size: dict[int, list[Result]] = {}
+    for size in sizes:
+        print(f"N = {size:,} ...", file=sys.stderr, flush=True)
+        results = bench_size(size, contenders)
+        check_same_rows(size, results)
+        by_size[size] = results
+        print(format_table(size, results), flush=True)
+    print(ratio_line(by_size), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
