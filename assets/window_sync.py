@@ -165,6 +165,7 @@ def _load(
         result.type_issues.update(batch.type_issues)
         if on_page is not None:
             on_page(page)
+        del page, batch  # one page in memory at a time: freed before the next is fetched
 
 
 def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: float) -> None:

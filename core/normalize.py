@@ -298,13 +298,35 @@ def _started_at(record: Any) -> datetime:
     return started_at
 
 
+CHUNK = 250
+"""Conversations normalized at a time: the working lists of a chunk are freed before the
+next, so a full page of 1000 costs little more memory than a quarter of one."""
+
+
 def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
     """Turn a page of conversation objects into one batch per table."""
+    chunks = [
+        _normalize_chunk(records[start : start + CHUNK], start, load_id, loaded_at)
+        for start in range(0, len(records), CHUNK)
+    ] or [_normalize_chunk([], 0, load_id, loaded_at)]
+    if len(chunks) == 1:
+        return chunks[0]
+    return Batch(
+        {name: pa.concat_tables(c.tables[name] for c in chunks) for name in chunks[0].tables},
+        [q for c in chunks for q in c.quarantined],
+        sum((c.type_issues for c in chunks), Counter()),
+        sum(c.in_progress for c in chunks),
+    )
+
+
+def _normalize_chunk(
+    records: Sequence[Any], offset: int, load_id: str, loaded_at: datetime
+) -> Batch:
     issues: Counter[str] = Counter()
     quarantined: list[Quarantined] = []
     good: list[Mapping[str, Any]] = []
     starts: list[datetime] = []
-    for position, record in enumerate(records):
+    for position, record in enumerate(records, start=offset):
         try:
             starts.append(_started_at(record))
         except RecordError as exc:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from dagster import DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
+from dagster import AssetKey, DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
 
 from core.windows import Scope, Window
 from pipelines.definitions import SYNC_JOB
@@ -41,12 +41,14 @@ def sync_partitions(
     on_outcome: Callable[[int, int, PartitionOutcome], None] | None = None,
     windows_per_run: int = 7,
     console_log_level: str = "WARNING",
+    asset_selection: Sequence[AssetKey] | None = None,
 ) -> list[PartitionOutcome]:
     """Run the sync job over every (window, scope), scope by scope, ``windows_per_run``
     consecutive windows a run; keep going past a failed run.
 
     Dagster's console log is kept to ``console_log_level`` (the full event log is in the
-    instance either way, for the UI).
+    instance either way, for the UI). ``asset_selection`` limits the runs to some of the
+    job's assets (with their checks); by default they materialize all of them.
     """
     job = defs.resolve_job_def(SYNC_JOB)
     total = len(windows) * len(scopes)
@@ -60,6 +62,7 @@ def sync_partitions(
                 instance=instance,
                 raise_on_error=False,
                 tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+                asset_selection=asset_selection,
                 run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
             )
             rows: dict[str, dict[str, int]] = {key: {} for key in keys}

@@ -188,7 +188,10 @@ class PolyAIClient(ConfigurableResource):
                     )
                 more = pages.advance(body)
                 number += 1
-                yield Page(number, conversations, body.get(api.R_CURSOR) or None)
+                page = Page(number, conversations, body.get(api.R_CURSOR) or None)
+                del body, conversations  # the consumer holds the page: let it free it
+                yield page
+                del page  # before the next page is parsed, not after
                 if not more:
                     return
 

@@ -38,7 +38,7 @@ from core.windows import Scope, Window
 STAGE_PREFIX = "_stage_"
 PAGE_COLUMN = "_page"
 LOCK_WAIT_SECONDS = 120.0
-HELD_CHECKPOINT_THRESHOLD = "1GB"
+HELD_CHECKPOINT_THRESHOLD = "64MB"
 HOLD_SECONDS = 1.0
 """Inside :meth:`DuckDBWarehouse.holding`, a connection is kept across operations for this
 long at most, then let go after the operation that passes it, so that other processes (a
@@ -185,6 +185,7 @@ class DuckDBWarehouse(ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET memory_limit = '128MB'")
         return connection
 
     # --- schema -----------------------------------------------------------------------
@@ -385,24 +386,39 @@ class DuckDBWarehouse(ConfigurableResource):
             # A conversation served on two pages keeps its latest copy, children included.
             # What the window holds now is what was inserted: its old rows are gone, and the
             # API served only conversations that started in it.
+            # Only then is a window function needed (it holds the window's rows in memory):
+            # the common case streams.
+            served_twice = _count(
+                con,
+                f"SELECT count(*) - count(DISTINCT id) FROM {stage_conv} WHERE load_id = $load",
+                load,
+            )
             columns = _column_list(schema.conversations)
+            latest = (
+                f" QUALIFY row_number() OVER (PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1"
+                if served_twice
+                else ""
+            )
             rows = {
                 "conversations": _count(
                     con,
                     f"INSERT INTO {conv} ({columns}) SELECT {columns} FROM {stage_conv} "
-                    f"WHERE load_id = $load QUALIFY row_number() OVER "
-                    f"(PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1",
+                    f"WHERE load_id = $load{latest}",
                     load,
                 )
             }
+            latest = (
+                f" QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER (PARTITION BY conversation_id)"
+                if served_twice
+                else ""
+            )
             for table in schema.CHILD_TABLES:
                 columns = _column_list(table)
                 rows[table.name] = _count(
                     con,
                     f"INSERT INTO {self.table_ref(table.name)} ({columns}) SELECT {columns} "
-                    f"FROM {self.table_ref(STAGE_PREFIX + table.name)} WHERE load_id = $load "
-                    f"QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER "
-                    "(PARTITION BY conversation_id)",
+                    f"FROM {self.table_ref(STAGE_PREFIX + table.name)} "
+                    f"WHERE load_id = $load{latest}",
                     load,
                 )
             for table in schema.WINDOW_TABLES:
