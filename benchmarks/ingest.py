@@ -20,7 +20,9 @@ process of its own so that its peak memory (RSS) is its own:
   turns in one ``INSERT`` a table;
 - ``source``: a reader that only reads the bytes: the simulator's serving rate.
 
-Every contender must land the same number of conversations and turns, or the run fails.
+Every contender must land the same number of conversations and turns, or the run fails. A
+contender whose processes hold more than ``--memory-cap-gib`` or run longer than
+``--time-limit-minutes`` is stopped and reported as such.
 
     uv run python -m benchmarks.ingest                  # 10 000 and 100 000
     uv run python -m benchmarks.ingest --sizes 1000000  # the large option
@@ -29,6 +31,7 @@ Every contender must land the same number of conversations and turns, or the run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -37,13 +40,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
 import orjson
+import psutil
 
 from core import api_contract as api
 from core.query import ConversationQuery
@@ -101,8 +106,10 @@ class Landed:
 @dataclass(frozen=True)
 class Result:
     name: str
-    landed: Landed
+    landed: Landed | None
     requests: int
+    failure: str | None = None
+    """Why the contender has no figures (stopped over the memory cap or the time limit)."""
 
 
 # --- contenders: each runs in a child process of its own and returns (conversations, turns)
@@ -344,18 +351,67 @@ def _child(name: str, source: Source, queue: multiprocessing.Queue) -> None:
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def measure(name: str, source: Source) -> Result:
-    """Run one contender in a fresh child process; its figures and the requests it made."""
+def measure(name: str, source: Source, limits: Limits) -> Result:
+    """Run one contender in a fresh child process; its figures and the requests it made.
+
+    The parent samples the whole process tree's resident memory (dlt's normalize workers are
+    processes of their own) and stops a contender that goes over the memory cap or the time
+    limit, reporting it as such rather than taking the machine down.
+    """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     before = source.counters()["requests"]
     process = context.Process(target=_child, args=(name, source, queue))
     process.start()
-    status, payload = queue.get()
+    tree = psutil.Process(process.pid)
+    started = time.monotonic()
+    peak_tree = 0
+    failure = None
+    while True:
+        try:
+            status, payload = queue.get(timeout=0.05)
+            break
+        except Empty:
+            pass
+        peak_tree = max(peak_tree, _tree_rss(tree))
+        if peak_tree > limits.memory_bytes:
+            failure = f"stopped over the {limits.memory_bytes / 2**30:g} GiB memory cap"
+        elif time.monotonic() - started > limits.seconds:
+            failure = f"stopped after {limits.seconds / 60:.0f} minutes"
+        elif not process.is_alive() and queue.empty():
+            failure = f"died with exit code {process.exitcode}"
+        if failure:
+            _kill_tree(tree)
+            process.join()
+            return Result(name, None, source.counters()["requests"] - before, failure)
     process.join()
     if status != "ok":
         raise RuntimeError(f"{name} failed: {payload}")
-    return Result(name, payload, source.counters()["requests"] - before)
+    landed = replace(payload, peak_rss=max(payload.peak_rss, peak_tree))
+    return Result(name, landed, source.counters()["requests"] - before)
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    seconds: float
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
+def _kill_tree(process: psutil.Process) -> None:
+    members = [process]
+    with contextlib.suppress(psutil.Error):
+        members += process.children(recursive=True)
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            member.kill()
 
 
 def _serve(config: SimulatorConfig, port_queue: multiprocessing.Queue) -> None:
@@ -376,7 +432,7 @@ def simulator_config(conversations: int) -> SimulatorConfig:
     )
 
 
-def bench_size(conversations: int, contenders: list[str]) -> list[Result]:
+def bench_size(conversations: int, contenders: list[str], limits: Limits) -> list[Result]:
     """Every contender over one dataset, after one untimed pass that fills the simulator's
     cache (so that every contender, the first included, meets the same server)."""
     config = simulator_config(conversations)
@@ -393,7 +449,7 @@ def bench_size(conversations: int, contenders: list[str]) -> list[Result]:
         results = []
         for name in contenders:
             print(f"  {name} ...", file=sys.stderr, flush=True)
-            results.append(measure(name, source))
+            results.append(measure(name, source, limits))
         return results
     finally:
         server.terminate()
@@ -401,17 +457,18 @@ def bench_size(conversations: int, contenders: list[str]) -> list[Result]:
 
 
 def check_same_rows(size: int, results: list[Result]) -> None:
-    counts = {(r.landed.conversations, r.landed.turns) for r in results}
-    if len(counts) != 1:
+    finished = [r for r in results if r.landed is not None]
+    counts = {(r.landed.conversations, r.landed.turns) for r in finished}
+    if len(counts) > 1:
         lines = "; ".join(
             f"{r.name}: {r.landed.conversations} conversations, {r.landed.turns} turns"
-            for r in results
+            for r in finished
         )
         raise SystemExit(f"contenders landed different rows at N={size}: {lines}")
 
 
 def format_table(size: int, results: list[Result]) -> str:
-    first = results[0].landed
+    first = next(r.landed for r in results if r.landed is not None)
     lines = [
         f"N = {size:,}: {first.conversations:,} conversations, {first.turns:,} turns, "
         f"{DAYS} daily windows",
@@ -420,9 +477,12 @@ def format_table(size: int, results: list[Result]) -> str:
     ]
     for r in results:
         landed = r.landed
+        if landed is None:
+            lines.append(f"  {r.name:<24}{'-':>10}{'-':>11}{'-':>11}{r.requests:>10,}  {r.failure}")
+            continue
         lines.append(
             f"  {r.name:<24}{landed.conversations / landed.seconds:>10,.0f}"
-            f"{landed.turns / landed.seconds:>11,.0f}{landed.peak_rss / 2**20:>8,.0f} MiB"
+            f"{landed.turns / landed.seconds:>11,.0f}{landed.peak_rss / 2**20:>7,.0f} MiB"
             f"{r.requests:>10,}{landed.seconds:>9.1f}"
         )
     return "\n".join(lines)
@@ -432,12 +492,12 @@ def ratio_line(by_size: dict[int, list[Result]]) -> str:
     """The verdict: polyai-sync over the better dlt and over the floor at the largest size,
     and polyai-sync's peak memory at the largest size over the smallest."""
     largest, smallest = max(by_size), min(by_size)
-    named = {r.name: r.landed for r in by_size[largest]}
+    named = {r.name: r.landed for r in by_size[largest] if r.landed is not None}
 
     def turns_per_s(name: str) -> float:
         return named[name].turns / named[name].seconds
 
-    parts = [f"at N={largest:,}:"]
+    parts = []
     if "polyai-sync" in named:
         ours = turns_per_s("polyai-sync")
         dlt_names = [n for n in ("dlt (defaults)", "dlt (tuned)") if n in named]
@@ -454,10 +514,10 @@ def ratio_line(by_size: dict[int, list[Result]]) -> str:
             through = named["polyai-sync (Dagster)"].seconds / named["polyai-sync"].seconds
             parts.append(f"Dagster/in-process time {through:.2f}x")
         if largest != smallest:
-            small = {r.name: r.landed for r in by_size[smallest]}["polyai-sync"]
+            small = next(r.landed for r in by_size[smallest] if r.name == "polyai-sync")
             growth = named["polyai-sync"].peak_rss / small.peak_rss
             parts.append(f"peak RSS N={largest:,}/N={smallest:,} {growth:.2f}x")
-    return "; ".join(parts)
+    return f"at N={largest:,}: " + "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,6 +531,18 @@ def main(argv: list[str] | None = None) -> int:
         "--contenders",
         default=",".join(CONTENDERS),
         help=f"comma-separated subset of: {', '.join(CONTENDERS)}",
+    )
+    parser.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=16.0,
+        help="stop a contender whose processes hold more than this (default 16)",
+    )
+    parser.add_argument(
+        "--time-limit-minutes",
+        type=float,
+        default=20.0,
+        help="stop a contender that runs longer than this (default 20)",
     )
     args = parser.parse_args(argv)
     try:
@@ -487,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     by_size: dict[int, list[Result]] = {}
     for size in sizes:
         print(f"N = {size:,} ...", file=sys.stderr, flush=True)
-        results = bench_size(size, contenders)
+        limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
+        results = bench_size(size, contenders, limits)
         check_same_rows(size, results)
         by_size[size] = results
         print(format_table(size, results), flush=True)

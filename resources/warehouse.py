@@ -20,11 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import duckdb_engine
-import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 from dagster import ConfigurableResource
@@ -34,6 +32,9 @@ from core import schema
 from core.config import duckdb_path
 from core.normalize import Batch
 from core.windows import Scope, Window
+
+if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
+    import pandas as pd
 
 STAGE_PREFIX = "_stage_"
 PAGE_COLUMN = "_page"
@@ -578,6 +579,8 @@ def _quarantine_rows(
 
 def duckdb_dialect() -> sa.engine.Dialect:
     """SQLAlchemy's DuckDB dialect, to render the schema's DDL for DuckDB."""
+    import duckdb_engine  # only to render DDL, when the schema is created or migrated
+
     return duckdb_engine.Dialect()
 
 

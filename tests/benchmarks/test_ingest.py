@@ -1,0 +1,67 @@
+"""The ingest benchmark runs end to end at a tiny size, and refuses contenders that disagree.
+
+Its figures are not asserted (performance lives in the benchmark's own output, see the
+README); what is tested is that every contender lands the same rows and the verdict prints.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.ingest import CONTENDERS, Landed, Result, check_same_rows, ratio_line
+
+pytest.importorskip("dlt", reason="the benchmark's peers: uv sync --group bench")
+
+
+def test_every_contender_lands_the_same_rows_and_the_verdict_prints() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ingest", "--sizes", "60,90"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for size in ("60", "90"):
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"N = {size}:"))
+        rows = lines[header + 2 : header + 2 + len(CONTENDERS)]
+        assert [row.split("  ")[1].strip() for row in rows] == list(CONTENDERS)
+    assert "N = 60: 60 conversations" in done.stdout
+    verdict = lines[-1]
+    for ratio in ("polyai-sync/dlt", "polyai-sync/floor", "source/polyai-sync", "peak RSS"):
+        assert ratio in verdict
+
+
+def landed(conversations: int, turns: int) -> Landed:
+    return Landed(conversations, turns, seconds=1.0, peak_rss=100 * 2**20)
+
+
+def test_contenders_that_land_different_rows_fail_the_run_naming_them() -> None:
+    results = [
+        Result("polyai-sync", landed(100, 1200), 1),
+        Result("dlt (defaults)", landed(99, 1190), 1),
+    ]
+    with pytest.raises(SystemExit, match=r"dlt \(defaults\): 99 conversations, 1190 turns"):
+        check_same_rows(100, results)
+    check_same_rows(100, results[:1])  # agreeing contenders pass
+
+
+def test_the_ratio_line_compares_turn_rates_at_the_largest_size() -> None:
+    def result(name: str, turns_per_second: int, rss_mib: int) -> Result:
+        return Result(name, Landed(10, turns_per_second, 1.0, rss_mib * 2**20), 1)
+
+    by_size = {
+        10: [result("polyai-sync", 100, 100), result("floor", 100, 50)],
+        100: [
+            result("polyai-sync", 300, 110),
+            result("dlt (defaults)", 50, 400),
+            result("dlt (tuned)", 100, 200),
+            result("floor", 400, 60),
+        ],
+    }
+    line = ratio_line(by_size)
+    assert "polyai-sync/dlt 3.00x (dlt (tuned))" in line
+    assert "memory polyai-sync/dlt 0.55x" in line
+    assert "polyai-sync/floor 0.75x" in line
+    assert "peak RSS N=100/N=10 1.10x" in line
