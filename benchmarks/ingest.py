@@ -73,6 +73,7 @@ class Source:
     api_key: str
     account_id: str
     project_id: str
+    page_size: int = 1000
 
     @property
     def windows(self) -> list[Window]:
@@ -82,7 +83,8 @@ class Source:
     def query(self) -> ConversationQuery:
         """The whole range in one query, for the contenders that do not sync by window."""
         windows = self.windows
-        return ConversationQuery.for_window(SCOPE, Window(windows[0].start, windows[-1].end))
+        whole = Window(windows[0].start, windows[-1].end)
+        return ConversationQuery.for_window(SCOPE, whole, limit=self.page_size)
 
     @property
     def path(self) -> str:
@@ -125,6 +127,7 @@ def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
         api_key=source.api_key,
         account_id=source.account_id,
         project_id=source.project_id,
+        page_size=source.page_size,
     )
     warehouse = DuckDBWarehouse(url=f"duckdb:///{folder / 'polyai.duckdb'}")
     with warehouse.holding():
@@ -147,6 +150,7 @@ def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[i
             "POLYAI_SYNC_START": FIRST_DAY.isoformat(),
             "WAREHOUSE_URL": f"duckdb:///{folder / 'polyai.duckdb'}",
             "LAKE_URL": str(folder / "lake"),
+            "POLYAI_PAGE_SIZE": str(source.page_size),
         }
     )
     from assets.keys import TABLE_KEYS
@@ -432,7 +436,9 @@ def simulator_config(conversations: int) -> SimulatorConfig:
     )
 
 
-def bench_size(conversations: int, contenders: list[str], limits: Limits) -> list[Result]:
+def bench_size(
+    conversations: int, contenders: list[str], limits: Limits, page_size: int = 1000
+) -> list[Result]:
     """Every contender over one dataset, after one untimed pass that fills the simulator's
     cache (so that every contender, the first included, meets the same server)."""
     config = simulator_config(conversations)
@@ -443,7 +449,11 @@ def bench_size(conversations: int, contenders: list[str], limits: Limits) -> lis
     try:
         port = port_queue.get(timeout=60)
         source = Source(
-            f"http://127.0.0.1:{port}", config.api_key, config.account_id, config.project_id
+            f"http://127.0.0.1:{port}",
+            config.api_key,
+            config.account_id,
+            config.project_id,
+            page_size,
         )
         run_source(source, Path("."))  # warm the simulator's cache
         results = []
@@ -544,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="stop a contender that runs longer than this (default 20)",
     )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=1000,
+        help="conversations per request for every contender (default 1000, the API's maximum)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",")})
@@ -551,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
     if not sizes or min(sizes) < DAYS:
         parser.error(f"--sizes must each be at least {DAYS} (one conversation a day)")
+    if not 1 <= args.page_size <= 1000:
+        parser.error(f"--page-size must be between 1 and 1000, got {args.page_size}")
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
@@ -560,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         print(f"N = {size:,} ...", file=sys.stderr, flush=True)
         limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
-        results = bench_size(size, contenders, limits)
+        results = bench_size(size, contenders, limits, args.page_size)
         check_same_rows(size, results)
         by_size[size] = results
         print(format_table(size, results), flush=True)

@@ -36,6 +36,7 @@ DEFAULTS: Final[dict[str, str]] = {
     "LAKE_URL": str(LOCAL_DIR / "lake"),
     "POLYAI_QA_SAMPLE_SIZE": "20",
     "POLYAI_SAVED_SEARCHES": "",
+    "POLYAI_PAGE_SIZE": "1000",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -105,6 +106,7 @@ class Settings:
     lake_url: str = str(LOCAL_DIR / "lake")
     qa_sample_size: int = 20
     saved_searches: tuple[SavedSearch, ...] = ()
+    page_size: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -187,6 +189,7 @@ class Settings:
             lake_url=get("LAKE_URL"),
             qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
             saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
+            page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
         )
 
     @property

@@ -85,6 +85,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 api_key=EnvVar("POLYAI_API_KEY"),
                 account_id=EnvVar("POLYAI_ACCOUNT_ID"),
                 project_id=EnvVar("POLYAI_PROJECT_ID"),
+                page_size=settings.page_size,
             ),
             "lake": ParquetLake(root=settings.lake_url),
             "warehouse": DuckDBWarehouse(

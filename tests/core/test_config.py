@@ -31,6 +31,8 @@ def test_lists_are_trimmed_and_deduplicated() -> None:
         ("POLYAI_SYNC_START", "yesterday"),
         ("WAREHOUSE_URL", "sqlite:///x.db"),
         ("WAREHOUSE_SCHEMA", "drop table;"),
+        ("POLYAI_PAGE_SIZE", "0"),
+        ("POLYAI_PAGE_SIZE", "1001"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:

@@ -36,3 +36,12 @@ def test_every_table_asset_declares_columns_owner_group_kinds_and_freshness() ->
     assert sync.op.pool == POOL
     checks = {key.name for key in sync.check_keys}
     assert checks == {check.name for check in CHECKS}
+
+
+def test_the_page_size_setting_reaches_the_client() -> None:
+    from core.config import Settings
+    from pipelines.definitions import build_definitions
+
+    assert Settings.from_env({}).page_size == 1000  # the API's maximum
+    defs = build_definitions(Settings.from_env({"POLYAI_PAGE_SIZE": "250"}))
+    assert defs.resources["polyai"].page_size == 250
