@@ -106,6 +106,14 @@ class Landed:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """When the harness stops a contender."""
+
+    memory_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Result:
     name: str
     landed: Landed | None
@@ -393,12 +401,6 @@ def measure(name: str, source: Source, limits: Limits) -> Result:
         raise RuntimeError(f"{name} failed: {payload}")
     landed = replace(payload, peak_rss=max(payload.peak_rss, peak_tree))
     return Result(name, landed, source.counters()["requests"] - before)
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int
-    seconds: float
 
 
 def _tree_rss(process: psutil.Process) -> int:

@@ -7,9 +7,11 @@ cursor. When the last page is in, the window is *published*: in one transaction 
 are deleted and the staged rows inserted, so readers see the old window or the new one, never
 a mix, and loading a window twice leaves the same rows as loading it once.
 
-DuckDB allows one writer per file, so connections are opened only to commit and closed at
-once; a writer (or reader) that finds the file locked by another process waits and retries,
-and a reader can open the file between two of a sync's commits.
+DuckDB allows one writer per file. Outside :meth:`DuckDBWarehouse.holding`, a connection is
+opened for one operation and closed after it; inside, a sync keeps one across its commits and
+lets it go at least every ``HOLD_SECONDS``, so that a reader (or another writer) gets the file
+between two commits. One that finds the file locked waits and retries (up to
+``LOCK_WAIT_SECONDS``) instead of failing.
 """
 
 from __future__ import annotations

@@ -249,3 +249,29 @@ def test_a_schema_named_like_the_file_or_with_quotes_still_loads(
     assert rows["conversations"] == 1
     assert rows["turns"] == 2
     assert warehouse.read_table("turns")["conversation_id"].tolist() == ["c1", "c1"]
+
+
+def test_holding_shares_one_connection_and_lets_it_go_on_failure_and_on_exit(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    import duckdb
+
+    warehouse.ensure_schema()
+    with warehouse.holding():
+        with warehouse.connect() as first, warehouse.connect(read_only=True) as second:
+            assert first is second  # one connection across operations
+        with pytest.raises(duckdb.Error), warehouse.connect() as failing:
+            failing.execute("BEGIN")
+            failing.execute("SELECT * FROM no_such_table")
+        with warehouse.connect() as after:
+            assert after is not failing  # the failed one was let go, its transaction with it
+            after.execute("BEGIN")
+            after.execute("COMMIT")
+    # Let go on exit: another process opens the file at once.
+    opened = subprocess.run(
+        [sys.executable, "-c", f"import duckdb; duckdb.connect({str(warehouse.path)!r}).close()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert opened.returncode == 0, opened.stderr
