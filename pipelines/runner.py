@@ -8,12 +8,15 @@ UI exactly as if they had been launched from it.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dagster import AssetKey, DagsterEvent, DagsterInstance, Definitions, MultiPartitionKey
 
+from assets.keys import POOL
 from core.windows import Scope, Window
 from pipelines.definitions import SYNC_JOB
 from pipelines.partitions import partition_key
@@ -58,13 +61,16 @@ def sync_partitions(
             chunk = windows[first : first + windows_per_run]
             keys = [partition_key(window, scope) for window in chunk]
             started = time.monotonic()
-            result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
-                asset_selection=asset_selection,
-                run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-            )
+            with _freeing_slots_of_ended_runs(instance):
+                result = job.execute_in_process(
+                    instance=instance,
+                    raise_on_error=False,
+                    tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+                    asset_selection=asset_selection,
+                    run_config={
+                        "loggers": {"console": {"config": {"log_level": console_log_level}}}
+                    },
+                )
             rows: dict[str, dict[str, int]] = {key: {} for key in keys}
             for event in result.get_asset_materialization_events():
                 materialization = event.step_materialization_data.materialization
@@ -85,6 +91,50 @@ def sync_partitions(
                 if on_outcome is not None:
                     on_outcome(len(outcomes), total, outcome)
     return outcomes
+
+
+def free_slots_of_ended_runs(instance: DagsterInstance, pool: str = POOL) -> list[str]:
+    """Free the pool's slots held by runs that are over (or unknown to the instance); the ids
+    of those runs.
+
+    A run that ends without giving its slot back (killed, or its release lost to a locked
+    SQLite file) would otherwise block every later run of a pool of one for good. Dagster's
+    daemon does this (``run_monitoring.free_slots_after_run_end_seconds``); runs started
+    from the CLI have no daemon.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    freed = []
+    for slot in storage.get_concurrency_info(pool).claimed_slots:
+        run = instance.get_run_by_id(slot.run_id)
+        if (run is None or run.is_finished) and slot.run_id not in freed:
+            storage.free_concurrency_slots_for_run(slot.run_id)
+            freed.append(slot.run_id)
+    return freed
+
+
+@contextmanager
+def _freeing_slots_of_ended_runs(
+    instance: DagsterInstance, every_seconds: float = 2.0
+) -> Iterator[None]:
+    """While a run executes (and may be waiting for a slot), free slots of ended runs."""
+    done = threading.Event()
+
+    def sweep() -> None:
+        while not done.wait(every_seconds):
+            try:
+                free_slots_of_ended_runs(instance)
+            except Exception:  # a locked SQLite file: try again at the next sweep
+                continue
+
+    sweeper = threading.Thread(target=sweep, name="polyai-slot-sweeper", daemon=True)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sweeper.join(timeout=every_seconds + 5)
 
 
 def _failure_message(events: Sequence[DagsterEvent]) -> str:
