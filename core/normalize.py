@@ -242,9 +242,12 @@ class _ColumnBuilder:
         sources: list[Mapping[str, Any]],
         given: dict[str, pa.Array | list[Any]],
         constants: dict[str, Any],
+        rows: int | None = None,
     ) -> pa.Table:
         """``sources`` as rows: the columns in ``given`` as they are, ``constants`` repeated,
-        every other column read from the source objects by name."""
+        every other column read from the source objects by name. ``rows`` is the row count
+        when every column is given or constant (and ``sources`` empty)."""
+        count = len(sources) if rows is None else rows
         arrays = []
         for field_ in self.schema:
             name = field_.name
@@ -254,7 +257,7 @@ class _ColumnBuilder:
                     value if isinstance(value, pa.Array) else pa.array(value, field_.type)
                 )
             elif name in constants:
-                arrays.append(pa.array([constants[name]] * len(sources), field_.type))
+                arrays.append(pa.repeat(pa.scalar(constants[name], field_.type), count))
             else:
                 arrays.append(self.column(name, [s.get(name) for s in sources]))
         return pa.Table.from_arrays(arrays, schema=self.schema)
@@ -298,35 +301,13 @@ def _started_at(record: Any) -> datetime:
     return started_at
 
 
-CHUNK = 250
-"""Conversations normalized at a time: the working lists of a chunk are freed before the
-next, so a full page of 1000 costs little more memory than a quarter of one."""
-
-
 def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
     """Turn a page of conversation objects into one batch per table."""
-    chunks = [
-        _normalize_chunk(records[start : start + CHUNK], start, load_id, loaded_at)
-        for start in range(0, len(records), CHUNK)
-    ] or [_normalize_chunk([], 0, load_id, loaded_at)]
-    if len(chunks) == 1:
-        return chunks[0]
-    return Batch(
-        {name: pa.concat_tables(c.tables[name] for c in chunks) for name in chunks[0].tables},
-        [q for c in chunks for q in c.quarantined],
-        sum((c.type_issues for c in chunks), Counter()),
-        sum(c.in_progress for c in chunks),
-    )
-
-
-def _normalize_chunk(
-    records: Sequence[Any], offset: int, load_id: str, loaded_at: datetime
-) -> Batch:
     issues: Counter[str] = Counter()
     quarantined: list[Quarantined] = []
     good: list[Mapping[str, Any]] = []
     starts: list[datetime] = []
-    for position, record in enumerate(records, start=offset):
+    for position, record in enumerate(records):
         try:
             starts.append(_started_at(record))
         except RecordError as exc:
@@ -458,7 +439,8 @@ def _latency_table(
     key = child_key(owners, [])
     key["turn_index"] = indexes
     return builder.table_of(
-        [{} for _ in owners],
+        [],
         {**key, "stage": stages, "latency_ms": builder.column("latency_ms", values)},
         stamp,
+        rows=len(owners),
     )
