@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from dagster import AssetMaterialization, AssetSpec, FreshnessPolicy
 
-from assets.analytics_sql import KPI_QUERIES
+from assets.analytics_sql import kpi_queries
 from assets.keys import (
     CONVERSATIONS,
     KPI_KEYS,
@@ -21,7 +21,7 @@ from assets.keys import (
 )
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 _SOURCES = {
     "conversation_kpis": (CONVERSATIONS, TURNS),
@@ -63,7 +63,7 @@ def lake_spec(freshness_policy: FreshnessPolicy | None) -> AssetSpec:
 
 
 def export_to_lake(
-    lake: ParquetLake, warehouse: DuckDBWarehouse, scope: Scope, window: Window, partition: str
+    lake: ParquetLake, warehouse: Warehouse, scope: Scope, window: Window, partition: str
 ) -> AssetMaterialization:
     """Write one window's files to the lake; the materialization lists rows per table."""
     rows = lake.export_window(warehouse, scope, window)
@@ -79,10 +79,10 @@ def export_to_lake(
 
 
 def recompute_kpis(
-    warehouse: DuckDBWarehouse, scope: Scope, window: Window, partition: str
+    warehouse: Warehouse, scope: Scope, window: Window, partition: str
 ) -> Iterator[AssetMaterialization]:
     """Recompute every KPI table for one window; one materialization per table."""
-    rows = warehouse.recompute_kpis(scope, window, KPI_QUERIES)
+    rows = warehouse.recompute_kpis(scope, window, kpi_queries(warehouse.json))
     for table, asset_key in KPI_KEYS.items():
         yield AssetMaterialization(
             asset_key=asset_key,

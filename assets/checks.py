@@ -1,5 +1,6 @@
 """Checks on what a window sync wrote: each is one SQL query over the warehouse, scoped to the
-window, that counts the rows breaking one rule. Plain functions over a DuckDB connection, so
+window, that counts the rows breaking one rule. Plain functions over a warehouse connection
+(DuckDB or PostgreSQL: the SQL is standard), so
 the Dagster asset runs them after every load and tests can run them on a broken warehouse.
 """
 
@@ -68,7 +69,7 @@ CHECKS: tuple[WindowCheck, ...] = (
         "Each conversation's turn indexes run 0, 1, 2, ... without a gap.",
         "SELECT count(*) FROM (SELECT conversation_id FROM {s}.turns "
         f"WHERE conversation_id IN ({_IN_WINDOW}) GROUP BY conversation_id "
-        "HAVING min(turn_index) <> 0 OR max(turn_index) <> count(*) - 1)",
+        "HAVING min(turn_index) <> 0 OR max(turn_index) <> count(*) - 1) AS gapped",
     ),
     WindowCheck(
         "timestamps_inside_the_window",

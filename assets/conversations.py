@@ -44,7 +44,7 @@ from core.config import SavedSearch
 from core.windows import Scope, Window, window_key
 from resources.lake import ParquetLake
 from resources.polyai_api import Page, PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 
 def build_sync_asset(
@@ -88,7 +88,7 @@ def build_sync_asset(
     def polyai_conversations_sync(
         context: AssetExecutionContext,
         polyai: PolyAIClient,
-        warehouse: DuckDBWarehouse,
+        warehouse: Warehouse,
         lake: ParquetLake,
     ):
         """Sync every window of the run (one, or a range when a backfill groups them), then
@@ -164,7 +164,7 @@ def build_sync_asset(
 def _sync_one(
     context: AssetExecutionContext,
     polyai: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     scope: Scope,
     window: Window,
     max_quarantined_fraction: float,

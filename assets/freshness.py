@@ -18,7 +18,7 @@ from dagster import (
 
 from assets.keys import CONVERSATIONS
 from core.windows import Scope, expected_newest_day
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 CHECK_NAME = "every_scope_is_fresh"
 
@@ -32,7 +32,7 @@ def build_freshness_check(scopes: Sequence[Scope], schedule_hour: int) -> AssetC
             "have synced by now."
         ),
     )
-    def every_scope_is_fresh(warehouse: DuckDBWarehouse) -> AssetCheckResult:
+    def every_scope_is_fresh(warehouse: Warehouse) -> AssetCheckResult:
         expected = expected_newest_day(datetime.now(UTC), schedule_hour)
         newest = warehouse.newest_synced_days()
         late = {

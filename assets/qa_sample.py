@@ -15,7 +15,7 @@ from core.query import ConversationQuery
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 
 def qa_sample_spec() -> AssetSpec:
@@ -41,7 +41,7 @@ def transcript(conversation: dict[str, Any]) -> str:
 
 def draw_sample(
     client: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     lake: ParquetLake,
     scope: Scope,
     window: Window,

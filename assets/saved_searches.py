@@ -15,7 +15,7 @@ from core.config import SavedSearch
 from core.query import ConversationQuery
 from core.windows import Scope, Window
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 
 def saved_search_spec(searches: Sequence[SavedSearch]) -> AssetSpec:
@@ -42,7 +42,7 @@ def matched_turn(conversation: dict[str, Any], text: str) -> tuple[int | None, s
 
 def run_saved_searches(
     client: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     searches: Sequence[SavedSearch],
     scope: Scope,
     window: Window,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from core.normalize import normalize_page
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
-from resources.warehouse import DuckDBWarehouse, SyncState, WarehouseError, WindowKey
+from resources.warehouse import SyncState, Warehouse, WarehouseError, WindowKey
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
@@ -60,7 +60,7 @@ class WindowSyncResult:
 
 def sync_window(
     client: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     scope: Scope,
     window: Window,
     on_page: Callable[[Page], None] | None = None,
@@ -91,7 +91,7 @@ def _without_cycle_collection() -> Iterator[None]:
 
 def _sync(
     client: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     scope: Scope,
     window: Window,
     on_page: Callable[[Page], None] | None,
@@ -131,7 +131,7 @@ def _sync(
 
 
 def _starting_point(
-    warehouse: DuckDBWarehouse, key: WindowKey, state: SyncState | None, result: WindowSyncResult
+    warehouse: Warehouse, key: WindowKey, state: SyncState | None, result: WindowSyncResult
 ) -> tuple[str, int | None, str | None]:
     """(load id, next page number or None when all are staged, cursor to resume at)."""
     if state is not None and state.status == "staged":
@@ -147,7 +147,7 @@ def _starting_point(
 
 def _load(
     client: PolyAIClient,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     key: WindowKey,
     result: WindowSyncResult,
     first_page: int,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
 from core.windows import GRANULARITIES, Scope, scopes_for
@@ -146,10 +147,10 @@ class Settings:
         if base_url and not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"POLYAI_BASE_URL: {base_url!r} is not an http(s) URL")
         warehouse_url = get("WAREHOUSE_URL")
-        if not warehouse_url.startswith("duckdb:///"):
+        if not warehouse_url.startswith(WAREHOUSE_SCHEMES):
             raise ConfigError(
-                f"WAREHOUSE_URL: {warehouse_url!r} is not supported; "
-                "use duckdb:///path/to/file.duckdb"
+                f"WAREHOUSE_URL: {display_url(warehouse_url)!r} is not supported; use "
+                "duckdb:///path/to/file.duckdb or postgresql://user@host:port/database"
             )
         schema = get("WAREHOUSE_SCHEMA")
         if not _IDENTIFIER.match(schema):
@@ -228,6 +229,22 @@ def _split_list(name: str, value: str) -> tuple[str, ...]:
     if not items:
         raise ConfigError(f"{name}: expected a comma-separated list, got {value!r}")
     return items
+
+
+WAREHOUSE_SCHEMES = ("duckdb:///", "postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:  # not a URL a password could be read from
+        return url
+    if password is None:
+        return url
+    credentials, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{credentials.split(':', 1)[0]}:***@{host}"))
 
 
 def duckdb_path(warehouse_url: str) -> Path:

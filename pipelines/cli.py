@@ -17,12 +17,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.config import LOCAL_DIR, ConfigError, Settings
+from core.config import LOCAL_DIR, ConfigError, Settings, display_url
 from core.windows import Scope, days_between, windows_of_days
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 if TYPE_CHECKING:
-    from resources.warehouse import DuckDBWarehouse
+    from resources.warehouse import Warehouse
 
 DEMO_DIR = LOCAL_DIR / "demo"
 DEMO_DAYS = 3
@@ -111,7 +111,7 @@ def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: P
 
     print(
         f"Syncing {len(days)} day(s) ({len(windows)} {settings.granularity} window(s)) x "
-        f"{len(scopes)} scope(s) into {settings.warehouse_url} "
+        f"{len(scopes)} scope(s) into {display_url(settings.warehouse_url)} "
         f"(Dagster instance {os.environ['DAGSTER_HOME']})",
         flush=True,
     )
@@ -160,9 +160,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         status = _run_sync(settings, days, settings.scopes, root / "dagster_home")
         expected = _simulator_counts(server, days, settings.scopes)
 
-    from resources.warehouse import DuckDBWarehouse
+    from resources.warehouse import warehouse_for
 
-    store = DuckDBWarehouse(url=settings.warehouse_url, schema_name=settings.warehouse_schema)
+    store = warehouse_for(settings.warehouse_url, settings.warehouse_schema)
     actual = store.row_counts(
         where="conversation_date BETWEEN $first AND $last",
         params={"first": days[0], "last": days[-1]},
@@ -184,22 +184,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_kpis(store: DuckDBWarehouse, days: list[date]) -> None:
+def _print_kpis(store: Warehouse, days: list[date]) -> None:
     """A short KPI table for the synced days, from the KPI tables the sync just computed."""
     with store.connect(read_only=True) as con:
         rows = con.execute(
             f"""
             SELECT k.conversation_date, k.environment || '.' || k.channel AS scope,
                    sum(k.conversations), sum(k.handoffs),
-                   sum(k.finished - k.handoffs) / nullif(sum(k.finished), 0),
+                   CAST(sum(k.finished - k.handoffs) AS DOUBLE PRECISION)
+                       / nullif(sum(k.finished), 0),
                    sum(k.mean_duration_s * k.conversations) / sum(k.conversations),
-                   any_value(l.p95_ms)
+                   max(l.p95_ms)
             FROM {store.schema_ref}.conversation_kpis k
             LEFT JOIN {store.schema_ref}.latency_kpis l
               ON l.environment = k.environment AND l.channel = k.channel
              AND l.window_start = k.window_start AND l.stage = 'overall'
             WHERE k.conversation_date BETWEEN $first AND $last
-            GROUP BY ALL ORDER BY ALL
+            GROUP BY k.conversation_date, k.environment, k.channel
+            ORDER BY k.conversation_date, scope
             """,
             {"first": days[0], "last": days[-1]},
         ).fetchall()

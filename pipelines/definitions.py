@@ -27,7 +27,7 @@ from pipelines.partitions import build_partitions
 from pipelines.schedules import build_nightly_schedule
 from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import warehouse_for
 
 SYNC_JOB = "polyai_sync"
 FRESHNESS_JOB = "polyai_scope_freshness"
@@ -88,9 +88,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 page_size=settings.page_size,
             ),
             "lake": ParquetLake(root=settings.lake_url),
-            "warehouse": DuckDBWarehouse(
-                url=settings.warehouse_url, schema_name=settings.warehouse_schema
-            ),
+            "warehouse": warehouse_for(settings.warehouse_url, settings.warehouse_schema),
         },
     )
 

@@ -17,7 +17,7 @@ from dagster import (
 from core.config import Settings
 from core.windows import nightly_windows, windows_of_days
 from pipelines.partitions import partition_key
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 NIGHTLY = "polyai_nightly"
 
@@ -38,7 +38,7 @@ def build_nightly_schedule(job: Any, settings: Settings) -> ScheduleDefinition:
         ),
     )
     def polyai_nightly(
-        context: ScheduleEvaluationContext, warehouse: DuckDBWarehouse
+        context: ScheduleEvaluationContext, warehouse: Warehouse
     ) -> Iterator[RunRequest]:
         today = context.scheduled_execution_time.date()
         windows = nightly_windows(

@@ -15,12 +15,13 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from core import schema
 from core.windows import Scope, Window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 
 # The folder keys hold these; the files do not repeat them.
 _FOLDER_COLUMNS = ("environment", "channel")
@@ -59,45 +60,19 @@ class ParquetLake(ConfigurableResource):
             temporary.unlink(missing_ok=True)
         return final
 
-    def export_window(
-        self, warehouse: DuckDBWarehouse, scope: Scope, window: Window
-    ) -> dict[str, int]:
+    def export_window(self, warehouse: Warehouse, scope: Scope, window: Window) -> dict[str, int]:
         """Write the window's rows of every window table; rows written per table."""
-        in_window = (
-            "environment = $env AND channel = $channel "
-            "AND started_at >= $start AND started_at < $end"
-        )
-        params = {
-            "env": scope.environment,
-            "channel": scope.channel,
-            "start": window.start,
-            "end": window.end,
-        }
-        conversations = warehouse.table_ref("conversations")
         written = {}
-        with warehouse.connect(read_only=True) as con:
-            for table in schema.WINDOW_TABLES:
-                keep = ", ".join(
-                    f'"{c.name}"' for c in table.columns if c.name not in _FOLDER_COLUMNS
-                )
-                source = warehouse.table_ref(table.name)
-                if table is schema.conversations:
-                    select = f"SELECT {keep} FROM {source} WHERE {in_window}"
-                else:
-                    select = (
-                        f"SELECT {keep} FROM {source} WHERE conversation_id IN "
-                        f"(SELECT id FROM {conversations} WHERE {in_window})"
-                    )
-                final = self.window_file(table.name, scope, window)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-                quoted = str(temporary).replace("'", "''")
-                try:
-                    copied = con.execute(
-                        f"COPY ({select}) TO '{quoted}' (FORMAT parquet)", params
-                    ).fetchone()
-                    os.replace(temporary, final)  # atomic on one file system
-                finally:
-                    temporary.unlink(missing_ok=True)
-                written[table.name] = int(copied[0]) if copied else 0  # COPY returns its count
+        for table in schema.WINDOW_TABLES:
+            rows = warehouse.window_rows(table, scope, window)
+            rows = rows.drop_columns([c for c in _FOLDER_COLUMNS if c in rows.column_names])
+            final = self.window_file(table.name, scope, window)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                pq.write_table(rows, temporary, compression="snappy")
+                os.replace(temporary, final)  # atomic on one file system
+            finally:
+                temporary.unlink(missing_ok=True)
+            written[table.name] = rows.num_rows
         return written

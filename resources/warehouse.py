@@ -1,4 +1,11 @@
-"""The warehouse, as a Dagster resource: a DuckDB file holding the tables of :mod:`core.schema`.
+"""The warehouse, as a Dagster resource: the tables of :mod:`core.schema` in DuckDB or PostgreSQL.
+
+``WAREHOUSE_URL`` picks the engine (:func:`warehouse_for`): ``duckdb:///file.duckdb`` (the
+default, :mod:`resources.duckdb_warehouse`) or ``postgresql://…`` (14 or newer,
+:mod:`resources.postgres_warehouse`). Everything here is shared by both: the SQL is written
+once, with ``$name`` parameters and quoted identifiers; an engine supplies its connection, its
+bulk load (DuckDB reads the Arrow batch in place, PostgreSQL takes it by ``COPY``), its DDL
+preamble and two JSON functions.
 
 A window is loaded in two steps. Each page is *staged* (appended to staging tables under the
 load's id) in one short transaction that also records the page's cursor in ``sync_state`` and
@@ -7,11 +14,8 @@ cursor. When the last page is in, the window is *published*: in one transaction 
 are deleted and the staged rows inserted, so readers see the old window or the new one, never
 a mix, and loading a window twice leaves the same rows as loading it once.
 
-DuckDB allows one writer per file. Outside :meth:`DuckDBWarehouse.holding`, a connection is
-opened for one operation and closed after it; inside, a sync keeps one across its commits and
-lets it go at least every ``HOLD_SECONDS``, so that a reader (or another writer) gets the file
-between two commits. One that finds the file locked waits and retries (up to
-``LOCK_WAIT_SECONDS``) instead of failing.
+Inside :meth:`Warehouse.holding`, a sync keeps one connection across its commits (DuckDB lets
+it go at least every ``hold_seconds`` so other processes get the file between two commits).
 """
 
 from __future__ import annotations
@@ -21,17 +25,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from core import schema
-from core.config import duckdb_path
+from core.config import display_url
 from core.normalize import Batch
 from core.windows import Scope, Window
 
@@ -40,16 +42,23 @@ if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a pro
 
 STAGE_PREFIX = "_stage_"
 PAGE_COLUMN = "_page"
-LOCK_WAIT_SECONDS = 120.0
-HELD_CHECKPOINT_THRESHOLD = "64MB"
-HOLD_SECONDS = 1.0
-"""Inside :meth:`DuckDBWarehouse.holding`, a connection is kept across operations for this
-long at most, then let go after the operation that passes it, so that other processes (a
-notebook, another sync) get the file between two commits at least this often."""
 
 
 class WarehouseError(Exception):
     """The warehouse could not be opened or written."""
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What the shared code needs of a connection: ``$name`` parameters, explicit
+    ``BEGIN``/``COMMIT``, close."""
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Cursor: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,46 +100,104 @@ class PublishResult:
     rows: dict[str, int]
 
 
+@dataclass(frozen=True)
+class JsonFunctions:
+    """The two JSON aggregates the KPI queries need, as each engine spells them."""
+
+    object_agg: str
+    """``{key}``/``{value}`` pairs aggregated into a JSON object."""
+    array_length: str
+    """The length of the JSON array ``{value}`` (null when it is not an array)."""
+
+
 _STATE_WHERE = (
     "account_id = $account AND project_id = $project AND environment = $env "
     "AND channel = $channel AND window_start = $start"
 )
 
-
 _ANALYTICS_WINDOW = "environment = $env AND channel = $channel AND window_start = $start"
 """One scope's window of an analytics table (they are keyed by it)."""
 
+IN_WINDOW = (
+    "environment = $env AND channel = $channel AND started_at >= $start AND started_at < $end"
+)
+"""The conversations of one scope's window (parameters: :func:`window_params`)."""
 
-class DuckDBWarehouse(ConfigurableResource):
-    """An analytics warehouse in one DuckDB file."""
 
-    url: str = Field(description="duckdb:///path/to/file.duckdb")
+def window_params(scope: Scope, window: Window) -> dict[str, Any]:
+    return {
+        "env": scope.environment,
+        "channel": scope.channel,
+        "start": window.start,
+        "end": window.end,
+    }
+
+
+class Warehouse(ConfigurableResource):
+    """The analytics warehouse; a subclass per engine (build one with :func:`warehouse_for`)."""
+
+    url: str = Field(description="WAREHOUSE_URL: duckdb:///path/file.duckdb or postgresql://…")
     schema_name: str = Field(default="polyai", description="SQL schema holding the tables")
     _holding: int = PrivateAttr(default=0)
-    _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _held: Any = PrivateAttr(default=None)
     _held_since: float = PrivateAttr(default=0.0)
 
-    @property
-    def path(self) -> Path:
-        return duckdb_path(self.url)
+    engine: ClassVar[str] = ""
+    hold_seconds: ClassVar[float | None] = None
+    """How long :meth:`holding` keeps one connection before letting it go after an operation
+    (None: for the whole of it)."""
+    unenforced_keys: ClassVar[tuple[sa.Table, ...]] = ()
+    json: ClassVar[JsonFunctions]
+
+    # --- what an engine provides ------------------------------------------------------------
 
     @property
     def schema_ref(self) -> str:
-        """The schema as SQL, qualified by the file's catalog: DuckDB names a file's catalog
-        after the file (up to its first dot), so ``polyai.duckdb`` holding a schema ``polyai``
-        would make ``polyai.conversations`` ambiguous without it."""
-        return f"{quote(self.path.name.split('.')[0])}.{quote(self.schema_name)}"
+        """The schema, as SQL."""
+        return quote(self.schema_name)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        return display_url(self.url)
+
+    def exists(self) -> bool:
+        """Whether the warehouse's storage exists at all (reads of a new one find nothing)."""
+        return True
+
+    def _open(self, read_only: bool, held: bool) -> Connection:
+        raise NotImplementedError
+
+    def _dialect(self) -> sa.engine.Dialect:
+        raise NotImplementedError
+
+    def _begin_ddl(self, con: Connection) -> None:
+        """Inside the schema's DDL transaction, before the tables: create the schema and
+        make it the one unqualified names resolve to."""
+        raise NotImplementedError
+
+    def _after_ddl(self, con: Connection) -> None:
+        """Inside the DDL transaction, after the tables: anything engine-specific."""
+
+    def _insert(self, con: Connection, table: str, rows: pa.Table, page: int | None = None) -> int:
+        """Append ``rows`` (columns named like ``table``'s) to ``table`` in bulk, with
+        ``page`` as the staging tables' page column; the rows inserted."""
+        raise NotImplementedError
+
+    def _fetch_arrow(self, con: Connection, sql: str, params: dict[str, Any]) -> pa.Table:
+        raise NotImplementedError
 
     def table_ref(self, table: str) -> str:
         """A table of the warehouse schema, as SQL."""
         return f"{self.schema_ref}.{quote(table)}"
 
+    # --- connections --------------------------------------------------------------------
+
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
-        """Keep one connection across the operations inside, for up to ``HOLD_SECONDS`` at a
-        time: a window's pages then cost one open and one checkpoint a second, not one a page,
-        and rows staged and published within that second never reach the file twice. Every
-        operation still commits on its own."""
+        """Keep one connection across the operations inside (for up to ``hold_seconds`` at a
+        time): a window's pages then cost one connection, not one a page. Every operation
+        still commits on its own."""
         self._holding += 1
         try:
             yield
@@ -145,51 +212,27 @@ class DuckDBWarehouse(ConfigurableResource):
             held.close()
 
     @contextlib.contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the file, opened now and closed on exit (inside :meth:`holding`,
-        the held one, read-write).
-
-        Another process holding the lock is waited for (bounded), not failed on.
-        """
+    def connect(self, read_only: bool = False) -> Iterator[Connection]:
+        """A connection, opened now and closed on exit (inside :meth:`holding`, the held
+        one, read-write). A failure inside closes it, and so rolls back what it left open."""
         if not self._holding:
-            connection = self._open(read_only)
+            connection = self._open(read_only, held=False)
             try:
                 yield connection
             finally:
                 connection.close()
             return
         if self._held is None:
-            self._held = self._open(read_only=False)
-            # Checkpoint when the connection is let go, not at every commit that grows the
-            # write-ahead log past DuckDB's 16 MB default (a page of raw JSON does): staged
-            # rows published before then are never written to the file at all.
-            self._held.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+            self._held = self._open(read_only=False, held=True)
             self._held_since = time.monotonic()
         try:
             yield self._held
         except BaseException:
             self._release()  # and with it any transaction the failure left open
             raise
-        if time.monotonic() - self._held_since > HOLD_SECONDS:
+        held_for = time.monotonic() - self._held_since
+        if self.hold_seconds is not None and held_for > self.hold_seconds:
             self._release()
-
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        delay = 0.01
-        while True:
-            try:
-                connection = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.execute("SET memory_limit = '128MB'")
-        return connection
 
     # --- schema -----------------------------------------------------------------------
 
@@ -201,12 +244,11 @@ class DuckDBWarehouse(ConfigurableResource):
         """
         if self._schema_is_complete():
             return  # the common case: every window sync calls this
-        dialect = duckdb_dialect()
+        dialect = self._dialect()
         with self.connect() as con:
             con.execute("BEGIN")
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
-            con.execute(f"USE {self.schema_ref}")
-            for statement in schema.create_statements(dialect, schema.CHILD_TABLES):
+            self._begin_ddl(con)
+            for statement in schema.create_statements(dialect, self.unenforced_keys):
                 con.execute(statement)
             for table in schema.WINDOW_TABLES:
                 con.execute(
@@ -220,16 +262,17 @@ class DuckDBWarehouse(ConfigurableResource):
                     targets.append(STAGE_PREFIX + table.name)
                 for target in targets:
                     self._add_missing_columns(con, table, target, dialect)
+            self._after_ddl(con)
             con.execute("COMMIT")
 
     def _schema_is_complete(self) -> bool:
         """Whether every table (and staging table) has every declared column: one read-only
-        query, against the ~80 ms of taking the write lock to run the DDL."""
+        query, against taking the write lock to run the DDL."""
         expected = {(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns}
         expected |= {
             (STAGE_PREFIX + t.name, c.name) for t in schema.WINDOW_TABLES for c in t.columns
         }
-        if not self.path.exists():
+        if not self.exists():
             return False
         with self.connect(read_only=True) as con:
             present = set(
@@ -242,11 +285,7 @@ class DuckDBWarehouse(ConfigurableResource):
         return expected <= present
 
     def _add_missing_columns(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: sa.Table,
-        target: str,
-        dialect: sa.engine.Dialect,
+        self, con: Connection, table: sa.Table, target: str, dialect: sa.engine.Dialect
     ) -> None:
         existing = {
             row[0]
@@ -291,7 +330,7 @@ class DuckDBWarehouse(ConfigurableResource):
             )
             con.execute("COMMIT")
 
-    def _discard_staged(self, con: duckdb.DuckDBPyConnection, key: WindowKey) -> None:
+    def _discard_staged(self, con: Connection, key: WindowKey) -> None:
         previous = con.execute(
             f"SELECT load_id FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}", key.params()
         ).fetchone()
@@ -311,14 +350,15 @@ class DuckDBWarehouse(ConfigurableResource):
             con.execute("BEGIN")
             for table, rows in batch.tables.items():
                 if rows.num_rows:
-                    self._insert(con, STAGE_PREFIX + table, rows, {PAGE_COLUMN: int(page)})
+                    self._insert(con, STAGE_PREFIX + table, rows, page=int(page))
             if batch.quarantined:
                 self._insert(con, "quarantine", _quarantine_rows(key, load_id, page, batch, now))
             updated = con.execute(
                 f"UPDATE {self.table_ref('sync_state')} SET cursor = $cursor, pages = $page, "
                 "conversations = conversations + $rows, quarantined = quarantined + $bad, "
                 "in_progress = in_progress + $ongoing, updated_at = $now, "
-                "status = CASE WHEN $cursor IS NULL THEN 'staged' ELSE 'running' END "
+                "status = CASE WHEN CAST($cursor AS VARCHAR) IS NULL THEN 'staged' "
+                "ELSE 'running' END "
                 f"WHERE {_STATE_WHERE} AND load_id = $load AND status = 'running' "
                 "RETURNING 1",
                 {
@@ -340,33 +380,8 @@ class DuckDBWarehouse(ConfigurableResource):
                 )
             con.execute("COMMIT")
 
-    def _insert(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        rows: pa.Table,
-        constants: dict[str, int] | None = None,
-    ) -> None:
-        extra = "".join(f", {value} AS {name}" for name, value in (constants or {}).items())
-        con.register("batch", rows)
-        try:
-            con.execute(f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch")
-        finally:
-            con.unregister("batch")
-
     def publish(self, key: WindowKey, load_id: str) -> PublishResult:
         """Replace the window with what ``load_id`` staged, atomically, and mark it complete."""
-        scope, window = key.scope, key.window
-        in_window = (
-            "environment = $env AND channel = $channel "
-            "AND started_at >= $start AND started_at < $end"
-        )
-        window_params = {
-            "env": scope.environment,
-            "channel": scope.channel,
-            "start": window.start,
-            "end": window.end,
-        }
         load = {"load": load_id}
         conv = self.table_ref("conversations")
         stage_conv = self.table_ref(STAGE_PREFIX + "conversations")
@@ -376,9 +391,9 @@ class DuckDBWarehouse(ConfigurableResource):
             # (so a conversation is never held twice, whichever window first saw it).
             con.execute(
                 "CREATE TEMP TABLE replaced AS "
-                f"SELECT id FROM {conv} WHERE {in_window} "
+                f"SELECT id FROM {conv} WHERE {IN_WINDOW} "
                 f"UNION SELECT id FROM {stage_conv} WHERE load_id = $load",
-                {**window_params, **load},
+                {**window_params(key.scope, key.window), **load},
             )
             for table in schema.CHILD_TABLES:
                 con.execute(
@@ -386,32 +401,26 @@ class DuckDBWarehouse(ConfigurableResource):
                     "WHERE conversation_id IN (SELECT id FROM replaced)"
                 )
             con.execute(f"DELETE FROM {conv} WHERE id IN (SELECT id FROM replaced)")
-            # A conversation served on two pages keeps its latest copy, children included.
             # What the window holds now is what was inserted: its old rows are gone, and the
-            # API served only conversations that started in it.
-            # Only then is a window function needed (it holds the window's rows in memory):
-            # the common case streams.
+            # API served only conversations that started in it. A conversation served on two
+            # pages keeps its latest copy, children included; only then is more than a
+            # streaming copy needed.
             served_twice = _count(
                 con,
                 f"SELECT count(*) - count(DISTINCT id) FROM {stage_conv} WHERE load_id = $load",
                 load,
             )
             columns = _column_list(schema.conversations)
-            latest = (
-                f" QUALIFY row_number() OVER (PARTITION BY id ORDER BY {PAGE_COLUMN} DESC) = 1"
-                if served_twice
-                else ""
-            )
-            rows = {
-                "conversations": _count(
-                    con,
-                    f"INSERT INTO {conv} ({columns}) SELECT {columns} FROM {stage_conv} "
-                    f"WHERE load_id = $load{latest}",
-                    load,
+            select = f"SELECT {columns} FROM {stage_conv} WHERE load_id = $load"
+            if served_twice:
+                select = (
+                    f"SELECT DISTINCT ON (id) {columns} FROM {stage_conv} WHERE load_id = $load "
+                    f"ORDER BY id, {PAGE_COLUMN} DESC"
                 )
-            }
+            rows = {"conversations": _count(con, f"INSERT INTO {conv} ({columns}) {select}", load)}
             latest = (
-                f" QUALIFY {PAGE_COLUMN} = max({PAGE_COLUMN}) OVER (PARTITION BY conversation_id)"
+                f" AND (conversation_id, {PAGE_COLUMN}) IN (SELECT id, max({PAGE_COLUMN}) "
+                f"FROM {stage_conv} WHERE load_id = $load GROUP BY id)"
                 if served_twice
                 else ""
             )
@@ -452,27 +461,24 @@ class DuckDBWarehouse(ConfigurableResource):
     # --- analytics ----------------------------------------------------------------------
 
     def recompute_kpis(
-        self, scope: Scope, window: Window, queries: dict[str, str]
+        self, scope: Scope, window: Window, selects: dict[str, str]
     ) -> dict[str, int]:
-        """Replace one window's rows of each analytics table with what ``queries`` compute
-        from the window tables, in one transaction; the rows each table now holds for it."""
-        params = {
-            "env": scope.environment,
-            "channel": scope.channel,
-            "start": window.start,
-            "end": window.end,
-        }
+        """Replace one window's rows of each analytics table with what ``selects`` compute
+        from the window tables (each a query naming every column of its table; ``{s}`` the
+        schema), in one transaction; the rows each table now holds for it."""
+        params = {**window_params(scope, window), "now": datetime.now(UTC)}
+        key = {k: params[k] for k in ("env", "channel", "start")}
         rows = {}
         with self.connect() as con:
             con.execute("BEGIN")
-            for table, sql in queries.items():
-                key = {k: params[k] for k in ("env", "channel", "start")}
+            for table, select in selects.items():
+                columns = _column_list(schema.metadata.tables[table])
                 con.execute(f"DELETE FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}", key)
-                con.execute(sql.format(s=self.schema_ref), {**params, "now": datetime.now(UTC)})
                 rows[table] = _count(
                     con,
-                    f"SELECT count(*) FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}",
-                    key,
+                    f"INSERT INTO {self.table_ref(table)} ({columns}) SELECT {columns} FROM "
+                    f"({select.format(s=self.schema_ref)}) AS computed",
+                    params,
                 )
             con.execute("COMMIT")
         return rows
@@ -482,14 +488,29 @@ class DuckDBWarehouse(ConfigurableResource):
     ) -> None:
         """Replace one scope's window of an analytics table with ``rows``, atomically."""
         key = {"env": scope.environment, "channel": scope.channel, "start": window.start}
+        batch = pa.Table.from_pandas(
+            rows, schema=schema.arrow_schema(schema.metadata.tables[table]), preserve_index=False
+        )
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute(f"DELETE FROM {self.table_ref(table)} WHERE {_ANALYTICS_WINDOW}", key)
-            if len(rows):
-                con.register("rows", rows)
-                con.execute(f"INSERT INTO {self.table_ref(table)} BY NAME SELECT * FROM rows")
-                con.unregister("rows")
+            if batch.num_rows:
+                self._insert(con, table, batch)
             con.execute("COMMIT")
+
+    def window_rows(self, table: sa.Table, scope: Scope, window: Window) -> pa.Table:
+        """One scope's window of a window table (the children of its conversations), as
+        Arrow, in the table's column order."""
+        where = IN_WINDOW
+        if table is not schema.conversations:
+            conversations = self.table_ref("conversations")
+            where = f"conversation_id IN (SELECT id FROM {conversations} WHERE {IN_WINDOW})"
+        with self.connect(read_only=True) as con:
+            return self._fetch_arrow(
+                con,
+                f"SELECT {_column_list(table)} FROM {self.table_ref(table.name)} WHERE {where}",
+                window_params(scope, window),
+            )
 
     # --- reading ------------------------------------------------------------------------
 
@@ -500,12 +521,13 @@ class DuckDBWarehouse(ConfigurableResource):
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT environment, channel, max(CAST(window_start AS DATE)) "
-                f"FROM {self.table_ref('sync_state')} WHERE status = 'complete' GROUP BY ALL"
+                f"FROM {self.table_ref('sync_state')} WHERE status = 'complete' "
+                "GROUP BY environment, channel"
             ).fetchall()
         return {Scope(env, channel): day for env, channel, day in rows}
 
     def _has_table(self, table: str) -> bool:
-        if not self.path.exists():
+        if not self.exists():
             return False
         with self.connect(read_only=True) as con:
             row = con.execute(
@@ -530,7 +552,7 @@ class DuckDBWarehouse(ConfigurableResource):
         self, where: str = "TRUE", params: dict[str, object] | None = None
     ) -> dict[str, int]:
         """Rows per window table matching ``where`` (0 for a warehouse not created yet)."""
-        if not self.path.exists():
+        if not self._has_table("conversations"):
             return {table.name: 0 for table in schema.WINDOW_TABLES}
         with self.connect(read_only=True) as con:
             return {
@@ -546,7 +568,24 @@ class DuckDBWarehouse(ConfigurableResource):
         """A whole table (or the rows matching ``where``) as a DataFrame."""
         with self.connect(read_only=True) as con:
             sql = f"SELECT * FROM {self.table_ref(table)} WHERE {where}"
-            return con.sql(sql).to_arrow_table().to_pandas()
+            return self._fetch_arrow(con, sql, {}).to_pandas()
+
+
+def warehouse_for(url: str, schema_name: str = "polyai") -> Warehouse:
+    """The warehouse ``url`` names (``duckdb:///…`` or ``postgresql://…``)."""
+    scheme = url.split(":", 1)[0].lower().split("+")[0]
+    if scheme == "duckdb":
+        from resources.duckdb_warehouse import DuckDBWarehouse
+
+        return DuckDBWarehouse(url=url, schema_name=schema_name)
+    if scheme in ("postgresql", "postgres"):
+        from resources.postgres_warehouse import PostgresWarehouse
+
+        return PostgresWarehouse(url=url, schema_name=schema_name)
+    raise WarehouseError(
+        f"WAREHOUSE_URL {display_url(url)!r}: unsupported engine {scheme!r}; "
+        "use duckdb:///path/file.duckdb or postgresql://user@host:port/database"
+    )
 
 
 def quote(identifier: str) -> str:
@@ -555,7 +594,7 @@ def quote(identifier: str) -> str:
 
 
 def _column_list(table: sa.Table) -> str:
-    return ", ".join(f'"{c.name}"' for c in table.columns)
+    return ", ".join(quote(c.name) for c in table.columns)
 
 
 def _quarantine_rows(
@@ -579,13 +618,6 @@ def _quarantine_rows(
     )
 
 
-def duckdb_dialect() -> sa.engine.Dialect:
-    """SQLAlchemy's DuckDB dialect, to render the schema's DDL for DuckDB."""
-    import duckdb_engine  # only to render DDL, when the schema is created or migrated
-
-    return duckdb_engine.Dialect()
-
-
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> int:
+def _count(con: Connection, sql: str, params: dict[str, object]) -> int:
     row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0

@@ -1,14 +1,20 @@
-"""Shared fixtures: the simulator on a loopback port, a fresh DuckDB warehouse, a client.
+"""Shared fixtures: the simulator on a loopback port, a fresh warehouse, a client.
 
-Everything here is real: the simulator is an HTTP server on 127.0.0.1, the warehouse a DuckDB
-file in the test's temporary folder. The simulator's clock is frozen so that what it holds is
-fixed for the length of a test.
+Everything here is real: the simulator is an HTTP server on 127.0.0.1; the warehouse is a
+DuckDB file in the test's temporary folder or a new database on a real PostgreSQL server
+(``warehouse`` is parametrized over both, so every test using it runs on each engine). The
+server is ``$POLYAI_TEST_POSTGRES_URL`` when set (``.ci/run`` starts one), else a throwaway
+cluster started here from the installed PostgreSQL; where neither works, the PostgreSQL cases
+are skipped with the reason, unless ``POLYAI_REQUIRE_POSTGRES=1`` (CI), which fails them.
+The simulator's clock is frozen so that what it holds is fixed for the length of a test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -17,8 +23,11 @@ from typing import Any
 
 import pytest
 
+from devtools import postgres
+from resources.duckdb_warehouse import DuckDBWarehouse
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.postgres_warehouse import PostgresWarehouse
+from resources.warehouse import Warehouse
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -54,9 +63,52 @@ def client(simulator: SimulatorServer) -> PolyAIClient:
     return client_for(simulator, page_size=50)
 
 
+ENGINES = ["duckdb", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for the tests (its ``postgres`` database)."""
+    given = os.environ.get("POLYAI_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    root = Path(tempfile.mkdtemp(prefix="polyai-test-pg-"))
+    try:
+        cluster = postgres.start(root)
+    except (postgres.ClusterError, OSError) as exc:
+        postgres.stop(root)
+        if os.environ.get("POLYAI_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here (POLYAI_REQUIRE_POSTGRES) but: {exc}")
+        pytest.skip(f"PostgreSQL tests skipped: cannot start a server here: {exc}")
+    try:
+        yield cluster.url()
+    finally:
+        postgres.stop(root)
+
+
 @pytest.fixture
-def warehouse(tmp_path: Path) -> DuckDBWarehouse:
-    return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}", schema_name="polyai")
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database of the test server."""
+    return postgres.new_database(postgres_server)
+
+
+def make_warehouse(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if engine == "duckdb":
+        return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    return PostgresWarehouse(url=request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=ENGINES)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    """An empty warehouse, once per engine."""
+    return make_warehouse(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def duckdb_warehouse(tmp_path: Path) -> DuckDBWarehouse:
+    """An empty DuckDB warehouse, for what only DuckDB has (a file, its lock)."""
+    return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
 
 
 Serve = Callable[..., SimulatorServer]
@@ -105,7 +157,8 @@ def sync_settings() -> dict[str, str]:
 @pytest.fixture
 def run_sync_job(
     simulator: SimulatorServer,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     sync_settings: dict[str, str],
 ) -> Iterator[Callable[..., Any]]:
@@ -125,7 +178,7 @@ def run_sync_job(
         {
             "POLYAI_SYNC_START": "2026-11-01",
             "WAREHOUSE_URL": warehouse.url,
-            "LAKE_URL": str(warehouse.path.parent / "lake"),
+            "LAKE_URL": str(tmp_path / "lake"),
             **sync_settings,
         }
     )

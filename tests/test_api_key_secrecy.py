@@ -5,6 +5,7 @@ A sync runs through Dagster with retries (so warnings are logged) and once with 
 """
 
 import logging
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
@@ -13,14 +14,14 @@ from core.config import Settings
 from core.windows import Scope
 from pipelines.definitions import SYNC_JOB, build_definitions
 from pipelines.partitions import partition_key
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from tests.conftest import SYNC_DAY, Serve
 
 GOOD_KEY = "sk-live-GOODSECRET-7f3a9c"
 WRONG_KEY = "sk-live-WRONGSECRET-0d1e2f"
 
 
-def run_sync(serve: Serve, warehouse: DuckDBWarehouse, monkeypatch, key: str):
+def run_sync(serve: Serve, warehouse: Warehouse, warehouse_dir: Path, monkeypatch, key: str):
     server = serve(
         api_key=GOOD_KEY,
         conversations_per_day=2500,
@@ -33,7 +34,7 @@ def run_sync(serve: Serve, warehouse: DuckDBWarehouse, monkeypatch, key: str):
         {
             "POLYAI_SYNC_START": "2026-11-01",
             "WAREHOUSE_URL": warehouse.url,
-            "LAKE_URL": str(warehouse.path.parent / "lake"),
+            "LAKE_URL": str(warehouse_dir / "lake"),
         }
     )
     defs = build_definitions(settings)
@@ -51,14 +52,15 @@ def run_sync(serve: Serve, warehouse: DuckDBWarehouse, monkeypatch, key: str):
 @pytest.mark.parametrize("key", [GOOD_KEY, WRONG_KEY], ids=["successful-sync", "refused-key"])
 def test_the_key_appears_nowhere(
     serve: Serve,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
     key: str,
+    tmp_path: Path,
 ) -> None:
     with caplog.at_level(logging.DEBUG):  # every logger, httpx and httpcore included
-        result, event_text, resource_text = run_sync(serve, warehouse, monkeypatch, key)
+        result, event_text, resource_text = run_sync(serve, warehouse, tmp_path, monkeypatch, key)
     out, err = capfd.readouterr()
     everything = "\n".join([caplog.text, event_text, resource_text, out, err])
 

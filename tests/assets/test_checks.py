@@ -5,7 +5,7 @@ import pytest
 from assets.checks import CHECKS, run_checks
 from assets.window_sync import sync_window
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from tests.conftest import SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
@@ -32,25 +32,25 @@ BREAKAGES = {
     "num_turns_matches_turns_loaded": ["UPDATE polyai.conversations SET num_turns = num_turns + 1"],
     "turn_indexes_have_no_gaps": ["UPDATE polyai.turns SET turn_index = turn_index + 10"],
     "timestamps_inside_the_window": [
-        "UPDATE polyai.conversations SET started_at = started_at - INTERVAL 3 DAY "
+        "UPDATE polyai.conversations SET started_at = started_at - INTERVAL '3 days' "
         "WHERE id = (SELECT min(id) FROM polyai.conversations)"
     ],
     "latencies_non_negative": ["UPDATE polyai.turn_latency SET latency_ms = -1"],
     "quarantine_under_threshold": [
         "INSERT INTO polyai.quarantine SELECT $load, 99, range, NULL, 'live', 'voice', "
-        "$start, 'broken on purpose', '{}', now() FROM range(100)"
+        "$start, 'broken on purpose', '{}', now() FROM generate_series(1, 100) AS g(range)"
     ],
 }
 
 
 @pytest.fixture
-def synced(serve: Serve, warehouse: DuckDBWarehouse) -> str:
+def synced(serve: Serve, warehouse: Warehouse) -> str:
     server = serve()
     result = sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
     return result.load_id
 
 
-def check(warehouse: DuckDBWarehouse, load_id: str) -> dict[str, int]:
+def check(warehouse: Warehouse, load_id: str) -> dict[str, int]:
     outcomes = run_checks(
         lambda: warehouse.connect(read_only=True),
         warehouse.schema_ref,
@@ -62,7 +62,7 @@ def check(warehouse: DuckDBWarehouse, load_id: str) -> dict[str, int]:
     return {o.name: o.violations for o in outcomes}
 
 
-def test_every_check_passes_after_a_sync(warehouse: DuckDBWarehouse, synced: str) -> None:
+def test_every_check_passes_after_a_sync(warehouse: Warehouse, synced: str) -> None:
     assert check(warehouse, synced) == dict.fromkeys((c.name for c in CHECKS), 0)
 
 
@@ -72,7 +72,7 @@ def test_every_check_has_a_breakage() -> None:
 
 @pytest.mark.parametrize("name", list(BREAKAGES))
 def test_each_check_fails_on_a_warehouse_broken_its_way(
-    warehouse: DuckDBWarehouse, synced: str, name: str
+    warehouse: Warehouse, synced: str, name: str
 ) -> None:
     with warehouse.connect() as con:
         for statement in BREAKAGES[name]:

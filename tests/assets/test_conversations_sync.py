@@ -6,7 +6,7 @@ import pandas as pd
 
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, whole_records
 
@@ -29,7 +29,7 @@ def ts(value: str) -> pd.Timestamp:
 
 
 def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
     expected = list(
         simulator.dataset.conversations_in(
@@ -113,7 +113,7 @@ def test_partition_lands_every_field_and_rerun_adds_no_duplicates(
 
 
 def test_scopes_of_one_day_do_not_overwrite_each_other(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
     run_sync_job(scope=LIVE_VOICE)
     run_sync_job(scope=Scope("live", "chat"))

@@ -8,7 +8,7 @@ from assets.window_sync import sync_window
 from core.config import Settings
 from core.windows import Scope, daily_window, expected_newest_day
 from pipelines.definitions import FRESHNESS_JOB, build_definitions
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from tests.conftest import Serve, client_for
 
 
@@ -19,7 +19,7 @@ def test_expected_newest_day_waits_for_the_nightly_run_to_finish() -> None:
     assert str(expected_newest_day(after, schedule_hour=2)) == "2026-11-22"
 
 
-def run_check(warehouse: DuckDBWarehouse):
+def run_check(warehouse: Warehouse):
     settings = Settings.from_env(
         {"WAREHOUSE_URL": warehouse.url, "POLYAI_SYNC_START": "2026-01-01"}
     )
@@ -30,9 +30,7 @@ def run_check(warehouse: DuckDBWarehouse):
     return evaluation
 
 
-def test_a_scope_behind_the_nightly_run_fails_the_check(
-    serve: Serve, warehouse: DuckDBWarehouse
-) -> None:
+def test_a_scope_behind_the_nightly_run_fails_the_check(serve: Serve, warehouse: Warehouse) -> None:
     server = serve(now=None, conversations_per_day=20)
     expected = expected_newest_day(datetime.now(UTC), schedule_hour=2)
     client = client_for(server)
@@ -49,7 +47,7 @@ def test_a_scope_behind_the_nightly_run_fails_the_check(
     assert run_check(warehouse).passed
 
 
-def test_an_empty_warehouse_has_every_scope_late(warehouse: DuckDBWarehouse) -> None:
+def test_an_empty_warehouse_has_every_scope_late(warehouse: Warehouse) -> None:
     evaluation = run_check(warehouse)
     assert not evaluation.passed
     assert evaluation.metadata["late_scopes"].value == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 
@@ -26,7 +26,7 @@ def raw(simulator: SimulatorServer) -> list[dict]:
 
 
 def test_conversation_kpis_match_an_independent_computation(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
     run_sync_job()
     stored = warehouse.read_table("conversation_kpis").set_index("variant_id")
@@ -63,7 +63,7 @@ def test_conversation_kpis_match_an_independent_computation(
 
 
 def test_latency_and_genai_kpis_match_an_independent_computation(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
     run_sync_job()
     conversations = raw(simulator)
@@ -99,7 +99,7 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
 
 
 def test_a_resync_recomputes_only_the_windows_it_touched(
-    run_sync_job, warehouse: DuckDBWarehouse
+    run_sync_job, warehouse: Warehouse
 ) -> None:
     other_day = SYNC_DAY - timedelta(days=1)
     run_sync_job(SYNC_DAY)

@@ -7,20 +7,20 @@ from pathlib import Path
 import duckdb
 
 from core import schema
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from tests.conftest import SYNC_DAY
 
 
-def lake_root(warehouse: DuckDBWarehouse) -> Path:
-    return warehouse.path.parent / "lake"
+def lake_root(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
 
 
 def test_windows_land_in_hive_folders_that_read_back_equal_to_the_warehouse(
-    run_sync_job, warehouse: DuckDBWarehouse
+    run_sync_job, warehouse: Warehouse, tmp_path: Path
 ) -> None:
     run_sync_job(SYNC_DAY)
     run_sync_job(SYNC_DAY - timedelta(days=1))
-    root = lake_root(warehouse)
+    root = lake_root(tmp_path)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
     assert files == sorted(
         f"{table.name}/environment=live/channel=voice/date={day}/day.parquet"
@@ -52,10 +52,12 @@ def test_windows_land_in_hive_folders_that_read_back_equal_to_the_warehouse(
         )
 
 
-def test_a_resynced_window_replaces_its_files(run_sync_job, warehouse: DuckDBWarehouse) -> None:
+def test_a_resynced_window_replaces_its_files(
+    run_sync_job, warehouse: Warehouse, tmp_path: Path
+) -> None:
     run_sync_job(SYNC_DAY)
     path = (
-        lake_root(warehouse)
+        lake_root(tmp_path)
         / f"conversations/environment=live/channel=voice/date={SYNC_DAY}/day.parquet"
     )
     first = duckdb.sql(f"SELECT DISTINCT load_id FROM '{path}'").fetchall()

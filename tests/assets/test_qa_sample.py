@@ -1,10 +1,12 @@
 """The QA sample: the configured number of conversations per window, all from the window,
 in the warehouse and as a CSV in the lake; redrawn, not duplicated, on a re-sync."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from core.windows import daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 
@@ -12,7 +14,7 @@ WINDOW = daily_window(SYNC_DAY)
 
 
 def test_each_window_gets_a_sample_of_the_configured_size_from_its_range(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse, tmp_path: Path
 ) -> None:
     run_sync_job()
     sample = warehouse.read_table("qa_samples")
@@ -31,10 +33,7 @@ def test_each_window_gets_a_sample_of_the_configured_size_from_its_range(
         f"user: {source['turns'][0]['user_input']}",
         f"agent: {source['turns'][0]['agent_response']}",
     )
-    csv = (
-        warehouse.path.parent
-        / f"lake/qa_samples/environment=live/channel=voice/date={SYNC_DAY}/day.csv"
-    )
+    csv = tmp_path / f"lake/qa_samples/environment=live/channel=voice/date={SYNC_DAY}/day.csv"
     assert sorted(pd.read_csv(csv)["conversation_id"]) == sorted(sample["conversation_id"])
 
     run_sync_job()  # a re-sync redraws the window's sample in place

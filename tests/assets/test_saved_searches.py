@@ -5,7 +5,7 @@ import pytest
 
 from core.config import ConfigError, SavedSearch, parse_saved_searches
 from core.windows import daily_window
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from simulator import SimulatorServer
 from simulator.selection import similarity
 from tests.conftest import SYNC_DAY
@@ -20,7 +20,7 @@ def sync_settings() -> dict[str, str]:
 
 
 def test_matches_equal_the_simulators_ground_truth(
-    run_sync_job, simulator: SimulatorServer, warehouse: DuckDBWarehouse
+    run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
     run_sync_job()
     truth = list(simulator.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))

@@ -9,19 +9,19 @@ import pytest
 from assets.window_sync import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import CursorRejectedError
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse
 from tests.conftest import SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
 
 
-def stored_ids(warehouse: DuckDBWarehouse) -> list[str]:
+def stored_ids(warehouse: Warehouse) -> list[str]:
     return warehouse.read_table("conversations")["id"].tolist()
 
 
 def test_a_20_percent_429_and_5xx_rate_still_lands_every_conversation_exactly_once(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     server = serve(conversations_per_day=2000, faults={"rate_429": 0.1, "rate_5xx": 0.1, "seed": 5})
     client = client_for(server, page_size=50, max_attempts=8)
@@ -39,7 +39,7 @@ def test_a_20_percent_429_and_5xx_rate_still_lands_every_conversation_exactly_on
 
 
 def test_a_rejected_cursor_restarts_the_window_with_a_warning(
-    serve: Serve, warehouse: DuckDBWarehouse, caplog: pytest.LogCaptureFixture
+    serve: Serve, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = serve(faults={"reject_cursor_rate": 0.08, "seed": 2})
     client = client_for(server, page_size=40)
@@ -54,7 +54,7 @@ def test_a_rejected_cursor_restarts_the_window_with_a_warning(
 
 
 def test_a_cursor_rejected_every_time_fails_after_bounded_restarts_and_keeps_the_old_window(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     good = serve()
     sync_window(client_for(good, page_size=40), warehouse, LIVE_VOICE, WINDOW)
@@ -68,7 +68,7 @@ def test_a_cursor_rejected_every_time_fails_after_bounded_restarts_and_keeps_the
 
 
 def test_schema_drift_completes_keeps_unknown_fields_and_reports_changed_types(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     server = serve(faults={"schema_drift": True})
     result = sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
@@ -85,7 +85,7 @@ def test_schema_drift_completes_keeps_unknown_fields_and_reports_changed_types(
 
 
 def test_malformed_records_are_quarantined_and_the_window_still_loads(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     server = serve(faults={"malformed_record_rate": 0.05})
     result = sync_window(
@@ -109,7 +109,7 @@ def test_malformed_records_are_quarantined_and_the_window_still_loads(
 
 
 def test_too_many_quarantined_records_fail_the_run_and_leave_the_window_unpublished(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     server = serve(faults={"malformed_record_rate": 0.05})
     with pytest.raises(QuarantineThresholdError, match="failed validation, more than"):
@@ -119,7 +119,7 @@ def test_too_many_quarantined_records_fail_the_run_and_leave_the_window_unpublis
 
 
 def test_an_in_progress_conversation_that_finishes_is_updated_on_resync(
-    serve: Serve, warehouse: DuckDBWarehouse
+    serve: Serve, warehouse: Warehouse
 ) -> None:
     server = serve(conversations_per_day=3000, now=WINDOW.start + timedelta(hours=11))
     client = client_for(server, page_size=200)

@@ -9,7 +9,7 @@ from core.config import Settings
 from core.windows import Scope, daily_window
 from pipelines.definitions import build_definitions
 from pipelines.schedules import NIGHTLY
-from resources.warehouse import DuckDBWarehouse
+from resources.duckdb_warehouse import DuckDBWarehouse
 from tests.conftest import Serve, client_for
 
 TODAY = date(2026, 11, 23)

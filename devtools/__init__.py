@@ -1,0 +1,1 @@
+"""Tools for developing and testing polyai-sync; never imported by the product."""

@@ -1,0 +1,109 @@
+"""The DuckDB warehouse: one file, one writer at a time.
+
+DuckDB allows one writer per file. Outside :meth:`Warehouse.holding`, a connection is opened
+for one operation and closed after it; inside, a sync keeps one across its commits and lets it
+go at least every ``HOLD_SECONDS``, so that a reader (or another writer) gets the file between
+two commits. One that finds the file locked waits and retries (up to ``LOCK_WAIT_SECONDS``)
+instead of failing. A batch is inserted straight from its Arrow buffers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+
+from core import schema
+from core.config import duckdb_path
+from resources.warehouse import (
+    PAGE_COLUMN,
+    JsonFunctions,
+    Warehouse,
+    WarehouseError,
+    quote,
+)
+
+LOCK_WAIT_SECONDS = 120.0
+HELD_CHECKPOINT_THRESHOLD = "64MB"
+HOLD_SECONDS = 1.0
+"""Inside :meth:`Warehouse.holding`, a connection is kept across operations for this long at
+most, then let go after the operation that passes it, so that other processes (a notebook,
+another sync) get the file between two commits at least this often."""
+
+
+class DuckDBWarehouse(Warehouse):
+    """An analytics warehouse in one DuckDB file."""
+
+    engine: ClassVar[str] = "duckdb"
+    hold_seconds: ClassVar[float | None] = HOLD_SECONDS
+    # The per-turn tables' primary-key indexes cost more than the rest of their load; the
+    # load guarantees their keys and the unique_turn_keys check verifies them.
+    unenforced_keys: ClassVar[tuple[sa.Table, ...]] = schema.CHILD_TABLES
+    json: ClassVar[JsonFunctions] = JsonFunctions(
+        object_agg="json_group_object({key}, {value})",
+        array_length="json_array_length({value})",
+    )
+
+    @property
+    def path(self) -> Path:
+        return duckdb_path(self.url)
+
+    @property
+    def schema_ref(self) -> str:
+        """The schema as SQL, qualified by the file's catalog: DuckDB names a file's catalog
+        after the file (up to its first dot), so ``polyai.duckdb`` holding a schema ``polyai``
+        would make ``polyai.conversations`` ambiguous without it."""
+        return f"{quote(self.path.name.split('.')[0])}.{quote(self.schema_name)}"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _open(self, read_only: bool, held: bool) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = 0.01
+        while True:
+            try:
+                connection = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET memory_limit = '128MB'")
+        if held:
+            # Checkpoint when the connection is let go, not at every commit that grows the
+            # write-ahead log past DuckDB's 16 MB default (a page of raw JSON does): staged
+            # rows published before then are never written to the file at all.
+            connection.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+        return connection
+
+    def _dialect(self) -> sa.engine.Dialect:
+        import duckdb_engine  # only to render DDL, when the schema is created or migrated
+
+        return duckdb_engine.Dialect()
+
+    def _begin_ddl(self, con: Any) -> None:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
+        con.execute(f"USE {self.schema_ref}")
+
+    def _insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
+        extra = f", {int(page)} AS {PAGE_COLUMN}" if page is not None else ""
+        con.register("batch", rows)
+        try:
+            row = con.execute(
+                f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch"
+            ).fetchone()
+        finally:
+            con.unregister("batch")
+        return int(row[0]) if row else 0
+
+    def _fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
+        return con.sql(sql, params=params).to_arrow_table()
