@@ -128,7 +128,7 @@ class Result:
 def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
     from assets.window_sync import sync_window
     from resources.polyai_api import PolyAIClient
-    from resources.warehouse import DuckDBWarehouse
+    from resources.duckdb_warehouse import DuckDBWarehouse
 
     client = PolyAIClient(
         base_url=source.base_url,
@@ -166,7 +166,7 @@ def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[i
     from pipelines.definitions import build_definitions
     from pipelines.instance import get_instance
     from pipelines.runner import sync_partitions
-    from resources.warehouse import DuckDBWarehouse
+    from resources.duckdb_warehouse import DuckDBWarehouse
 
     settings = Settings.from_env(os.environ)
     outcomes = sync_partitions(

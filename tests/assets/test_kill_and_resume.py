@@ -1,5 +1,5 @@
 """A sync process killed with SIGKILL resumes from its last committed page and ends with
-exactly the tables an uninterrupted sync writes."""
+exactly the tables an uninterrupted sync writes; on DuckDB and on PostgreSQL."""
 
 import os
 import signal
@@ -10,12 +10,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
+import psycopg
+import pytest
 
 from core import schema
+from core.config import duckdb_path
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse
+from devtools import postgres
+from resources.warehouse import warehouse_for
 from simulator import SimulatorServer
-from tests.conftest import SYNC_DAY, Serve, client_for
+from tests.conftest import ENGINES, SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
@@ -27,20 +31,29 @@ from datetime import date
 from assets.window_sync import sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import warehouse_for
 
-base_url, key, account, project, path, day, page_size, scope = sys.argv[1:]
+base_url, key, account, project, url, day, page_size, scope = sys.argv[1:]
 client = PolyAIClient(base_url=base_url, api_key=key, account_id=account, project_id=project,
                       page_size=int(page_size))
-warehouse = DuckDBWarehouse(url="duckdb:///" + path)
+warehouse = warehouse_for(url)
 result = sync_window(client, warehouse, Scope.parse(scope), daily_window(date.fromisoformat(day)))
 print("resumed_from_page", result.resumed_from_page, "pages", result.pages, flush=True)
 """
 
 
-def start_child(server: SimulatorServer, path: Path, scope: str = "live.voice") -> subprocess.Popen:
+@pytest.fixture(params=ENGINES)
+def new_warehouse_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """Makes URLs of new, empty warehouses of one engine (a test runs once per engine)."""
+    if request.param == "duckdb":
+        return lambda name: f"duckdb:///{tmp_path / name}.duckdb"
+    server = request.getfixturevalue("postgres_server")
+    return lambda name: postgres.new_database(server)
+
+
+def start_child(server: SimulatorServer, url: str, scope: str = "live.voice") -> subprocess.Popen:
     c = server.config
-    args = [server.base_url, c.api_key, c.account_id, c.project_id, str(path)]
+    args = [server.base_url, c.api_key, c.account_id, c.project_id, url]
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args, SYNC_DAY.isoformat(), str(PAGE_SIZE), scope],
         stdout=subprocess.PIPE,
@@ -49,25 +62,32 @@ def start_child(server: SimulatorServer, path: Path, scope: str = "live.voice") 
     )
 
 
-def committed_pages(path: Path) -> int:
-    """Pages the child has committed, read when it lets go of the file (at least once a
-    second, between two commits)."""
+def committed_pages(url: str) -> int:
+    """Pages the child has committed (on DuckDB, read when it lets go of the file: at least
+    once a second, between two commits); -1 when it cannot be read now."""
+    sql = "SELECT max(pages) FROM polyai.sync_state"
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            row = con.execute("SELECT max(pages) FROM polyai.sync_state").fetchone()
-            return row[0] if row and row[0] is not None else 0
-    except (duckdb.IOException, duckdb.CatalogException):
-        return -1  # not created yet, or the writer holds the lock right now
+        if url.startswith("duckdb:"):
+            with duckdb.connect(str(duckdb_path(url)), read_only=True) as con:
+                row = con.execute(sql).fetchone()
+        else:
+            with psycopg.connect(url) as con:
+                row = con.execute(sql).fetchone()
+    except (duckdb.IOException, duckdb.CatalogException, psycopg.errors.UndefinedTable):
+        return -1  # not created yet, or (DuckDB) the writer holds the lock right now
+    return row[0] if row and row[0] is not None else 0
 
 
-def table_contents(path: Path) -> dict[str, list[tuple]]:
-    """Every window table's rows, without the columns that name the load."""
+def table_contents(url: str) -> dict[str, list[tuple]]:
+    """Every window table's rows, without the columns that name the load, in key order."""
+    warehouse = warehouse_for(url)
     contents = {}
-    with duckdb.connect(str(path), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         for table in schema.WINDOW_TABLES:
             columns = [c.name for c in table.columns if c.name not in ("load_id", "loaded_at")]
             listed = ", ".join(f'"{c}"' for c in columns)
-            rows = con.execute(f"SELECT {listed} FROM polyai.{table.name} ORDER BY ALL")
+            order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+            rows = con.execute(f"SELECT {listed} FROM polyai.{table.name} ORDER BY {order}")
             contents[table.name] = rows.fetchall()
     return contents
 
@@ -77,18 +97,20 @@ def requested_positions(server: SimulatorServer) -> list[str]:
     return [parse_qs(urlsplit(path).query).get("cursor", [""])[0] for path in server.recent_paths]
 
 
-def test_killed_syncs_resume_and_match_an_uninterrupted_run(serve: Serve, tmp_path: Path) -> None:
+def test_killed_syncs_resume_and_match_an_uninterrupted_run(
+    serve: Serve, new_warehouse_url
+) -> None:
     reference = serve(faults={"latency_ms": 0})
-    baseline = DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'baseline.duckdb'}")
+    baseline = warehouse_for(new_warehouse_url("baseline"))
     from assets.window_sync import sync_window
 
     sync_window(client_for(reference, page_size=PAGE_SIZE), baseline, LIVE_VOICE, WINDOW)
-    expected = table_contents(baseline.path)
+    expected = table_contents(baseline.url)
     total_pages = -(-len(expected["conversations"]) // PAGE_SIZE)
     assert total_pages >= 7
 
     server = serve(faults={"latency_ms": 250})  # slow pages: room to kill between commits
-    path = tmp_path / "killed.duckdb"
+    path = new_warehouse_url("killed")
     kills = (1, 3, 5)
     for k in kills:
         child = start_child(server, path)
@@ -116,10 +138,10 @@ def test_killed_syncs_resume_and_match_an_uninterrupted_run(serve: Serve, tmp_pa
 
 
 def test_readers_get_in_between_commits_and_two_writers_both_finish(
-    serve: Serve, tmp_path: Path
+    serve: Serve, new_warehouse_url
 ) -> None:
     server = serve(faults={"latency_ms": 150})
-    path = tmp_path / "shared.duckdb"
+    path = new_warehouse_url("shared")
     voice = start_child(server, path, "live.voice")
     chat = start_child(server, path, "live.chat")
     reads = 0
@@ -130,7 +152,7 @@ def test_readers_get_in_between_commits_and_two_writers_both_finish(
     assert voice.returncode == 0, voice.stderr.read()
     assert chat.returncode == 0, chat.stderr.read()
     assert reads >= 5  # a notebook or the DuckDB CLI is not locked out for the whole run
-    stored = DuckDBWarehouse(url=f"duckdb:///{path}").read_table("conversations")
+    stored = warehouse_for(path).read_table("conversations")
     truth = {
         channel: sum(
             1 for _ in server.dataset.conversations_in("live", [channel], WINDOW.start, WINDOW.end)

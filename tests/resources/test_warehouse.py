@@ -1,4 +1,5 @@
-"""The DuckDB warehouse: schema creation, staging and atomic window replacement."""
+"""The warehouse on both engines (DuckDB, PostgreSQL): schema creation, staging and atomic
+window replacement; and what only DuckDB has (a file and its lock)."""
 
 import json
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 from core import schema
 from core.normalize import normalize_page
 from core.windows import Scope, daily_window
-from resources.warehouse import DuckDBWarehouse, WarehouseError, WindowKey
+from resources.duckdb_warehouse import DuckDBWarehouse
+from resources.warehouse import Warehouse, WarehouseError, WindowKey
 
 LIVE_VOICE = Scope("live", "voice")
 DAY = date(2026, 11, 20)
@@ -29,7 +31,7 @@ def record(cid: str, started_at: str, turns: int = 2, **extra: object) -> dict:
     }
 
 
-def load(warehouse: DuckDBWarehouse, load_id: str, *pages: list[dict], day: date = DAY) -> dict:
+def load(warehouse: Warehouse, load_id: str, *pages: list[dict], day: date = DAY) -> dict:
     """Stage ``pages`` as one load of the day's live.voice window, then publish it."""
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(day))
     warehouse.ensure_schema()
@@ -41,7 +43,7 @@ def load(warehouse: DuckDBWarehouse, load_id: str, *pages: list[dict], day: date
     return warehouse.publish(key, load_id).rows
 
 
-def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehouse) -> None:
+def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: Warehouse) -> None:
     warehouse.ensure_schema()
     warehouse.ensure_schema()  # idempotent
     with warehouse.connect(read_only=True) as con:
@@ -51,13 +53,31 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
                 "WHERE table_schema = 'polyai' AND table_name = 'turns'"
             ).fetchall()
         )
-        constraints = con.execute(
-            "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
-            "WHERE schema_name = 'polyai' AND constraint_type = 'PRIMARY KEY' ORDER BY 1"
+        key_columns = con.execute(
+            "SELECT k.table_name, k.column_name FROM information_schema.table_constraints c "
+            "JOIN information_schema.key_column_usage k "
+            "ON k.constraint_name = c.constraint_name AND k.table_schema = c.table_schema "
+            "AND k.table_name = c.table_name "
+            "WHERE c.table_schema = 'polyai' AND c.constraint_type = 'PRIMARY KEY' "
+            "ORDER BY k.table_name, k.ordinal_position"
         ).fetchall()
+    constraints: dict[str, list[str]] = {}
+    for table, column in key_columns:
+        constraints.setdefault(table, []).append(column)
     assert set(columns) == {c.name for c in schema.turns.columns}
-    assert columns["user_input_datetime"] == "TIMESTAMP WITH TIME ZONE"
-    assert constraints == [
+    assert columns["user_input_datetime"].upper() == "TIMESTAMP WITH TIME ZONE"
+    # The per-turn tables' keys are enforced by PostgreSQL; in DuckDB their index cost more
+    # than the rest of their load: their columns are still NOT NULL, and a check verifies
+    # uniqueness.
+    enforced_child_keys = (
+        [] if isinstance(warehouse, DuckDBWarehouse) else [
+            ("turn_genai", ["conversation_id", "turn_index"]),
+            ("turn_latency", ["conversation_id", "turn_index", "stage"]),
+            ("turns", ["conversation_id", "turn_index"]),
+        ]
+    )  # fmt: skip
+    assert sorted(constraints.items()) == sorted([
+        *enforced_child_keys,
         ("conversation_kpis", ["environment", "channel", "window_start", "variant_id"]),
         ("conversations", ["id"]),
         ("genai_kpis", ["environment", "channel", "window_start", "model"]),
@@ -69,9 +89,7 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
             ["environment", "channel", "window_start", "search", "conversation_id"],
         ),
         ("sync_state", ["account_id", "project_id", "environment", "channel", "window_start"]),
-    ]
-    # The per-turn tables' keys are not enforced by an index in DuckDB (it cost more than the
-    # rest of their load); their columns are still NOT NULL, and a check verifies uniqueness.
+    ])  # fmt: skip
     with warehouse.connect(read_only=True) as con:
         nullable = dict(
             con.execute(
@@ -85,7 +103,7 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: DuckDBWarehou
 
 
 def test_publish_replaces_the_window_and_keeps_other_windows(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     load(warehouse, "other-day", [record("C-prev", "2026-11-19T10:00:00Z")], day=date(2026, 11, 19))
     first = load(
@@ -110,7 +128,7 @@ def test_publish_replaces_the_window_and_keeps_other_windows(
 
 
 def test_a_conversation_served_twice_is_kept_once_with_its_latest_copy(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     rows = load(
         warehouse,
@@ -123,7 +141,7 @@ def test_a_conversation_served_twice_is_kept_once_with_its_latest_copy(
     assert in_progress is False
 
 
-def test_publish_clears_the_staging_tables(warehouse: DuckDBWarehouse) -> None:
+def test_publish_clears_the_staging_tables(warehouse: Warehouse) -> None:
     load(warehouse, "L1", [record("C1", "2026-11-20T01:00:00Z")])
     with warehouse.connect(read_only=True) as con:
         staged = con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone()[0]
@@ -131,8 +149,9 @@ def test_publish_clears_the_staging_tables(warehouse: DuckDBWarehouse) -> None:
 
 
 def test_writer_waits_for_another_process_lock_instead_of_failing(
-    warehouse: DuckDBWarehouse,
+    duckdb_warehouse: Warehouse,
 ) -> None:
+    warehouse = duckdb_warehouse
     warehouse.ensure_schema()
     holder = subprocess.Popen(
         [
@@ -156,7 +175,7 @@ def test_writer_waits_for_another_process_lock_instead_of_failing(
 
 
 def test_sync_state_follows_the_load_and_quarantine_keeps_the_raw_record(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
     warehouse.ensure_schema()
@@ -179,7 +198,7 @@ def test_sync_state_follows_the_load_and_quarantine_keeps_the_raw_record(
 
 
 def test_a_stale_load_cannot_stage_into_a_window_another_load_took_over(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
     warehouse.ensure_schema()
@@ -193,7 +212,7 @@ def test_a_stale_load_cannot_stage_into_a_window_another_load_took_over(
 
 
 def test_a_column_added_by_a_later_version_is_migrated_in_place(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     load(warehouse, "L1", [record("C1", "2026-11-20T01:00:00Z")])
     # An older version of the warehouse: these columns did not exist yet.
@@ -212,13 +231,22 @@ def test_a_column_added_by_a_later_version_is_migrated_in_place(
     assert warehouse.read_table("conversations")["handoff_destination"].tolist() == ["x"]
 
 
-def test_every_column_has_the_type_the_schema_declares(warehouse: DuckDBWarehouse) -> None:
-    from resources.warehouse import duckdb_dialect
+# information_schema's name of each type the schema declares, per engine.
+TYPE_NAMES = {
+    "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BOOLEAN": "BOOLEAN", "DATE": "DATE",
+               "JSON": "JSON", "VARCHAR[]": "VARCHAR[]", "DOUBLE PRECISION": "DOUBLE",
+               "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE"},
+    "postgresql": {"VARCHAR": "character varying", "INTEGER": "integer", "BOOLEAN": "boolean",
+                   "DATE": "date", "JSON": "json", "VARCHAR[]": "ARRAY",
+                   "DOUBLE PRECISION": "double precision",
+                   "TIMESTAMP WITH TIME ZONE": "timestamp with time zone"},
+}  # fmt: skip
 
+
+def test_every_column_has_the_type_the_schema_declares(warehouse: Warehouse) -> None:
     warehouse.ensure_schema()
-    dialect = duckdb_dialect()
-    expected_names = {"VARCHAR", "INTEGER", "BOOLEAN", "DATE", "JSON", "VARCHAR[]", "DOUBLE",
-                      "TIMESTAMP WITH TIME ZONE"}  # fmt: skip
+    dialect = warehouse._dialect()
+    names = TYPE_NAMES[warehouse.engine]
     with warehouse.connect(read_only=True) as con:
         for table in schema.metadata.sorted_tables:
             actual = dict(
@@ -230,9 +258,8 @@ def test_every_column_has_the_type_the_schema_declares(warehouse: DuckDBWarehous
             )
             for column in table.columns:
                 declared = column.type.compile(dialect=dialect)
-                declared = {"DOUBLE PRECISION": "DOUBLE"}.get(declared, declared)  # an alias
-                assert declared in expected_names, (table.name, column.name, declared)
-                assert actual[column.name] == declared, (table.name, column.name)
+                assert declared in names, (table.name, column.name, declared)
+                assert actual[column.name] == names[declared], (table.name, column.name)
 
 
 @pytest.mark.parametrize(
@@ -251,22 +278,39 @@ def test_a_schema_named_like_the_file_or_with_quotes_still_loads(
     assert warehouse.read_table("turns")["conversation_id"].tolist() == ["c1", "c1"]
 
 
+def test_a_postgresql_schema_with_quotes_semicolons_dollars_and_percents_loads(
+    postgres_url: str,
+) -> None:
+    from resources.postgres_warehouse import PostgresWarehouse
+
+    name = 'odd "schema"; $env 100% ünïcode'
+    warehouse = PostgresWarehouse(url=postgres_url, schema_name=name)
+    rows = load(warehouse, "load-1", [record("c1", "2026-11-20T10:00:00Z")])
+    assert rows["conversations"] == 1
+    assert rows["turns"] == 2
+    assert warehouse.read_table("turns")["conversation_id"].tolist() == ["c1", "c1"]
+
+
 def test_holding_shares_one_connection_and_lets_it_go_on_failure_and_on_exit(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
 ) -> None:
     import duckdb
+    import psycopg
 
     warehouse.ensure_schema()
     with warehouse.holding():
         with warehouse.connect() as first, warehouse.connect(read_only=True) as second:
             assert first is second  # one connection across operations
-        with pytest.raises(duckdb.Error), warehouse.connect() as failing:
+        with pytest.raises((duckdb.Error, psycopg.Error)), warehouse.connect() as failing:
             failing.execute("BEGIN")
             failing.execute("SELECT * FROM no_such_table")
         with warehouse.connect() as after:
             assert after is not failing  # the failed one was let go, its transaction with it
             after.execute("BEGIN")
             after.execute("COMMIT")
+    if not isinstance(warehouse, DuckDBWarehouse):
+        assert after.raw.closed  # let go on exit
+        return
     # Let go on exit: another process opens the file at once.
     opened = subprocess.run(
         [sys.executable, "-c", f"import duckdb; duckdb.connect({str(warehouse.path)!r}).close()"],
