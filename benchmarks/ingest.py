@@ -7,6 +7,11 @@ process of its own so that its peak memory (RSS) is its own:
 
 - ``polyai-sync``: the 30 windows through :func:`assets.window_sync.sync_window`, the code the
   Dagster asset runs;
+- ``polyai-sync (PostgreSQL)``: the same, into a new PostgreSQL database (COPY), and
+  ``polyai-sync (PostgreSQL, 2 writers)``: two processes syncing alternate windows into one
+  database at once (PostgreSQL takes concurrent writers; a DuckDB file does not). The server
+  is ``--postgres-url`` or a throwaway cluster started from the installed PostgreSQL with its
+  default durability; its own memory is not in the contender's RSS;
 - ``polyai-sync (Dagster)``: the same 30 windows as a backfill through Dagster, the way
   ``polyai-sync sync`` runs it (runs of ``POLYAI_WINDOWS_PER_RUN`` windows), materializing
   the four table assets and their checks: the same work, plus Dagster;
@@ -39,7 +44,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -74,6 +79,8 @@ class Source:
     account_id: str
     project_id: str
     page_size: int = 1000
+    postgres: str = ""
+    """A PostgreSQL server's URL, for the PostgreSQL contenders (each makes a database)."""
 
     @property
     def windows(self) -> list[Window]:
@@ -125,10 +132,10 @@ class Result:
 # --- contenders: each runs in a child process of its own and returns (conversations, turns)
 
 
-def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
+def _sync_windows(source: Source, url: str, windows: list[Window]) -> None:
     from assets.window_sync import sync_window
     from resources.polyai_api import PolyAIClient
-    from resources.duckdb_warehouse import DuckDBWarehouse
+    from resources.warehouse import warehouse_for
 
     client = PolyAIClient(
         base_url=source.base_url,
@@ -137,12 +144,48 @@ def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
         project_id=source.project_id,
         page_size=source.page_size,
     )
-    warehouse = DuckDBWarehouse(url=f"duckdb:///{folder / 'polyai.duckdb'}")
+    warehouse = warehouse_for(url)
     with warehouse.holding():
-        for window in source.windows:
+        for window in windows:
             sync_window(client, warehouse, SCOPE, window)
-    counts = warehouse.row_counts()
+
+
+def _landed(url: str) -> tuple[int, int]:
+    from resources.warehouse import warehouse_for
+
+    counts = warehouse_for(url).row_counts()
     return counts["conversations"], counts["turns"]
+
+
+def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
+    url = f"duckdb:///{folder / 'polyai.duckdb'}"
+    _sync_windows(source, url, source.windows)
+    return _landed(url)
+
+
+def run_polyai_sync_postgres(source: Source, folder: Path) -> tuple[int, int]:
+    from devtools.postgres import new_database
+
+    url = new_database(source.postgres, "bench")
+    _sync_windows(source, url, source.windows)
+    return _landed(url)
+
+
+def run_polyai_sync_postgres_2(source: Source, folder: Path) -> tuple[int, int]:
+    """Two processes, alternate windows, one database, at the same time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from devtools.postgres import new_database
+    from resources.warehouse import warehouse_for
+
+    url = new_database(source.postgres, "bench")
+    warehouse_for(url).ensure_schema()
+    shares = [source.windows[0::2], source.windows[1::2]]
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(shares), mp_context=spawn) as pool:
+        for done in [pool.submit(_sync_windows, source, url, share) for share in shares]:
+            done.result()
+    return _landed(url)
 
 
 def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[int, int]:
@@ -325,6 +368,8 @@ def run_source(source: Source, folder: Path) -> tuple[int, int]:
 
 CONTENDERS: dict[str, Callable[[Source, Path], tuple[int, int]]] = {
     "polyai-sync": run_polyai_sync,
+    "polyai-sync (PostgreSQL)": run_polyai_sync_postgres,
+    "polyai-sync (PostgreSQL, 2 writers)": run_polyai_sync_postgres_2,
     "polyai-sync (Dagster)": run_polyai_sync_dagster,
     "polyai-sync (whole job)": run_polyai_sync_dagster_all,
     "dlt (defaults)": run_dlt_defaults,
@@ -335,7 +380,14 @@ CONTENDERS: dict[str, Callable[[Source, Path], tuple[int, int]]] = {
 
 
 PRELOADED = {
-    "polyai-sync": ("assets.window_sync", "resources.polyai_api", "resources.warehouse"),
+    "polyai-sync": ("assets.window_sync", "resources.polyai_api", "resources.duckdb_warehouse"),
+    "polyai-sync (PostgreSQL)": (
+        "assets.window_sync",
+        "resources.polyai_api",
+        "resources.postgres_warehouse",
+        "psycopg",
+    ),
+    "polyai-sync (PostgreSQL, 2 writers)": ("devtools.postgres", "psycopg"),
     "polyai-sync (Dagster)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
     "polyai-sync (whole job)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
     "dlt (defaults)": ("dlt", "dlt.sources.rest_api", "duckdb"),
@@ -439,7 +491,11 @@ def simulator_config(conversations: int) -> SimulatorConfig:
 
 
 def bench_size(
-    conversations: int, contenders: list[str], limits: Limits, page_size: int = 1000
+    conversations: int,
+    contenders: list[str],
+    limits: Limits,
+    page_size: int = 1000,
+    postgres: str = "",
 ) -> list[Result]:
     """Every contender over one dataset, after one untimed pass that fills the simulator's
     cache (so that every contender, the first included, meets the same server)."""
@@ -456,6 +512,7 @@ def bench_size(
             config.account_id,
             config.project_id,
             page_size,
+            postgres,
         )
         run_source(source, Path("."))  # warm the simulator's cache
         results = []
@@ -484,16 +541,16 @@ def format_table(size: int, results: list[Result]) -> str:
     lines = [
         f"N = {size:,}: {first.conversations:,} conversations, {first.turns:,} turns, "
         f"{DAYS} daily windows",
-        f"  {'contender':<24}{'conv/s':>10}{'turns/s':>11}{'peak RSS':>11}"
+        f"  {'contender':<37}{'conv/s':>10}{'turns/s':>11}{'peak RSS':>11}"
         f"{'requests':>10}{'seconds':>9}",
     ]
     for r in results:
         landed = r.landed
         if landed is None:
-            lines.append(f"  {r.name:<24}{'-':>10}{'-':>11}{'-':>11}{r.requests:>10,}  {r.failure}")
+            lines.append(f"  {r.name:<37}{'-':>10}{'-':>11}{'-':>11}{r.requests:>10,}  {r.failure}")
             continue
         lines.append(
-            f"  {r.name:<24}{landed.conversations / landed.seconds:>10,.0f}"
+            f"  {r.name:<37}{landed.conversations / landed.seconds:>10,.0f}"
             f"{landed.turns / landed.seconds:>11,.0f}{landed.peak_rss / 2**20:>7,.0f} MiB"
             f"{r.requests:>10,}{landed.seconds:>9.1f}"
         )
@@ -522,6 +579,10 @@ def ratio_line(by_size: dict[int, list[Result]]) -> str:
             parts.append(f"polyai-sync/floor {ours / turns_per_s('floor'):.2f}x")
         if "source" in named:
             parts.append(f"source/polyai-sync {turns_per_s('source') / ours:.2f}x")
+        for name in POSTGRES_CONTENDERS:
+            if name in named:
+                parts.append(f"{name.removeprefix('polyai-sync ')}/DuckDB "
+                             f"{turns_per_s(name) / ours:.2f}x")  # fmt: skip
         if "polyai-sync (Dagster)" in named:
             through = named["polyai-sync (Dagster)"].seconds / named["polyai-sync"].seconds
             parts.append(f"Dagster/in-process time {through:.2f}x")
@@ -562,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="conversations per request for every contender (default 1000, the API's maximum)",
     )
+    parser.add_argument(
+        "--postgres-url",
+        default="",
+        help="a PostgreSQL server for the PostgreSQL contenders (default: a throwaway cluster "
+        "started here from the installed PostgreSQL)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",")})
@@ -576,16 +643,45 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not contenders:
         parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
 
-    by_size: dict[int, list[Result]] = {}
-    for size in sizes:
-        print(f"N = {size:,} ...", file=sys.stderr, flush=True)
-        limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
-        results = bench_size(size, contenders, limits, args.page_size)
-        check_same_rows(size, results)
-        by_size[size] = results
-        print(format_table(size, results), flush=True)
+    with _postgres_server(args.postgres_url, contenders) as postgres_url:
+        if not postgres_url:
+            contenders = [c for c in contenders if c not in POSTGRES_CONTENDERS]
+        by_size: dict[int, list[Result]] = {}
+        for size in sizes:
+            print(f"N = {size:,} ...", file=sys.stderr, flush=True)
+            limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
+            results = bench_size(size, contenders, limits, args.page_size, postgres_url)
+            check_same_rows(size, results)
+            by_size[size] = results
+            print(format_table(size, results), flush=True)
     print(ratio_line(by_size), flush=True)
     return 0
+
+
+POSTGRES_CONTENDERS = ("polyai-sync (PostgreSQL)", "polyai-sync (PostgreSQL, 2 writers)")
+
+
+@contextlib.contextmanager
+def _postgres_server(given: str, contenders: list[str]) -> Iterator[str]:
+    """``given``, or a throwaway cluster for the run ('' when none is needed or none starts:
+    the PostgreSQL contenders are then left out, saying why)."""
+    if given or not any(c in POSTGRES_CONTENDERS for c in contenders):
+        yield given
+        return
+    from devtools import postgres
+
+    root = Path(tempfile.mkdtemp(prefix="polyai-bench-pg-"))
+    try:
+        cluster = postgres.start(root, durable=True)
+    except (postgres.ClusterError, OSError) as exc:
+        postgres.stop(root)
+        print(f"PostgreSQL contenders left out: {exc}", file=sys.stderr, flush=True)
+        yield ""
+        return
+    try:
+        yield cluster.url()
+    finally:
+        postgres.stop(root)
 
 
 if __name__ == "__main__":

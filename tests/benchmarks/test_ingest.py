@@ -14,9 +14,17 @@ from benchmarks.ingest import CONTENDERS, Landed, Result, check_same_rows, ratio
 pytest.importorskip("dlt", reason="the benchmark's peers: uv sync --group bench")
 
 
-def test_every_contender_lands_the_same_rows_and_the_verdict_prints() -> None:
+def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_server: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ingest", "--sizes", "60,90"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ingest",
+            "--sizes",
+            "60,90",
+            "--postgres-url",
+            postgres_server,
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=600,
@@ -29,7 +37,9 @@ def test_every_contender_lands_the_same_rows_and_the_verdict_prints() -> None:
         assert [row.split("  ")[1].strip() for row in rows] == list(CONTENDERS)
     assert "N = 60: 60 conversations" in done.stdout
     verdict = lines[-1]
-    for ratio in ("polyai-sync/dlt", "polyai-sync/floor", "source/polyai-sync", "peak RSS"):
+    ratios = ("polyai-sync/dlt", "polyai-sync/floor", "source/polyai-sync", "peak RSS",
+              "(PostgreSQL)/DuckDB", "(PostgreSQL, 2 writers)/DuckDB")  # fmt: skip
+    for ratio in ratios:
         assert ratio in verdict
 
 
