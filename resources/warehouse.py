@@ -488,8 +488,12 @@ class Warehouse(ConfigurableResource):
     ) -> None:
         """Replace one scope's window of an analytics table with ``rows``, atomically."""
         key = {"env": scope.environment, "channel": scope.channel, "start": window.start}
-        batch = pa.Table.from_pandas(
-            rows, schema=schema.arrow_schema(schema.metadata.tables[table]), preserve_index=False
+        columns = schema.arrow_schema(schema.metadata.tables[table])
+        # (an empty frame's columns have no dtype Arrow could cast: nothing to convert)
+        batch = (
+            pa.Table.from_pandas(rows, schema=columns, preserve_index=False)
+            if len(rows)
+            else columns.empty_table()
         )
         with self.connect() as con:
             con.execute("BEGIN")
