@@ -22,12 +22,12 @@ from dagster import (
 
 from assets.conversations import build_sync_asset
 from assets.freshness import build_freshness_check
-from core.config import Settings
+from core.config import Settings, display_url
 from pipelines.partitions import build_partitions
 from pipelines.schedules import build_nightly_schedule
 from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
-from resources.warehouse import warehouse_for
+from resources.warehouse import Warehouse, warehouse_for
 
 SYNC_JOB = "polyai_sync"
 FRESHNESS_JOB = "polyai_scope_freshness"
@@ -88,9 +88,18 @@ def build_definitions(settings: Settings) -> Definitions:
                 page_size=settings.page_size,
             ),
             "lake": ParquetLake(root=settings.lake_url),
-            "warehouse": warehouse_for(settings.warehouse_url, settings.warehouse_schema),
+            "warehouse": _warehouse(settings),
         },
     )
+
+
+def _warehouse(settings: Settings) -> Warehouse:
+    """The warehouse resource. A URL that carries a password is bound as ``EnvVar`` (the UI
+    and the run config then show the variable's name, never the password)."""
+    warehouse = warehouse_for(settings.warehouse_url, settings.warehouse_schema)
+    if display_url(settings.warehouse_url) != settings.warehouse_url:
+        return type(warehouse)(url=EnvVar("WAREHOUSE_URL"), schema_name=settings.warehouse_schema)
+    return warehouse
 
 
 defs = build_definitions(Settings.from_env(os.environ))

@@ -1,5 +1,6 @@
 """What the code location declares: the asset graph reads well and carries its policies."""
 
+import pytest
 from dagster import BackfillPolicy
 
 from assets.checks import CHECKS
@@ -45,3 +46,17 @@ def test_the_page_size_setting_reaches_the_client() -> None:
     assert Settings.from_env({}).page_size == 1000  # the API's maximum
     defs = build_definitions(Settings.from_env({"POLYAI_PAGE_SIZE": "250"}))
     assert defs.resources["polyai"].page_size == 250
+
+
+def test_a_warehouse_password_reaches_neither_the_resources_nor_an_error() -> None:
+    from core.config import ConfigError, Settings, display_url
+
+    url = "postgresql://sync:pw-7f3a@127.0.0.1:5/wh"
+    defs = build_definitions(Settings.from_env({"WAREHOUSE_URL": url}))
+    shown = repr(defs.resources) + str(defs.resources)
+    assert "PostgresWarehouse" in shown and "pw-7f3a" not in shown
+    assert display_url(url) == "postgresql://sync:***@127.0.0.1:5/wh"
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"WAREHOUSE_URL": "mysql://sync:pw-7f3a@127.0.0.1/wh"})
+    assert "mysql://sync:***@127.0.0.1/wh" in str(refused.value)
+    assert "pw-7f3a" not in str(refused.value)
