@@ -8,7 +8,7 @@ process of its own so that its peak memory (RSS) is its own:
 - ``polyai-sync``: the 30 windows through :func:`assets.window_sync.sync_window`, the code the
   Dagster asset runs;
 - ``polyai-sync (PostgreSQL)``: the same, into a new PostgreSQL database (COPY), and
-  ``polyai-sync (PostgreSQL, 2 writers)``: two processes syncing alternate windows into one
+  ``polyai-sync (PostgreSQL x2)``: two processes syncing alternate windows into one
   database at once (PostgreSQL takes concurrent writers; a DuckDB file does not). The server
   is ``--postgres-url`` or a throwaway cluster started from the installed PostgreSQL with its
   default durability; its own memory is not in the contender's RSS;
@@ -369,7 +369,7 @@ def run_source(source: Source, folder: Path) -> tuple[int, int]:
 CONTENDERS: dict[str, Callable[[Source, Path], tuple[int, int]]] = {
     "polyai-sync": run_polyai_sync,
     "polyai-sync (PostgreSQL)": run_polyai_sync_postgres,
-    "polyai-sync (PostgreSQL, 2 writers)": run_polyai_sync_postgres_2,
+    "polyai-sync (PostgreSQL x2)": run_polyai_sync_postgres_2,
     "polyai-sync (Dagster)": run_polyai_sync_dagster,
     "polyai-sync (whole job)": run_polyai_sync_dagster_all,
     "dlt (defaults)": run_dlt_defaults,
@@ -387,7 +387,7 @@ PRELOADED = {
         "resources.postgres_warehouse",
         "psycopg",
     ),
-    "polyai-sync (PostgreSQL, 2 writers)": ("devtools.postgres", "psycopg"),
+    "polyai-sync (PostgreSQL x2)": ("devtools.postgres", "psycopg"),
     "polyai-sync (Dagster)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
     "polyai-sync (whole job)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
     "dlt (defaults)": ("dlt", "dlt.sources.rest_api", "duckdb"),
@@ -658,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-POSTGRES_CONTENDERS = ("polyai-sync (PostgreSQL)", "polyai-sync (PostgreSQL, 2 writers)")
+POSTGRES_CONTENDERS = ("polyai-sync (PostgreSQL)", "polyai-sync (PostgreSQL x2)")
 
 
 @contextlib.contextmanager

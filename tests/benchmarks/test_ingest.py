@@ -38,7 +38,7 @@ def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_ser
     assert "N = 60: 60 conversations" in done.stdout
     verdict = lines[-1]
     ratios = ("polyai-sync/dlt", "polyai-sync/floor", "source/polyai-sync", "peak RSS",
-              "(PostgreSQL)/DuckDB", "(PostgreSQL, 2 writers)/DuckDB")  # fmt: skip
+              "(PostgreSQL)/DuckDB", "(PostgreSQL x2)/DuckDB")  # fmt: skip
     for ratio in ratios:
         assert ratio in verdict
 
