@@ -72,7 +72,6 @@ class Cluster:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
 
-
 def new_database(server_url: str, prefix: str = "t") -> str:
     """Create an empty database on the server ``server_url`` reaches; the new database's URL
     (the same credentials)."""

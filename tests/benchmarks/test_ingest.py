@@ -24,7 +24,7 @@ def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_ser
             "60,90",
             "--postgres-url",
             postgres_server,
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=600,
