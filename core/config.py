@@ -108,6 +108,10 @@ class Settings:
     qa_sample_size: int = 20
     saved_searches: tuple[SavedSearch, ...] = ()
     page_size: int = 1000
+    hash_phone_numbers: bool = False
+    phone_hash_salt: str = field(default="", repr=False)
+    """Secret: keys the phone-number hashes. Never printed."""
+    redact_transcripts: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -167,6 +171,14 @@ class Settings:
         lookback_days = _int_setting(get, "POLYAI_LOOKBACK_DAYS", 0, 366)
         schedule_hour = _int_setting(get, "POLYAI_SCHEDULE_HOUR", 0, 23)
         windows_per_run = _int_setting(get, "POLYAI_WINDOWS_PER_RUN", 1, 1000)
+        hash_phone_numbers = _bool_setting(get, "POLYAI_HASH_PHONE_NUMBERS")
+        salt = environ.get("POLYAI_PHONE_HASH_SALT", "")
+        if hash_phone_numbers and len(salt) < MIN_SALT_LENGTH:
+            raise ConfigError(
+                "POLYAI_HASH_PHONE_NUMBERS is on: set POLYAI_PHONE_HASH_SALT to a secret of at "
+                f"least {MIN_SALT_LENGTH} characters (it is "
+                f"{'missing' if not salt else f'{len(salt)} characters'})"
+            )
         granularity = get("POLYAI_WINDOW")
         if granularity not in GRANULARITIES:
             raise ConfigError(
@@ -191,6 +203,9 @@ class Settings:
             qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
             saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
             page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
+            hash_phone_numbers=hash_phone_numbers,
+            phone_hash_salt=salt if hash_phone_numbers else "",
+            redact_transcripts=_bool_setting(get, "POLYAI_REDACT_TRANSCRIPTS"),
         )
 
     @property
@@ -222,6 +237,18 @@ def _int_setting(get: Callable[[str], str], name: str, lo: int, hi: int) -> int:
     if not lo <= number <= hi:
         raise ConfigError(f"{name}: {value!r} is not a whole number from {lo} to {hi}")
     return number
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+MIN_SALT_LENGTH = 16
+
+
+def _bool_setting(get: Callable[[str], str], name: str) -> bool:
+    value = get(name).lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name}: {get(name)!r} is not true or false")
+    return value in _TRUE
 
 
 def _split_list(name: str, value: str) -> tuple[str, ...]:

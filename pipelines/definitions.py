@@ -86,6 +86,12 @@ def build_definitions(settings: Settings) -> Definitions:
                 account_id=EnvVar("POLYAI_ACCOUNT_ID"),
                 project_id=EnvVar("POLYAI_PROJECT_ID"),
                 page_size=settings.page_size,
+                hash_phone_numbers=settings.hash_phone_numbers,
+                # Bound by name, so the UI and run config show the variable, not the salt.
+                phone_hash_salt=EnvVar("POLYAI_PHONE_HASH_SALT")
+                if settings.hash_phone_numbers
+                else "",
+                redact_transcripts=settings.redact_transcripts,
             ),
             "lake": ParquetLake(root=settings.lake_url),
             "warehouse": _warehouse(settings),

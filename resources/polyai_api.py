@@ -35,6 +35,7 @@ from tenacity import (
 
 from core import api_contract as api
 from core.pagination import PaginationError, PaginationStyle, paginator
+from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
 from core.retry import is_retryable_status, parse_retry_after
 from core.windows import Scope, Window
@@ -145,6 +146,23 @@ class PolyAIClient(ConfigurableResource):
     max_retry_after_seconds: float = Field(
         default=300.0, ge=0, description="longest Retry-After honoured; longer waits are capped"
     )
+    hash_phone_numbers: bool = Field(
+        default=False, description="store from_number/to_number as keyed hashes"
+    )
+    phone_hash_salt: str = Field(
+        default="", repr=False, description="the hashes' secret key (secret; use EnvVar)"
+    )
+    redact_transcripts: bool = Field(
+        default=False, description="redact emails, phone and card numbers in transcript text"
+    )
+
+    @property
+    def privacy(self) -> PrivacyPolicy:
+        """What every page's conversations go through before a consumer sees them."""
+        key = self.phone_hash_salt.encode() if self.hash_phone_numbers else None
+        if self.hash_phone_numbers and not self.phone_hash_salt:
+            raise ValueError("hash_phone_numbers needs phone_hash_salt")
+        return PrivacyPolicy(hash_key=key, redact=self.redact_transcripts)
 
     def iter_window(
         self,
@@ -176,6 +194,7 @@ class PolyAIClient(ConfigurableResource):
                 raise QueryError("start_cursor needs cursor pagination")
             pages.cursor = start_cursor  # type: ignore[attr-defined]
         path = api.endpoint_path(self.account_id, self.project_id)
+        privacy = self.privacy
         with self._http() as http:
             number = 0
             while True:
@@ -187,6 +206,8 @@ class PolyAIClient(ConfigurableResource):
                         f"response for {query.describe()} has no '{api.R_CONVERSATIONS}' list"
                     )
                 more = pages.advance(body)
+                if privacy.active:  # before anything downstream can write a byte of it
+                    conversations = [privacy.apply(record) for record in conversations]
                 number += 1
                 page = Page(number, conversations, body.get(api.R_CURSOR) or None)
                 del body, conversations  # the consumer holds the page: let it free it

@@ -76,6 +76,16 @@ _TOOLS = ("lookup_booking", "create_booking", "track_parcel", "transfer_call")
 _TOPICS = ("opening_hours", "cancellation_policy", "delivery_times", "allergens")
 
 
+PII_PHRASES = (
+    "you can email me at jane.doe@example.com",
+    "my number is +44 7700 900123",
+    "the card is 4111 1111 1111 1111",
+    "call me back on 020 7946 0958",
+    "it's 5500-0000-0000-0004, expiry next May",
+)
+"""What callers say that must never be stored when transcripts are redacted."""
+
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     """What the simulator serves, to whom, and which faults it injects."""
@@ -98,6 +108,9 @@ class SimulatorConfig:
     """Finished conversations are kept serialized, least recently served dropped first, up to
     this many megabytes: a finished conversation never changes, and building one in Python
     costs more than sending it (the benchmark raises this to hold its whole dataset)."""
+    pii_rate: float = 0.0
+    """Share of user turns that also say an email address, a phone or a card number (one of
+    ``PII_PHRASES``), for the privacy controls' tests; 0 leaves the data as it always was."""
     now: datetime | None = None
     """The simulator's clock at start; ``None`` follows the real time."""
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -269,6 +282,9 @@ class Dataset:
             is_silence = channel == "voice" and not dtmf and rng.random() < 0.07
             if is_silence:
                 user, user_en = "", ""
+            if self.config.pii_rate and not is_silence and rng.random() < self.config.pii_rate:
+                said = rng.choice(PII_PHRASES)
+                user, user_en = f"{user} {said}", f"{user_en} {said}"
             is_ood = not is_silence and rng.random() < 0.08
             num_silences += is_silence
             num_ood += is_ood

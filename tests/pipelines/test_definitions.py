@@ -60,3 +60,17 @@ def test_a_warehouse_password_reaches_neither_the_resources_nor_an_error() -> No
         Settings.from_env({"WAREHOUSE_URL": "mysql://sync:pw-7f3a@127.0.0.1/wh"})
     assert "mysql://sync:***@127.0.0.1/wh" in str(refused.value)
     assert "pw-7f3a" not in str(refused.value)
+
+
+def test_the_phone_hash_salt_is_bound_by_name_never_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    salt = "salt-never-shown-6d2b"
+    monkeypatch.setenv("POLYAI_PHONE_HASH_SALT", salt)
+    settings = Settings.from_env(
+        {"POLYAI_HASH_PHONE_NUMBERS": "true", "POLYAI_PHONE_HASH_SALT": salt}
+    )
+    resources = build_definitions(settings).resources
+    assert resources["polyai"].hash_phone_numbers is True
+    assert salt not in repr(resources) + str(resources)
+    assert resources["polyai"].phone_hash_salt == "POLYAI_PHONE_HASH_SALT"  # the EnvVar's name
