@@ -9,7 +9,9 @@ instead of failing. A batch is inserted straight from its Arrow buffers.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 
 from core import schema
 from core.config import duckdb_path
+from resources.files import owner_only
 from resources.warehouse import (
     PAGE_COLUMN,
     JsonFunctions,
@@ -61,6 +64,14 @@ class DuckDBWarehouse(Warehouse):
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[Any]:
+        """As :meth:`Warehouse.connect`; what a writer creates (the file, its write-ahead
+        log, its folder) is readable by its owner only."""
+        guard = contextlib.nullcontext() if read_only else owner_only()
+        with guard, super().connect(read_only) as connection:
+            yield connection
 
     def _open(self, read_only: bool, held: bool) -> duckdb.DuckDBPyConnection:
         if not read_only:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from core import schema
 from core.windows import Scope, Window
+from resources.files import owner_only
 from resources.warehouse import Warehouse
 
 # The folder keys hold these; the files do not repeat them.
@@ -51,13 +53,7 @@ class ParquetLake(ConfigurableResource):
     def write_csv(self, table: str, scope: Scope, window: Window, rows: pd.DataFrame) -> Path:
         """Write one window's rows of ``table`` as CSV in the window's folder, atomically."""
         final = self.window_file(table, scope, window).with_suffix(".csv")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            rows.to_csv(temporary, index=False)
-            os.replace(temporary, final)
-        finally:
-            temporary.unlink(missing_ok=True)
+        _write_atomically(final, lambda path: rows.to_csv(path, index=False))
         return final
 
     def export_window(self, warehouse: Warehouse, scope: Scope, window: Window) -> dict[str, int]:
@@ -67,12 +63,20 @@ class ParquetLake(ConfigurableResource):
             rows = warehouse.window_rows(table, scope, window)
             rows = rows.drop_columns([c for c in _FOLDER_COLUMNS if c in rows.column_names])
             final = self.window_file(table.name, scope, window)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                pq.write_table(rows, temporary, compression="snappy")
-                os.replace(temporary, final)  # atomic on one file system
-            finally:
-                temporary.unlink(missing_ok=True)
+            _write_atomically(final, lambda path, rows=rows: pq.write_table(rows, path))
             written[table.name] = rows.num_rows
         return written
+
+
+def _write_atomically(final: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``final``, then rename it over ``final`` (atomic on
+    one file system: a reader sees the old file or the new one). Files and folders are
+    readable by their owner only."""
+    with owner_only():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            write(temporary)
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
