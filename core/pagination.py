@@ -28,20 +28,33 @@ class Paginator(Protocol):
         ...
 
 
+MAX_EMPTY_PAGES = 100
+"""Empty pages in a row that still carry a cursor, followed before giving up."""
+
+
 class CursorPaginator:
-    """Follows the opaque ``cursor``; stops on a null cursor or an empty page."""
+    """Follows the opaque ``cursor`` until it is null. An empty page with a cursor is
+    followed (an API may hand one out mid-scan; stopping there would lose what comes after),
+    up to ``MAX_EMPTY_PAGES`` in a row."""
 
     def __init__(self) -> None:
         self.cursor: str | None = None
         self._seen: set[str] = set()
+        self._empty_in_a_row = 0
 
     def position(self) -> dict[str, Any]:
         return {api.P_CURSOR: self.cursor} if self.cursor is not None else {}
 
     def advance(self, body: dict[str, Any]) -> bool:
         cursor = body.get(api.R_CURSOR) or None
-        if cursor is None or not body.get(api.R_CONVERSATIONS):
+        if cursor is None:
             return False
+        self._empty_in_a_row = 0 if body.get(api.R_CONVERSATIONS) else self._empty_in_a_row + 1
+        if self._empty_in_a_row > MAX_EMPTY_PAGES:
+            raise PaginationError(
+                f"the API returned {self._empty_in_a_row} empty pages in a row, each with a "
+                "cursor; giving up rather than looping"
+            )
         if cursor in self._seen:
             raise PaginationError(f"the API returned cursor {cursor!r} twice")
         self._seen.add(cursor)

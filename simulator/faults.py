@@ -42,6 +42,18 @@ class FaultConfig:
     malformed_record_rate: float = 0.0
     """Conversations served with an unreadable ``started_at`` (chosen by id, so the same ones
     every time): records a sync must quarantine."""
+    stall_rate: float = 0.0
+    """The answer is held back ``stall_seconds``: a client with a shorter read timeout times
+    out."""
+    stall_seconds: float = 0.0
+    non_json_rate: float = 0.0
+    """Answered 200 with an HTML error page instead of JSON (a proxy in the way)."""
+    repeat_page_rate: float = 0.0
+    """A page's cursor leads back to where the page began: the next page repeats its
+    conversations (chronological cursor pagination only)."""
+    empty_page_rate: float = 0.0
+    """An empty page whose cursor leads on to the data (chronological cursor pagination
+    only)."""
     schema_drift: bool = False
     """Serve what a newer API might: an unknown field (``sentiment``) on every conversation
     and turn, and ``num_turns`` as a string instead of an integer."""
@@ -55,6 +67,10 @@ class FaultConfig:
             "drop_rate",
             "reject_cursor_rate",
             "malformed_record_rate",
+            "stall_rate",
+            "non_json_rate",
+            "repeat_page_rate",
+            "empty_page_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -68,7 +84,17 @@ class FaultConfig:
         return self.malformed_record_rate > 0 or self.schema_drift
 
 
-Fault = Literal["429", "5xx", "truncate", "drop", "reject_cursor"]
+Fault = Literal[
+    "429",
+    "5xx",
+    "truncate",
+    "drop",
+    "reject_cursor",
+    "stall",
+    "non_json",
+    "repeat_page",
+    "empty_page",
+]
 
 
 class FaultPlan:
@@ -95,6 +121,15 @@ class FaultPlan:
                 fault = "reject_cursor"
             elif self._rng.random() < c.truncate_rate:
                 fault = "truncate"
+            # Drawn only when on, so that the faults above meet the same sequence as ever.
+            elif c.stall_rate and self._rng.random() < c.stall_rate:
+                fault = "stall"
+            elif c.non_json_rate and self._rng.random() < c.non_json_rate:
+                fault = "non_json"
+            elif c.repeat_page_rate and self._rng.random() < c.repeat_page_rate:
+                fault = "repeat_page"
+            elif c.empty_page_rate and self._rng.random() < c.empty_page_rate:
+                fault = "empty_page"
             if fault is not None:
                 self.injected[fault] = self.injected.get(fault, 0) + 1
             return fault

@@ -52,6 +52,15 @@ def encode_cursor(*parts: object) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def restart_cursor(cursor: str | None, nonce: int) -> str:
+    """A new cursor for the position ``cursor`` (None: the first page) itself starts at: what
+    an API hands out when a page must be read again, or after an empty page."""
+    if cursor is None:
+        return encode_cursor("k", "0", "", nonce)
+    parts = decode_cursor(cursor)
+    return encode_cursor(*parts[:3], nonce)
+
+
 def decode_cursor(cursor: str) -> tuple[str, ...]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
@@ -304,7 +313,7 @@ class Selection:
         after = None
         if r.cursor is not None:
             parts = decode_cursor(r.cursor)
-            if len(parts) != 3 or parts[0] != "k" or not parts[1].isdigit():
+            if len(parts) not in (3, 4) or parts[0] != "k" or not parts[1].isdigit():
                 raise _bad(f"malformed cursor {r.cursor!r}")
             after = (int(parts[1]), parts[2])
         found = islice(self._chronological(after), r.offset, r.offset + r.limit + 1)

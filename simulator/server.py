@@ -24,7 +24,7 @@ import orjson
 from core import api_contract as api
 from simulator.data import Dataset, SimulatorConfig
 from simulator.faults import FaultPlan
-from simulator.selection import BadRequest, Selection, parse_request
+from simulator.selection import BadRequest, Selection, parse_request, restart_cursor
 
 COUNTERS_PATH = "/_simulator/counters"
 """The simulator's own counters (requests, connections, conversations served) as JSON, for a
@@ -68,6 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
             status = faults.pick_5xx()
             self._send(status, {"detail": f"simulated {status.phrase.lower()}"})
             return
+        if fault == "non_json":
+            self._send_raw(HTTPStatus.OK, b"<html><body>502 Bad Gateway</body></html>")
+            return
+        if fault == "stall":
+            time.sleep(faults.config.stall_seconds)
         if fault == "reject_cursor":
             self._send(HTTPStatus.BAD_REQUEST, {"detail": "cursor is invalid or has expired"})
             return
@@ -79,6 +84,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not serialized:
             faults.alter_records(body[api.R_CONVERSATIONS])
+        chronological = request.sample is None and request.query_type != "semantic"
+        if fault in ("repeat_page", "empty_page") and request.offset == 0 and chronological:
+            if fault == "empty_page":
+                body = {**body, api.R_CONVERSATIONS: []}
+            cursor = restart_cursor(request.cursor, time.monotonic_ns())
+            body = {**body, api.R_CURSOR: cursor}
         self.server.count("conversations", len(body[api.R_CONVERSATIONS]))
         self._send(HTTPStatus.OK, body, truncate=fault == "truncate")
 
@@ -114,11 +125,20 @@ class _Handler(BaseHTTPRequestHandler):
             if retry_after is not None:
                 self.send_header("Retry-After", retry_after)
         self.end_headers()
-        if truncate:
-            self.wfile.write(payload[: len(payload) // 2])
-            self.wfile.flush()
-            self._drop()
-            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it gave up on us
+            if truncate:
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self._drop()
+                return
+            self.wfile.write(payload)
+
+    def _send_raw(self, status: HTTPStatus, payload: bytes) -> None:
+        """A body that is not JSON (an error page from something in between)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
         self.wfile.write(payload)
 
     def _drop(self) -> None:

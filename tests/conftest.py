@@ -31,6 +31,17 @@ from resources.warehouse import Warehouse
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+CAMPAIGN_REPORT: list[str] = []
+"""The fault campaign's lines, printed at the end of the run (tests/test_fault_campaign.py)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CAMPAIGN_REPORT:
+        terminalreporter.section("fault campaign")
+        for line in CAMPAIGN_REPORT:
+            terminalreporter.write_line(line)
+
+
 SYNC_DAY = date(2026, 11, 20)
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.pagination import CursorPaginator, OffsetPaginator, PaginationError
+from core.pagination import MAX_EMPTY_PAGES, CursorPaginator, OffsetPaginator, PaginationError
 from core.query import ConversationQuery
 from core.windows import daily_window
 from resources.polyai_api import CursorRejectedError
@@ -71,13 +71,20 @@ def test_resuming_from_a_cursor_continues_where_it_left_off(serve: Serve) -> Non
     assert ids == [c["id"] for c in truth(server)]
 
 
-def test_cursor_paginator_stops_on_null_cursor_or_empty_page_and_refuses_a_loop() -> None:
+def test_cursor_paginator_follows_empty_pages_stops_on_a_null_cursor_refuses_a_loop() -> None:
     pages = CursorPaginator()
     assert pages.position() == {}
     assert pages.advance({"conversations": [{}], "cursor": "A"}) is True
     assert pages.position() == {"cursor": "A"}
-    assert pages.advance({"conversations": [], "cursor": "B"}) is False
+    # An empty page that still carries a cursor is not the end: what follows it is read.
+    assert pages.advance({"conversations": [], "cursor": "B"}) is True
+    assert pages.position() == {"cursor": "B"}
+    assert pages.advance({"conversations": [], "cursor": None}) is False
     assert CursorPaginator().advance({"conversations": [{}], "cursor": None}) is False
+    endless = CursorPaginator()
+    with pytest.raises(PaginationError, match="empty pages in a row"):
+        for n in range(MAX_EMPTY_PAGES + 1):
+            endless.advance({"conversations": [], "cursor": f"E{n}"})
     looping = CursorPaginator()
     looping.advance({"conversations": [{}], "cursor": "A"})
     with pytest.raises(PaginationError, match="cursor 'A' twice"):
