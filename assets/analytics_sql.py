@@ -36,10 +36,13 @@ def _json_or_empty(column: str) -> str:
 
 
 def _handoffs_by(column: str, json: JsonFunctions) -> str:
+    """Handoffs per value of ``column`` as a JSON object; a handoff without one counts under
+    ``""`` (a JSON object's keys cannot be null)."""
     aggregate = json.object_agg.format(key=column, value="n")
     return (
         f"SELECT variant_id, {aggregate} AS by_{column.removeprefix('handoff_')} "
-        f"FROM (SELECT variant_id, {column}, count(*) AS n FROM c WHERE handoff "
+        f"FROM (SELECT variant_id, coalesce({column}, '') AS {column}, count(*) AS n FROM c "
+        "WHERE handoff "
         f"GROUP BY variant_id, {column}) AS counted GROUP BY variant_id"
     )
 

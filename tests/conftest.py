@@ -226,3 +226,26 @@ def whole_records(
         assert "turns" not in whole  # stored once, in turns
         records[conversation["id"]] = {**whole, "turns": turns_of[conversation["id"]]}
     return records
+
+
+def everything_stored(warehouse: Warehouse, lake: Path) -> str:
+    """Every row of every table (staging included), every lake file and (DuckDB) the
+    file's bytes, as text: what a search for a secret or personal data must come up empty in."""
+    import pyarrow.parquet as pq
+
+    from core import schema
+    from resources.warehouse import STAGE_PREFIX
+
+    parts = []
+    tables = [t.name for t in schema.metadata.sorted_tables]
+    tables += [STAGE_PREFIX + t.name for t in schema.WINDOW_TABLES]
+    for table in tables:
+        parts.append(warehouse.read_table(table).astype(str).to_csv())
+    for path in sorted(lake.rglob("*")):
+        if path.suffix == ".parquet":
+            parts.append(pq.read_table(path).to_pandas().astype(str).to_csv())
+        elif path.is_file():
+            parts.append(path.read_text(errors="replace"))
+    if getattr(warehouse, "path", None) is not None:
+        parts.append(warehouse.path.read_bytes().decode("utf-8", errors="replace"))
+    return "\n".join(parts)

@@ -15,7 +15,7 @@ from core.windows import Scope
 from pipelines.definitions import SYNC_JOB, build_definitions
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
-from tests.conftest import SYNC_DAY, Serve
+from tests.conftest import SYNC_DAY, Serve, everything_stored
 
 GOOD_KEY = "sk-live-GOODSECRET-7f3a9c"
 WRONG_KEY = "sk-live-WRONGSECRET-0d1e2f"
@@ -62,7 +62,8 @@ def test_the_key_appears_nowhere(
     with caplog.at_level(logging.DEBUG):  # every logger, httpx and httpcore included
         result, event_text, resource_text = run_sync(serve, warehouse, tmp_path, monkeypatch, key)
     out, err = capfd.readouterr()
-    everything = "\n".join([caplog.text, event_text, resource_text, out, err])
+    stored = everything_stored(warehouse, tmp_path / "lake")  # tables, lake, the file itself
+    everything = "\n".join([caplog.text, event_text, resource_text, out, err, stored])
 
     if key == GOOD_KEY:
         assert result.success

@@ -8,15 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from core import schema
 from core.privacy import HASH_PREFIX, hash_number
 from core.windows import daily_window
-from resources.warehouse import STAGE_PREFIX, Warehouse
+from resources.warehouse import Warehouse
 from simulator import SimulatorConfig, SimulatorServer
-from tests.conftest import SYNC_DAY
+from tests.conftest import SYNC_DAY, everything_stored
 
 SALT = "pepper-for-tests-3f9a1c"
 SAID = ("jane.doe@example.com", "7700 900123", "4111 1111 1111 1111", "020 7946 0958",
@@ -44,23 +42,6 @@ def sync_settings(private: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
         "POLYAI_REDACT_TRANSCRIPTS": "true",
         "POLYAI_QA_SAMPLE_SIZE": "50",
     }
-
-
-def everything_stored(warehouse: Warehouse, lake: Path) -> str:
-    """Every row of every table (staging included) and every lake file, as text."""
-    parts = []
-    tables = [t.name for t in schema.metadata.sorted_tables]
-    tables += [STAGE_PREFIX + t.name for t in schema.WINDOW_TABLES]
-    for table in tables:
-        parts.append(warehouse.read_table(table).astype(str).to_csv())
-    for path in sorted(lake.rglob("*")):
-        if path.suffix == ".parquet":
-            parts.append(pq.read_table(path).to_pandas().astype(str).to_csv())
-        elif path.is_file():
-            parts.append(path.read_text(errors="replace"))
-    if getattr(warehouse, "path", None) is not None:
-        parts.append(warehouse.path.read_bytes().decode("utf-8", errors="replace"))
-    return "\n".join(parts)
 
 
 def test_redacted_values_and_phone_numbers_reach_neither_warehouse_nor_lake(

@@ -319,3 +319,40 @@ def test_holding_shares_one_connection_and_lets_it_go_on_failure_and_on_exit(
         timeout=60,
     )
     assert opened.returncode == 0, opened.stderr
+
+
+HOSTILE = [
+    "'; DROP TABLE polyai.turns; --",
+    'Robert"); DELETE FROM polyai.conversations; --',
+    "$env %s %(load)s {s} ünïcödé ✓ 名前",
+]
+
+
+def test_values_with_quotes_semicolons_and_placeholders_are_only_ever_data(
+    warehouse: Warehouse,
+) -> None:
+    from assets.analytics_sql import kpi_queries
+    from assets.checks import run_checks
+
+    records = [
+        record(f"C{i}-{text}", f"2026-11-20T0{i}:00:00Z", variant_id=text, variant_name=text,
+               handoff=True, handoff_reason=text, in_progress=False, num_turns=2)
+        for i, text in enumerate(HOSTILE)
+    ]  # fmt: skip
+    rows = load(warehouse, "L-'quoted'", records)
+    assert rows["conversations"] == len(HOSTILE) and rows["turns"] == 2 * len(HOSTILE)
+    stored = warehouse.read_table("conversations").set_index("id")
+    for i, text in enumerate(HOSTILE):
+        assert stored.loc[f"C{i}-{text}", "variant_name"] == text  # round-trips exactly
+    window = daily_window(DAY)
+    kpis = warehouse.recompute_kpis(LIVE_VOICE, window, kpi_queries(warehouse.json))
+    assert kpis["conversation_kpis"] == len(HOSTILE)  # one row per (hostile) variant
+    by_variant = warehouse.read_table("conversation_kpis").set_index("variant_id")
+    for text in HOSTILE:
+        assert json.loads(by_variant.loc[text, "handoffs_by_reason"]) == {text: 1}
+    outcomes = run_checks(
+        lambda: warehouse.connect(read_only=True), warehouse.schema_ref, LIVE_VOICE, window,
+        "L-'quoted'", 0.01,
+    )  # fmt: skip
+    assert [o.name for o in outcomes if not o.passed] == []
+    assert warehouse.row_counts()["turns"] == 2 * len(HOSTILE)  # nothing was dropped
