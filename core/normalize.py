@@ -301,27 +301,77 @@ def _started_at(record: Any) -> datetime:
     return started_at
 
 
+INVALID_TEXT = (
+    "text that is not valid Unicode (an unpaired surrogate, from an invalid \\u escape): "
+    "it cannot be stored as text; raw has U+FFFD in its place"
+)
+
+
+@dataclass(frozen=True)
+class _Unstorable:
+    """A record holding text no database can store as text (see :data:`INVALID_TEXT`)."""
+
+    record: Any
+
+
 def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
     """Turn a page of conversation objects into one batch per table."""
+    try:
+        return _normalize(records, load_id, loaded_at)
+    except UnicodeEncodeError:
+        # Rare (a lenient parse of a body with an invalid escape): find those records and
+        # quarantine them, so the rest of the page still loads. Checked only on failure,
+        # as the check costs a serialization of the page.
+        marked = [r if _storable(r) else _Unstorable(r) for r in records]
+        return _normalize(marked, load_id, loaded_at)
+
+
+def _replacing_invalid_text(text: str) -> str:
+    """``text`` with each unpaired surrogate replaced by U+FFFD: neither a text column nor a
+    JSON one (which refuses a lone ``\\ud800`` escape too) can hold it."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _storable(record: Any) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False, default=repr).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _normalize(records: Sequence[Any], load_id: str, loaded_at: datetime) -> Batch:
     issues: Counter[str] = Counter()
     quarantined: list[Quarantined] = []
     good: list[Mapping[str, Any]] = []
     starts: list[datetime] = []
     for position, record in enumerate(records):
+        if isinstance(record, _Unstorable):
+            ident = record.record.get("id") if isinstance(record.record, Mapping) else None
+            storable_id = isinstance(ident, str) and ident and _storable(ident)
+            raw = _replacing_invalid_text(json.dumps(record.record, ensure_ascii=False))
+            quarantined.append(
+                Quarantined(position, ident if storable_id else None, INVALID_TEXT, raw)
+            )
+            continue
         try:
             starts.append(_started_at(record))
         except RecordError as exc:
             ident = record.get("id") if isinstance(record, Mapping) else None
+            raw = _replacing_invalid_text(json.dumps(record, ensure_ascii=False, default=repr))
+            storable_id = isinstance(ident, str) and ident and _storable(ident)
             quarantined.append(
-                Quarantined(
-                    position,
-                    ident if isinstance(ident, str) and ident else None,
-                    str(exc),
-                    json.dumps(record, ensure_ascii=False, default=repr),
-                )
+                Quarantined(position, ident if storable_id else None, str(exc), raw)
             )
             continue
         good.append(record)
+    latest = {record["id"]: position for position, record in enumerate(good)}
+    if len(latest) < len(good):
+        # A conversation served twice on one page: its later copy is kept (across pages,
+        # publishing keeps the latest page's), so its key is never held twice.
+        issues["conversations.served_twice_on_a_page"] += len(good) - len(latest)
+        kept = sorted(latest.values())
+        good, starts = [good[i] for i in kept], [starts[i] for i in kept]
 
     stamp = {"load_id": load_id, "loaded_at": loaded_at}
     builders = {t.name: _ColumnBuilder(t, issues) for t in schema.WINDOW_TABLES}

@@ -13,6 +13,7 @@ and no error message is built from request headers.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import ssl
 from collections.abc import Iterator
@@ -295,8 +296,10 @@ class PolyAIClient(ConfigurableResource):
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            # A body cut short on the wire reads as bad JSON: worth another try.
-            raise _Transient(f"unreadable response body ({exc})") from None
+            body = _lenient_json(response.content)
+            if body is None:
+                # A body cut short on the wire reads as bad JSON: worth another try.
+                raise _Transient(f"unreadable response body ({exc})") from None
         if not isinstance(body, dict):
             raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
         return body
@@ -321,6 +324,16 @@ class PolyAIClient(ConfigurableResource):
             "retrying %s in %.2fs (attempt %d of %d): %s",
             query.describe(), wait, state.attempt_number + 1, self.max_attempts, exc,
         )  # fmt: skip
+
+
+def _lenient_json(content: bytes) -> Any:
+    """The body as Python's own parser reads it (None if it cannot): unlike orjson it takes
+    an unpaired surrogate escape (``"\\ud800"``) in a string, so one such record does not
+    make its whole page unreadable; the normalizer quarantines it."""
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -195,10 +195,18 @@ _ARROW_TYPES = {
 def csv_for_copy(rows: pa.Table) -> pa.Buffer:
     """``rows`` as CSV for ``COPY … (FORMAT csv)``: no header; a null is an empty unquoted
     field and an empty string a quoted one, as COPY reads them; a list column as PostgreSQL's
-    array literal (``{"a","b"}``)."""
+    array literal (``{"a","b"}``); a NUL character as U+FFFD."""
     for index, field in enumerate(rows.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
             rows = rows.set_column(index, field.name, _array_literals(rows.column(index)))
+        elif pa.types.is_string(field.type) and pc.any(
+            pc.match_substring(rows.column(index), "\x00")
+        ).as_py():
+            # PostgreSQL's text cannot hold NUL: it becomes U+FFFD in the typed column (the
+            # raw JSON keeps it, escaped as \u0000).
+            rows = rows.set_column(
+                index, field.name, pc.replace_substring(rows.column(index), "\x00", "\ufffd")
+            )
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False))
     return sink.getvalue()
@@ -208,7 +216,7 @@ def _array_literals(column: pa.ChunkedArray) -> pa.Array:
     lists = column.combine_chunks()
     if isinstance(lists, pa.ChunkedArray):
         lists = lists.combine_chunks()
-    items = lists.values.cast(pa.string())
+    items = pc.replace_substring(lists.values.cast(pa.string()), "\x00", "\ufffd")
     escaped = pc.replace_substring(pc.replace_substring(items, "\\", "\\\\"), '"', '\\"')
     quoted = pc.binary_join_element_wise('"', escaped, '"', "")
     quoted = pc.if_else(pc.is_null(items), pa.scalar("NULL"), quoted)
