@@ -360,9 +360,7 @@ def _normalize(records: Sequence[Any], load_id: str, loaded_at: datetime) -> Bat
             ident = record.get("id") if isinstance(record, Mapping) else None
             raw = _replacing_invalid_text(json.dumps(record, ensure_ascii=False, default=repr))
             storable_id = isinstance(ident, str) and ident and _storable(ident)
-            quarantined.append(
-                Quarantined(position, ident if storable_id else None, str(exc), raw)
-            )
+            quarantined.append(Quarantined(position, ident if storable_id else None, str(exc), raw))
             continue
         good.append(record)
     latest = {record["id"]: position for position, record in enumerate(good)}

@@ -199,9 +199,10 @@ def csv_for_copy(rows: pa.Table) -> pa.Buffer:
     for index, field in enumerate(rows.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
             rows = rows.set_column(index, field.name, _array_literals(rows.column(index)))
-        elif pa.types.is_string(field.type) and pc.any(
-            pc.match_substring(rows.column(index), "\x00")
-        ).as_py():
+        elif (
+            pa.types.is_string(field.type)
+            and pc.any(pc.match_substring(rows.column(index), "\x00")).as_py()
+        ):
             # PostgreSQL's text cannot hold NUL: it becomes U+FFFD in the typed column (the
             # raw JSON keeps it, escaped as \u0000).
             rows = rows.set_column(
