@@ -127,19 +127,28 @@ def _expected_ids(dataset, windows, scope) -> set[str]:
     }
 
 
-def _published(warehouse) -> tuple[list[str], dict[str, int]]:
-    """Every stored conversation id, and the rows each window table holds."""
+def _stored_ids(warehouse) -> list[str]:
+    """Every stored conversation id (a read that also shows the file is not corrupt)."""
     if not warehouse.exists():
-        return [], {}
+        return []
     with warehouse.connect(read_only=True) as con:
-        ids = [row[0] for row in con.execute(
+        return [row[0] for row in con.execute(
             f"SELECT id FROM {warehouse.table_ref('conversations')}"
         ).fetchall()]  # fmt: skip
-    return ids, warehouse.row_counts()
+
+
+def _refused(outcome: Outcome, done: subprocess.CompletedProcess, marker: str, what: str) -> None:
+    """A run that met a warehouse fault must have failed, saying so (``marker`` in stderr)."""
+    if done.returncode == 0:
+        outcome.problems.append(what)
+    elif marker not in done.stderr:
+        outcome.problems.append(f"unclear failure: {done.stderr[-300:]}")
 
 
 def _tally(outcome: Outcome, warehouse, expected: set[str]) -> None:
-    ids, _ = _published(warehouse)
+    from resources.warehouse import STAGE_PREFIX
+
+    ids = _stored_ids(warehouse)
     outcome.expected += len(expected)
     outcome.landed += len(set(ids) & expected)
     outcome.duplicates += len(ids) - len(set(ids))
@@ -150,7 +159,7 @@ def _tally(outcome: Outcome, warehouse, expected: set[str]) -> None:
             f"SELECT status, count(*) FROM {warehouse.table_ref('sync_state')} GROUP BY status"
         ).fetchall()
         staged = con.execute(
-            f"SELECT count(*) FROM {warehouse.table_ref('_stage_conversations')}"
+            f"SELECT count(*) FROM {warehouse.table_ref(STAGE_PREFIX + 'conversations')}"
         ).fetchone()[0]
     if {status for status, _ in states} != {"complete"}:
         outcome.problems.append(f"sync state not all complete: {states}")
@@ -203,7 +212,7 @@ def api_fault(name: str, faults: dict[str, object], scale: int, folder: Path) ->
         expected = _expected_ids(clean.dataset, windows, scope)
         outcome.runs += 1
         _sync_all(_client(clean), warehouse, scope, windows[:1])
-        before, _ = _published(warehouse)
+        before = _stored_ids(warehouse)
         with SimulatorServer(_sim_config(scale, seed=scale, **faults)) as faulty:
             outcome.runs += 1
             try:
@@ -211,7 +220,7 @@ def api_fault(name: str, faults: dict[str, object], scale: int, folder: Path) ->
             except Exception as exc:  # given up on: it must say what happened
                 if not any(cls.__name__ in CLEAR_ERRORS for cls in type(exc).__mro__):
                     outcome.problems.append(f"unclear failure {type(exc).__name__}: {exc}")
-                after, _ = _published(warehouse)
+                after = _stored_ids(warehouse)
                 if not set(before) <= set(after) or len(after) != len(set(after)):
                     outcome.problems.append("a failed run damaged published windows")
                 if not set(after) <= expected:
@@ -354,11 +363,8 @@ def warehouse_faults(scale: int, folder: Path) -> list[Outcome]:
         )  # fmt: skip
         full.faults += 1
         full.runs += 1
-        if starved.returncode == 0:
-            full.problems.append("the starved run did not notice the full disk")
-        elif "sync failed:" not in starved.stderr:
-            full.problems.append(f"unclear failure: {starved.stderr[-300:]}")
-        _published(warehouse)  # the file still opens and reads: no corruption
+        _refused(full, starved, "sync failed:", "the starved run did not notice the full disk")
+        _stored_ids(warehouse)  # the file still opens and reads: no corruption
         full.runs += 1
         _sync_all(_client(server), warehouse, scope, windows)
         _tally(full, warehouse, expected)
@@ -374,10 +380,7 @@ def warehouse_faults(scale: int, folder: Path) -> list[Outcome]:
                                      capture_output=True, text=True, timeout=300)  # fmt: skip
             read_only.faults += 1
             read_only.runs += 2
-            if refused.returncode == 0:
-                read_only.problems.append("a run wrote to a read-only file")
-            elif "WarehouseError" not in refused.stderr:
-                read_only.problems.append(f"unclear failure: {refused.stderr[-300:]}")
+            _refused(read_only, refused, "WarehouseError", "a run wrote to a read-only file")
             if _table_contents(warehouse) != before:
                 read_only.problems.append("the read-only file changed")
             unlock(warehouse.path)

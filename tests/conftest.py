@@ -104,16 +104,12 @@ def postgres_url(postgres_server: str) -> str:
     return postgres.new_database(postgres_server)
 
 
-def make_warehouse(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if engine == "duckdb":
-        return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
-    return PostgresWarehouse(url=request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture(params=ENGINES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     """An empty warehouse, once per engine."""
-    return make_warehouse(request.param, request, tmp_path)
+    if request.param == "duckdb":
+        return DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    return PostgresWarehouse(url=request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -272,10 +272,7 @@ def test_a_schema_named_like_the_file_or_with_quotes_still_loads(
     """DuckDB names a file's catalog after the file: a schema of the same name made every
     two-part name ambiguous (found by the benchmark, whose file was polyai.duckdb)."""
     warehouse = DuckDBWarehouse(url=f"duckdb:///{tmp_path / file_name}", schema_name=schema_name)
-    rows = load(warehouse, "load-1", [record("c1", "2026-11-20T10:00:00Z")])
-    assert rows["conversations"] == 1
-    assert rows["turns"] == 2
-    assert warehouse.read_table("turns")["conversation_id"].tolist() == ["c1", "c1"]
+    assert_loads_one_conversation(warehouse)
 
 
 def test_a_postgresql_schema_with_quotes_semicolons_dollars_and_percents_loads(
@@ -284,7 +281,10 @@ def test_a_postgresql_schema_with_quotes_semicolons_dollars_and_percents_loads(
     from resources.postgres_warehouse import PostgresWarehouse
 
     name = 'odd "schema"; $env 100% ünïcode'
-    warehouse = PostgresWarehouse(url=postgres_url, schema_name=name)
+    assert_loads_one_conversation(PostgresWarehouse(url=postgres_url, schema_name=name))
+
+
+def assert_loads_one_conversation(warehouse: Warehouse) -> None:
     rows = load(warehouse, "load-1", [record("c1", "2026-11-20T10:00:00Z")])
     assert rows["conversations"] == 1
     assert rows["turns"] == 2
