@@ -16,6 +16,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    Failure,
     FreshnessPolicy,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -107,9 +108,17 @@ def build_sync_asset(
         with warehouse.holding():
             for _, scope, window, key in windows:
                 if sync:
-                    result = _sync_one(
-                        context, polyai, warehouse, scope, window, max_quarantined_fraction
-                    )
+                    try:
+                        result = _sync_one(
+                            context, polyai, warehouse, scope, window, max_quarantined_fraction
+                        )
+                    except Exception as exc:
+                        # Name the window: the run's other windows did not fail, they were
+                        # not reached.
+                        raise Failure(
+                            description=f"{key}: {exc}",
+                            metadata={"window": str(key), "error_type": type(exc).__name__},
+                        ) from exc
                     metadata = _metadata(scope, window, result)
                     # One materialization per window and table, as each window completes: a run
                     # that fails on its fifth window still shows the first four as done.

@@ -206,23 +206,28 @@ def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[i
     )
     from assets.keys import TABLE_KEYS
     from core.config import Settings
-    from pipelines.definitions import build_definitions
-    from pipelines.instance import get_instance
-    from pipelines.runner import sync_partitions
+    from pipelines.instance import dagster_home
+    from pipelines.partitions import partition_key
+    from pipelines.runner import cli_instance, code_location, run_backfill
     from resources.duckdb_warehouse import DuckDBWarehouse
 
     settings = Settings.from_env(os.environ)
-    outcomes = sync_partitions(
-        build_definitions(settings),
-        get_instance(folder / "dagster_home"),
-        source.windows,
-        [SCOPE],
-        windows_per_run=settings.windows_per_run,
-        asset_selection=list(TABLE_KEYS.values()) if tables_only else None,
-    )
-    failed = [o for o in outcomes if not o.success]
-    if failed:
-        raise RuntimeError(f"{len(failed)} window(s) failed through Dagster: {failed[0].error}")
+    home = dagster_home(folder / "dagster_home")
+    keys = [str(partition_key(window, SCOPE)) for window in source.windows]
+    # What `polyai-sync sync` does: one backfill, its runs executed in this process.
+    with cli_instance(str(home)) as instance, code_location(instance) as workspace:
+        result = run_backfill(
+            instance,
+            workspace,
+            keys,
+            list(TABLE_KEYS.values()) if tables_only else None,
+            title="benchmark",
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
+    landed = [w for w in result.windows if w.success]
+    if len(landed) != len(keys):
+        reason = result.failed[0].error if result.failed else "not reported"
+        raise RuntimeError(f"{len(keys) - len(landed)} window(s) failed through Dagster: {reason}")
     counts = DuckDBWarehouse(url=settings.warehouse_url).row_counts()
     return counts["conversations"], counts["turns"]
 

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -80,49 +81,91 @@ def _select_days(settings: Settings, start: date, end: date) -> list[date]:
     return list(days_between(start, end))
 
 
-def _run_sync(settings: Settings, days: list[date], scopes: list[Scope], home: Path) -> int:
-    """Materialize every (day, scope) partition through Dagster; 0 when all succeeded."""
+def _run_sync(
+    settings: Settings,
+    days: list[date],
+    scopes: list[Scope],
+    home: Path,
+    verbose: bool = False,
+) -> int:
+    """Backfill every (day, scope) partition through Dagster; 0 when all succeeded."""
     # Imported here so that `--help` and configuration errors answer without loading Dagster.
-    from pipelines.definitions import build_definitions
-    from pipelines.instance import get_instance
+    from pipelines.instance import dagster_home
+    from pipelines.partitions import partition_key
     from pipelines.progress import SyncProgress
-    from pipelines.runner import PartitionOutcome, sync_partitions
+    from pipelines.runner import WindowOutcome, cli_instance, code_location, run_backfill
 
-    instance = get_instance(home)
-    defs = build_definitions(settings)
-
+    home = dagster_home(home)
     windows = windows_of_days(days, settings.granularity)
-    progress = SyncProgress(
-        total=len(windows) * len(scopes), write=lambda line: print(line, flush=True)
-    )
+    keys = [str(partition_key(window, scope)) for scope in scopes for window in windows]
+    progress = SyncProgress(total=len(keys), write=lambda line: print(line, flush=True))
 
-    def report(done: int, total: int, outcome: PartitionOutcome) -> None:
-        dims = outcome.key.keys_by_dimension
-        label = f"{dims['date']} {dims['scope']}"
+    def report(outcome: WindowOutcome) -> None:
+        label = outcome.key.replace("|", " ")
         if outcome.success:
-            progress.window_done(
-                label,
-                outcome.rows.get("conversations", 0),
-                outcome.rows.get("turns", 0),
-                outcome.seconds,
-            )
+            progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds)
         else:
-            progress.window_failed(label, f"{outcome.error} (run {outcome.run_id})")
+            progress.window_failed(label, outcome.error or "failed")
 
     print(
         f"Syncing {len(days)} day(s) ({len(windows)} {settings.granularity} window(s)) x "
         f"{len(scopes)} scope(s) into {display_url(settings.warehouse_url)} "
-        f"(Dagster instance {os.environ['DAGSTER_HOME']})",
+        f"(Dagster instance {home})",
         flush=True,
     )
-    outcomes = sync_partitions(
-        defs, instance, windows, scopes, on_outcome=report, windows_per_run=settings.windows_per_run
+    # Dagster's own console output (and its tracebacks) only with --verbose: the lines below
+    # say what happened, and every event is in the instance for the UI.
+    level = "DEBUG" if verbose else "CRITICAL"
+    with (
+        _stopping_on_sigterm(),
+        cli_instance(str(home)) as instance,
+        code_location(instance) as workspace,
+    ):
+        result = run_backfill(
+            instance,
+            workspace,
+            keys,
+            None,
+            title=f"polyai-sync sync {days[0]}..{days[-1]}",
+            on_window=report,
+            on_notice=lambda line: print(line, flush=True),
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        )
+    landed = [w for w in result.windows if w.success]
+    print(
+        f"\n{len(landed)} of {len(keys)} window(s) synced, {len(result.failed)} failed: "
+        f"{sum(w.conversations for w in landed):,} conversations, "
+        f"{sum(w.turns for w in landed):,} turns",
+        flush=True,
     )
-    failed = [o for o in outcomes if not o.success]
-    if failed:
-        print(f"{len(failed)} of {len(outcomes)} partition(s) failed", file=sys.stderr)
-        return 1
-    return 0
+    for window in result.failed:
+        print(f"  {window.key.replace('|', ' ')}: {window.error}", file=sys.stderr, flush=True)
+    ui = os.environ.get("DAGSTER_UI_URL", f"http://127.0.0.1:{UI_PORT}").rstrip("/")
+    print(
+        f"Backfill {result.backfill_id}, runs {', '.join(result.run_ids) or '(none)'}\n"
+        f"In the Dagster UI (polyai-sync ui): {ui}/runs/b/{result.backfill_id}",
+        flush=True,
+    )
+    if result.interrupted:
+        print(
+            "Interrupted: what was committed stays; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    return 1 if result.failed or len(landed) < len(keys) else 0
+
+
+@contextlib.contextmanager
+def _stopping_on_sigterm():
+    """SIGTERM (systemd, kill, a CI timeout) stops a sync the way Ctrl-C does: through whatever
+    handles SIGINT at that moment (Dagster defers it to a safe point inside a run)."""
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: signal.getsignal(signal.SIGINT)(signum, frame)
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -132,7 +175,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     end = _parse_date("--end", args.end)
     scopes = _select_scopes(settings, args.environment or [], args.channel or [])
     days = _select_days(settings, start, end)
-    return _run_sync(settings, days, scopes, LOCAL_DIR / "dagster_home")
+    return _run_sync(settings, days, scopes, LOCAL_DIR / "dagster_home", verbose=args.verbose)
 
 
 def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date) -> dict[str, str]:
@@ -351,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--end", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
     sync.add_argument("--environment", action="append", help="repeatable; default: all configured")
     sync.add_argument("--channel", action="append", help="repeatable; default: all configured")
+    sync.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's own log and tracebacks"
+    )
     sync.set_defaults(func=cmd_sync)
 
     ui = commands.add_parser("ui", help="open the Dagster UI on this project's instance")

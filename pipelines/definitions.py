@@ -24,6 +24,7 @@ from assets.conversations import build_sync_asset
 from assets.freshness import build_freshness_check
 from core.config import Settings, display_url
 from pipelines.partitions import build_partitions
+from pipelines.run_workers import run_worker_executor
 from pipelines.schedules import build_nightly_schedule
 from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
@@ -77,6 +78,9 @@ def build_definitions(settings: Settings) -> Definitions:
                 default_status=DefaultScheduleStatus.RUNNING,
             ),
         ],
+        # Every step in the run's own process, the run tagged with that process, so a run whose
+        # process is gone can be told from a live one (pipelines/run_workers.py).
+        executor=run_worker_executor,
         resources={
             "polyai": PolyAIClient(
                 # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails

@@ -73,6 +73,15 @@ class PolyAIHTTPError(PolyAIError):
 class PolyAIAuthError(PolyAIHTTPError):
     """401/403: the key is missing, wrong, or not scoped to this project and region."""
 
+    def __init__(self, status: int, detail: str, where: str) -> None:
+        super().__init__(status, detail, where)
+        # What a person can act on: the settings that decide which key is sent where.
+        self.args = (
+            f"{self.args[0]}. The API refused the key: check POLYAI_API_KEY (a key of this "
+            "project), POLYAI_ACCOUNT_ID and POLYAI_PROJECT_ID, and POLYAI_REGION or "
+            "POLYAI_BASE_URL (keys are scoped to one region)",
+        )
+
 
 class CursorRejectedError(PolyAIHTTPError):
     """400 for a request that carried a cursor: the window must be restarted."""

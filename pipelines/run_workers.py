@@ -1,0 +1,215 @@
+"""Who is running a run, and is that process still there.
+
+Dagster marks a run failed when its process raises, but not when the process is gone: a run
+killed with SIGKILL, by the out-of-memory killer or by a reboot stays ``STARTED`` for good and
+keeps its pool slot, so every later sync of a pool of one waits forever (the default
+``DefaultRunLauncher`` cannot tell whether a run's process lives). Here:
+
+- :data:`run_worker_executor`, the code location's executor (Dagster's in-process executor),
+  first tags the run with the process that executes it: host, boot id, pid and the process's
+  start time in clock ticks (so a pid reused by another process after a crash or a reboot is
+  not taken for the run's);
+- :func:`worker_state` reads that tag back and says whether the process still exists;
+- :func:`recover_dead_runs` marks every unfinished run whose process is gone as failed (a
+  run being canceled as canceled) and frees its pool slots. The CLI calls it before every sync;
+  under the daemon, :class:`pipelines.run_launcher.LocalRunLauncher` answers run monitoring's
+  health check with the same test.
+
+A run executed on another machine (a Kubernetes pod, another host sharing a PostgreSQL-backed
+instance) is never judged from here: its state is ``unknown``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, executor
+from dagster._core.definitions.executor_definition import IN_PROC_CONFIG
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.in_process import InProcessExecutor
+
+WORKER_TAG = "polyai-sync/worker"
+"""``host|boot_id|pid|start_ticks`` of the process executing the run."""
+
+UNFINISHED = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+
+DRIVER_TAG = "polyai-sync/driver"
+"""On a backfill that ``polyai-sync sync`` drives: the process driving it, as in WORKER_TAG.
+(Not WORKER_TAG itself: a backfill's tags are copied onto its runs.)"""
+
+WorkerState = Literal["alive", "gone", "unknown"]
+
+
+@dataclass(frozen=True)
+class Worker:
+    host: str
+    boot_id: str
+    pid: int
+    start_ticks: int
+
+    def tag(self) -> str:
+        return f"{self.host}|{self.boot_id}|{self.pid}|{self.start_ticks}"
+
+    @classmethod
+    def parse(cls, tag: str) -> Worker | None:
+        parts = tag.split("|")
+        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
+            return None
+        return cls(parts[0], parts[1], int(parts[2]), int(parts[3]))
+
+
+@cache
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: a reboot is then told by the pid check alone
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return -1  # exists, unreadable: cannot compare
+    # The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def this_process() -> Worker:
+    pid = os.getpid()
+    return Worker(socket.gethostname(), _boot_id(), pid, _start_ticks(pid) or 0)
+
+
+def worker_state(run: DagsterRun) -> WorkerState:
+    """``gone`` when the process that executed ``run`` no longer exists on this machine."""
+    return process_state(run.tags.get(WORKER_TAG, ""))
+
+
+def process_state(tag: str) -> WorkerState:
+    """``gone`` when the process a :meth:`Worker.tag` names no longer exists on this machine."""
+    worker = Worker.parse(tag)
+    if worker is None or worker.host != socket.gethostname():
+        return "unknown"
+    if worker.boot_id and _boot_id() and worker.boot_id != _boot_id():
+        return "gone"  # the machine restarted since
+    ticks = _start_ticks(worker.pid)
+    if ticks is None:
+        return "gone"
+    if ticks != -1 and worker.start_ticks and ticks != worker.start_ticks:
+        return "gone"  # the pid now belongs to another process
+    return "alive"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    run_id: str
+    status: DagsterRunStatus
+    """What the run was left as: FAILURE, or CANCELED if it was being canceled."""
+    pid: int
+
+
+def recover_dead_runs(instance: DagsterInstance) -> list[Recovered]:
+    """Mark unfinished runs whose process is gone as failed (or canceled) and free their pool
+    slots; what was recovered."""
+    recovered = []
+    for run in instance.get_runs(filters=_unfinished()):
+        if worker_state(run) != "gone":
+            continue
+        worker = Worker.parse(run.tags[WORKER_TAG])
+        assert worker is not None
+        message = (
+            f"The process that ran this run (pid {worker.pid} on {worker.host}) is gone: killed, "
+            "out of memory, or the machine restarted. polyai-sync marked the run "
+            "{status} and freed its pool slots; a new sync resumes its windows from the last "
+            "committed page."
+        )
+        if run.status == DagsterRunStatus.CANCELING:
+            status = DagsterRunStatus.CANCELED
+            instance.report_run_canceled(run, message.format(status="canceled"))
+        else:
+            status = DagsterRunStatus.FAILURE
+            instance.report_run_failed(run, message.format(status="failed"))
+        free_slots(instance, run.run_id)
+        recovered.append(Recovered(run.run_id, status, worker.pid))
+    return recovered
+
+
+def recover_orphaned_backfills(instance: DagsterInstance) -> list[str]:
+    """Mark failed the backfills that a ``polyai-sync sync`` drove and whose process is gone
+    (otherwise a daemon started later would pick them up and run them again); their ids."""
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
+    orphaned = []
+    for backfill in instance.get_backfills(
+        filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
+    ):
+        if process_state(backfill.tags.get(DRIVER_TAG, "")) == "gone":
+            instance.update_backfill(backfill.with_status(BulkActionStatus.FAILED))
+            orphaned.append(backfill.backfill_id)
+    return orphaned
+
+
+def free_slots(instance: DagsterInstance, run_id: str) -> None:
+    """Give back every pool slot (claimed or waited for) of ``run_id``."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
+
+
+def _unfinished():
+    from dagster import RunsFilter
+
+    return RunsFilter(statuses=list(UNFINISHED))
+
+
+class _WorkerTaggingExecutor(InProcessExecutor):
+    """Dagster's in-process executor that first records which process executes the run."""
+
+    def execute(self, plan_context, execution_plan) -> Iterator:  # type: ignore[override]
+        plan_context.instance.add_run_tags(plan_context.run_id, {WORKER_TAG: this_process().tag()})
+        yield from super().execute(plan_context, execution_plan)
+
+
+@executor(name="in_process", config_schema=IN_PROC_CONFIG)
+def run_worker_executor(init_context) -> InProcessExecutor:
+    """Every step in the run's own process (one DuckDB writer, no process per step), the run
+    tagged with that process so a dead run can be told from a live one."""
+    config = init_context.executor_config
+    return _WorkerTaggingExecutor(
+        retries=RetryMode.from_config(config["retries"]),  # type: ignore[arg-type]
+        marker_to_close=config.get("marker_to_close"),  # type: ignore[arg-type]
+        step_dependency_config=StepDependencyConfig.from_config(
+            config.get("step_dependency_config")  # type: ignore[arg-type]
+        ),
+    )
+
+
+def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
+    """Seconds until a step waiting for a pool slot asks the storage again.
+
+    Dagster 1.13.27 returns ``min([0, *deltas])``, never more than 0, so the executor's loop
+    never sleeps while a step waits for a slot: one core at ~90% for as long as the wait
+    lasts (seen: 20 minutes behind a dead run's slot). The storage is asked only when a
+    deadline passes; sleeping until the nearest one costs nothing.
+    """
+    if not self._pending_claims:
+        return 0.0
+    deadlines = self._pending_timeouts.values()
+    return max(0.0, min((deadline - time.time() for deadline in deadlines), default=0.0))
+
+
+InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
+    _interval_to_next_pending_claim_check
+)

@@ -1,0 +1,107 @@
+"""A run whose process is gone is told from a live one, marked failed and its slot freed."""
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+
+from assets.keys import POOL
+from pipelines.instance import get_instance
+from pipelines.run_launcher import LocalRunLauncher
+from pipelines.run_workers import (
+    WORKER_TAG,
+    Worker,
+    recover_dead_runs,
+    this_process,
+    worker_state,
+)
+
+
+def _process_that_exited() -> Worker:
+    child = subprocess.Popen(["sleep", "30"])
+    stat = Path(f"/proc/{child.pid}/stat").read_text()
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    child.kill()
+    child.wait()
+    me = this_process()
+    return Worker(me.host, me.boot_id, child.pid, ticks)
+
+
+def _run(instance: DagsterInstance, worker: Worker, status=DagsterRunStatus.STARTED) -> str:
+    run_id = str(uuid.uuid4())
+    instance.add_run(
+        DagsterRun(
+            job_name="polyai_sync", run_id=run_id, status=status, tags={WORKER_TAG: worker.tag()}
+        )
+    )
+    return run_id
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagsterInstance:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    instance = get_instance(tmp_path / "dagster_home")  # the project's dagster.yaml: a pool of 1
+    assert instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+    return instance
+
+
+def test_a_dead_run_holding_the_pool_is_failed_and_its_slot_freed(
+    instance: DagsterInstance,
+) -> None:
+    storage = instance.event_log_storage
+    dead = _run(instance, _process_that_exited())
+    alive = _run(instance, this_process())
+    assert storage.claim_concurrency_slot(POOL, dead, "polyai_conversations_sync").is_claimed
+    # The live run waits behind it, as a second sync did for 20 minutes before this fix.
+    assert not storage.claim_concurrency_slot(POOL, alive, "polyai_conversations_sync").is_claimed
+
+    recovered = recover_dead_runs(instance)
+
+    assert [(r.run_id, r.status) for r in recovered] == [(dead, DagsterRunStatus.FAILURE)]
+    assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive).status == DagsterRunStatus.STARTED
+    assert dead not in {s.run_id for s in storage.get_concurrency_info(POOL).claimed_slots}
+    assert storage.claim_concurrency_slot(POOL, alive, "polyai_conversations_sync").is_claimed
+    assert recover_dead_runs(instance) == []
+
+
+def test_a_run_being_canceled_whose_process_is_gone_ends_canceled(
+    instance: DagsterInstance,
+) -> None:
+    run_id = _run(instance, _process_that_exited(), DagsterRunStatus.CANCELING)
+    (recovered,) = recover_dead_runs(instance)
+    assert recovered.status == DagsterRunStatus.CANCELED
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("change", "state"),
+    [
+        ({}, "alive"),
+        ({"start_ticks": 1}, "gone"),  # the pid is another process's now
+        ({"boot_id": "another-boot"}, "gone"),  # the machine restarted
+        ({"host": "another-host"}, "unknown"),  # not ours to judge
+    ],
+)
+def test_worker_state_tells_a_reused_pid_a_reboot_and_another_machine(change, state) -> None:
+    worker = this_process()
+    tag = Worker(**{**worker.__dict__, **change}).tag()
+    assert worker_state(DagsterRun(job_name="j", tags={WORKER_TAG: tag})) == state
+    assert worker_state(DagsterRun(job_name="j")) == "unknown"  # untagged: never judged
+
+
+def test_the_daemons_launcher_reports_a_gone_worker_as_failed(instance: DagsterInstance) -> None:
+    launcher = LocalRunLauncher()
+    assert launcher.supports_check_run_worker_health
+    dead = DagsterRun(job_name="j", tags={WORKER_TAG: _process_that_exited().tag()})
+    live = DagsterRun(job_name="j", tags={WORKER_TAG: this_process().tag()})
+    assert launcher.check_run_worker_health(dead).status.value == "FAILED"
+    assert (
+        f"pid {Worker.parse(dead.tags[WORKER_TAG]).pid}"
+        in launcher.check_run_worker_health(dead).msg
+    )
+    assert launcher.check_run_worker_health(live).status.value == "RUNNING"
+    assert os.getpid() == this_process().pid
