@@ -106,7 +106,9 @@ class BackfillResult:
 def cli_instance(home: str) -> DagsterInstance:
     """The instance at ``home`` as this command uses it: the runs it launches execute here,
     in this process, at once (the instance's own coordinator and launcher are for the daemon
-    and the UI)."""
+    and the UI). Steps' raw stdout is not captured to files: the capture runs helper processes
+    that Ctrl-C reaches too (they print tracebacks), and the steps log through Dagster's event
+    log, which the UI shows either way."""
     ref = InstanceRef.from_dir(
         home,
         overrides={
@@ -117,6 +119,10 @@ def cli_instance(home: str) -> DagsterInstance:
             "run_launcher": {
                 "module": "pipelines.run_launcher",
                 "class": "InProcessRunLauncher",
+            },
+            "compute_logs": {
+                "module": "dagster._core.storage.noop_compute_log_manager",
+                "class": "NoOpComputeLogManager",
             },
         },
     )
@@ -367,7 +373,8 @@ class _Watcher:
         if not storage.supports_global_concurrency_limits:
             return
         info = storage.get_concurrency_info(POOL)
-        if run_id not in info.pending_step_run_ids:
+        waiting = {step.run_id for step in info.pending_steps if step.assigned_timestamp is None}
+        if run_id not in waiting:
             return
         self.waiting_noticed.add(run_id)
         holders = sorted({slot.run_id for slot in info.claimed_slots} - {run_id})
