@@ -334,8 +334,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     else:
         home = dagster_home(LOCAL_DIR / "dagster_home")
     env["DAGSTER_HOME"] = str(home)
+    # The dagster beside this Python: `.venv/bin/polyai-sync ui` works without the venv on PATH.
+    beside = Path(sys.executable).parent / "dagster"
     command = [
-        "dagster",
+        str(beside) if beside.exists() else "dagster",
         "dev",
         "-m",
         "pipelines.definitions",
