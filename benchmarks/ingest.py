@@ -393,8 +393,10 @@ PRELOADED = {
         "psycopg",
     ),
     "polyai-sync (PostgreSQL x2)": ("devtools.postgres", "psycopg"),
-    "polyai-sync (Dagster)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
-    "polyai-sync (whole job)": ("pipelines.definitions", "pipelines.runner", "pipelines.instance"),
+    # Not pipelines.definitions: it builds `defs` from the environment when first imported,
+    # and the contender sets the environment after these imports.
+    "polyai-sync (Dagster)": ("dagster", "pipelines.runner", "pipelines.instance"),
+    "polyai-sync (whole job)": ("dagster", "pipelines.runner", "pipelines.instance"),
     "dlt (defaults)": ("dlt", "dlt.sources.rest_api", "duckdb"),
     "dlt (tuned)": ("dlt", "dlt.sources.rest_api", "duckdb"),
     "floor": ("duckdb", "pyarrow"),

@@ -72,7 +72,9 @@ def conversations_in(server: SimulatorServer, day: date, scope: Scope) -> int:
 def test_a_backfill_through_the_daemon_on_postgresql_runs_windows_at_once_and_lands_each_once(
     serve: Serve, postgres_server: str, tmp_path: Path
 ) -> None:
-    server = serve(conversations_per_day=150, faults={"latency_ms": 40})
+    # Pages slow enough that a run lasts longer than the queue's dequeue interval, so runs
+    # overlap (with every step in the run's own process a run takes about a second).
+    server = serve(conversations_per_day=150, faults={"latency_ms": 400})
     env = instance_env(
         server,
         tmp_path,
