@@ -43,6 +43,7 @@ def instance_env(server: SimulatorServer, tmp_path: Path, dagster_db: str, wareh
         WAREHOUSE_URL=warehouse,
         LAKE_URL=str(tmp_path / "lake"),
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        POLYAI_PAGE_SIZE="25",
         DAGSTER_PG_USERNAME=storage.username or "postgres",
         DAGSTER_PG_PASSWORD=storage.password or "",
         DAGSTER_PG_HOST=storage.hostname or "127.0.0.1",
