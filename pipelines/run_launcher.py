@@ -24,7 +24,7 @@ from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
-from pipelines.run_workers import WORKER_TAG, Worker, worker_state
+from pipelines.run_workers import Worker
 
 # Dagster's backfill step submits runs from inside an asyncio loop, so a run executed here
 # cannot run its own loop's clean-up, and Python warns about the coroutine it left. Harmless.
@@ -41,12 +41,12 @@ class LocalRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:  # type: ignore[override]
-        if worker_state(run) == "gone":
-            worker = Worker.parse(run.tags[WORKER_TAG])
+        worker = Worker.of(run)
+        if worker is not None and worker.state() == "gone":
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
-                f"the run's process (pid {worker.pid if worker else '?'}) is gone: killed, "
-                "out of memory, or the machine restarted",
+                f"the run's process (pid {worker.pid}) is gone: killed, out of memory, or the "
+                "machine restarted",
             )
         # Alive, or executed on another machine: not ours to judge.
         return CheckRunHealthResult(WorkerStatus.RUNNING)

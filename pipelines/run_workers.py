@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, executor
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter, executor
 from dagster._core.definitions.executor_definition import IN_PROC_CONFIG
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.retries import RetryMode
@@ -66,6 +66,24 @@ class Worker:
             return None
         return cls(parts[0], parts[1], int(parts[2]), int(parts[3]))
 
+    @classmethod
+    def of(cls, run: DagsterRun) -> Worker | None:
+        """The process recorded on ``run``, if any."""
+        return cls.parse(run.tags.get(WORKER_TAG, ""))
+
+    def state(self) -> WorkerState:
+        """``gone`` when this process no longer exists on this machine."""
+        if self.host != socket.gethostname():
+            return "unknown"
+        if self.boot_id and _boot_id() and self.boot_id != _boot_id():
+            return "gone"  # the machine restarted since
+        ticks = _start_ticks(self.pid)
+        if ticks is None:
+            return "gone"
+        if ticks != -1 and self.start_ticks and ticks != self.start_ticks:
+            return "gone"  # the pid now belongs to another process
+        return "alive"
+
 
 @cache
 def _boot_id() -> str:
@@ -98,18 +116,9 @@ def worker_state(run: DagsterRun) -> WorkerState:
 
 
 def process_state(tag: str) -> WorkerState:
-    """``gone`` when the process a :meth:`Worker.tag` names no longer exists on this machine."""
+    """The state of the process a :meth:`Worker.tag` names (``unknown`` for no tag)."""
     worker = Worker.parse(tag)
-    if worker is None or worker.host != socket.gethostname():
-        return "unknown"
-    if worker.boot_id and _boot_id() and worker.boot_id != _boot_id():
-        return "gone"  # the machine restarted since
-    ticks = _start_ticks(worker.pid)
-    if ticks is None:
-        return "gone"
-    if ticks != -1 and worker.start_ticks and ticks != worker.start_ticks:
-        return "gone"  # the pid now belongs to another process
-    return "alive"
+    return worker.state() if worker is not None else "unknown"
 
 
 @dataclass(frozen=True)
@@ -124,11 +133,10 @@ def recover_dead_runs(instance: DagsterInstance) -> list[Recovered]:
     """Mark unfinished runs whose process is gone as failed (or canceled) and free their pool
     slots; what was recovered."""
     recovered = []
-    for run in instance.get_runs(filters=_unfinished()):
-        if worker_state(run) != "gone":
+    for run in instance.get_runs(filters=RunsFilter(statuses=list(UNFINISHED))):
+        worker = Worker.of(run)
+        if worker is None or worker.state() != "gone":
             continue
-        worker = Worker.parse(run.tags[WORKER_TAG])
-        assert worker is not None
         message = (
             f"The process that ran this run (pid {worker.pid} on {worker.host}) is gone: killed, "
             "out of memory, or the machine restarted. polyai-sync marked the run "
@@ -166,12 +174,6 @@ def free_slots(instance: DagsterInstance, run_id: str) -> None:
     storage = instance.event_log_storage
     if storage.supports_global_concurrency_limits:
         storage.free_concurrency_slots_for_run(run_id)
-
-
-def _unfinished():
-    from dagster import RunsFilter
-
-    return RunsFilter(statuses=list(UNFINISHED))
 
 
 class _WorkerTaggingExecutor(InProcessExecutor):

@@ -53,9 +53,9 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_jobs
 
 from assets.keys import CONVERSATIONS, POOL, TURNS
+from pipelines.run_launcher import was_interrupted
 from pipelines.run_workers import (
     DRIVER_TAG,
-    Recovered,
     free_slots,
     recover_dead_runs,
     recover_orphaned_backfills,
@@ -95,7 +95,6 @@ class BackfillResult:
     backfill_id: str
     windows: list[WindowOutcome] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
-    recovered: list[Recovered] = field(default_factory=list)
     interrupted: bool = False
 
     @property
@@ -162,8 +161,7 @@ def run_backfill(
     outcome, in the order they landed (failures when their run ended). ``assets=None``: every
     partitioned asset of the code location (the tables and everything computed from them)."""
     result = BackfillResult(make_new_backfill_id())
-    result.recovered = recover_dead_runs(instance)
-    for dead in result.recovered:
+    for dead in recover_dead_runs(instance):
         marked = "canceled" if dead.status == DagsterRunStatus.CANCELED else "failed"
         on_notice(
             f"Run {dead.run_id} had lost its process (pid {dead.pid}): marked {marked}, its "
@@ -302,7 +300,7 @@ class _Watcher:
                     self.result.run_ids.append(run.run_id)
                 if run.run_id in self.finished_runs:
                     continue
-                self._read_landed(run.run_id, run)
+                self._read_landed(run.run_id)
                 if run.status == DagsterRunStatus.CANCELING:
                     # Terminated from the UI: a run executed in this process stops with it.
                     os.kill(os.getpid(), signal.SIGINT)
@@ -313,7 +311,7 @@ class _Watcher:
                 else:
                     self._notice_pool_wait(run.run_id)
 
-    def _read_landed(self, run_id: str, run) -> None:
+    def _read_landed(self, run_id: str) -> None:
         storage = self.instance.event_log_storage
         if run_id not in self.last_landed:
             record = self.instance.get_run_record_by_id(run_id)
@@ -423,6 +421,8 @@ def _keys_of_run(run, keys: set[str], partitions_def: PartitionsDefinition) -> l
 
 def _failure(instance: DagsterInstance, run_id: str) -> tuple[str | None, str]:
     """(the window that failed, if the step said, and the reason in one line)."""
+    if was_interrupted(instance, run_id):
+        return None, "interrupted (Ctrl-C or SIGTERM)"
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
         if event is None or event.step_failure_data is None:
@@ -435,17 +435,11 @@ def _failure(instance: DagsterInstance, run_id: str) -> tuple[str | None, str]:
             if data.user_failure_data.description:
                 return window, data.user_failure_data.description.strip()
         error = data.error
-        if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
-            return window, "interrupted (Ctrl-C or SIGTERM)"
         while error is not None and error.cause is not None:
             error = error.cause
         if error is not None:
             return window, error.message.strip().splitlines()[0]
     for record in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
-        if record.dagster_event is not None and "interrupted" in (
-            record.dagster_event.message or ""
-        ):
-            return None, "interrupted (Ctrl-C or SIGTERM)"
         if record.dagster_event is not None and record.dagster_event.message:
             return None, record.dagster_event.message.strip().splitlines()[0]
     if instance.all_logs(run_id, of_type=DagsterEventType.RUN_CANCELED):
