@@ -148,6 +148,9 @@ def test_a_sync_killed_with_its_process_group_is_resumed_by_the_same_command(
     assert_nothing_left_running(env)
     with instance_of(env) as instance:
         assert sorted(run.status.value for run in instance.get_runs()) == ["FAILURE", "SUCCESS"]
+        # The killed command's backfill is failed too: a daemon started later won't rerun it.
+        statuses = sorted(b.status.value for b in instance.get_backfills())
+        assert statuses == ["COMPLETED_SUCCESS", "FAILED"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -226,4 +229,23 @@ def test_two_syncs_at_once_on_one_sqlite_instance_both_finish_the_second_waiting
     reader.join(timeout=10)
     assert any("[1/1] 2026-11-20 live.chat" in line for line in lines)
     assert stored_by_channel(env) == truth(server, ("voice", "chat"))
+    assert_nothing_left_running(env)
+
+
+def test_a_run_marked_canceling_from_the_ui_stops_the_command_running_it(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Terminate in the UI first marks the run CANCELING (then asks the run's launcher, which
+    cannot reach a run inside a CLI process); the command sees the mark and stops."""
+    server = serve(faults={"latency_ms": 250})
+    env = sync_env(server, tmp_path)
+    sync = start_sync(env)
+    wait_for_pages(env, 1, sync)
+    with instance_of(env) as instance:
+        (run,) = instance.get_runs()
+        instance.report_run_canceling(run)
+    marked = time.monotonic()
+    out, err = sync.communicate(timeout=30)
+    assert time.monotonic() - marked < 10
+    assert sync.returncode == 130, out + err
     assert_nothing_left_running(env)

@@ -2,11 +2,13 @@
 
 import os
 import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 
 from assets.keys import POOL
 from pipelines.instance import get_instance
@@ -105,3 +107,43 @@ def test_the_daemons_launcher_reports_a_gone_worker_as_failed(instance: DagsterI
     )
     assert launcher.check_run_worker_health(live).status.value == "RUNNING"
     assert os.getpid() == this_process().pid
+
+
+def test_under_the_daemon_run_monitoring_fails_a_dead_run_and_frees_its_slot(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    """The real dagster-daemon on the project's dagster.yaml (the instance `polyai-sync ui`
+    and `dagster dev` use): a run whose process is gone is failed and its slot given back,
+    with no polyai-sync command involved."""
+    storage = instance.event_log_storage
+    dead = _run(instance, _process_that_exited())
+    assert storage.claim_concurrency_slot(POOL, dead, "polyai_conversations_sync").is_claimed
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    daemon = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-w",
+            str(root / "workspace.yaml"),
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 150  # a 30 s monitoring poll, then 10 s to free slots
+        while True:
+            run = instance.get_run_by_id(dead)
+            claimed = {s.run_id for s in storage.get_concurrency_info(POOL).claimed_slots}
+            if run.status == DagsterRunStatus.FAILURE and dead not in claimed:
+                break
+            assert daemon.poll() is None, "the daemon exited"
+            assert time.monotonic() < deadline, (run.status, claimed)
+            time.sleep(1)
+        failure = instance.all_logs(dead, of_type=DagsterEventType.RUN_FAILURE)
+        assert "is gone" in failure[0].dagster_event.message
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
