@@ -1,51 +1,44 @@
 """The sync asset: one partition = one (day, scope) window of conversations and their turns.
 
-Every table is written by one step because one API query yields them all; each is its own
-asset so the graph and the partitions view show what exists.
+The four tables are written by one step because one API query yields them all (one pass over
+the window's pages); each is its own asset so the graph and the partitions view show what
+exists. The step cannot be subset: whatever selects one table writes, and records, all four.
+Everything computed from them (KPIs, lake, QA sample, saved searches) and the window checks are
+their own steps downstream (:mod:`assets.analytics`, :mod:`assets.window_checks`).
 """
 
-from collections import Counter
-from collections.abc import Sequence
-
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetMaterialization,
+    AssetObservation,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
     Failure,
     FreshnessPolicy,
+    MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
     multi_asset,
 )
 
-from assets.analytics import export_to_lake, kpi_specs, lake_spec, recompute_kpis
-from assets.checks import CHECKS, run_checks
 from assets.keys import (
+    CONVERSATIONS,
     GROUP,
-    KPI_KEYS,
-    LAKE,
     OWNER,
     POOL,
-    QA_SAMPLES,
-    SAVED_SEARCHES,
     TABLE_DESCRIPTIONS,
-    TABLE_KEYS,
     column_schema,
     window_of,
 )
-from assets.qa_sample import draw_sample, qa_sample_spec
-from assets.saved_searches import run_saved_searches, saved_search_spec
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
-from core.config import SavedSearch
 from core.windows import Scope, Window, window_key
-from resources.lake import ParquetLake
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import Warehouse
+
+SYNC_STEP = "polyai_conversations_sync"
+WINDOW_LANDED = "window_landed"
+"""Metadata flag of the observation a window's landing records (progress, read by the CLI)."""
 
 
 def build_sync_asset(
@@ -53,13 +46,11 @@ def build_sync_asset(
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
     windows_per_run: int = 7,
     freshness_policy: FreshnessPolicy | None = None,
-    qa_sample_size: int = 0,
-    saved_searches: Sequence[SavedSearch] = (),
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
     @multi_asset(
-        name="polyai_conversations_sync",
+        name=SYNC_STEP,
         partitions_def=partitions_def,
         pool=POOL,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=windows_per_run),
@@ -69,103 +60,60 @@ def build_sync_asset(
                 group_name=GROUP,
                 kinds={"duckdb", "python"},
                 owners=[OWNER],
-                skippable=True,  # materializations are reported per window, as they land
                 freshness_policy=freshness_policy,
                 description=text,
                 metadata={"dagster/column_schema": column_schema(key.path[-1])},
             )
             for key, text in TABLE_DESCRIPTIONS.items()
-        ]
-        + kpi_specs(freshness_policy)
-        + [lake_spec(freshness_policy)]
-        + ([qa_sample_spec()] if qa_sample_size else [])
-        + ([saved_search_spec(saved_searches)] if saved_searches else []),
-        can_subset=True,
-        check_specs=[
-            AssetCheckSpec(check.name, asset=TABLE_KEYS[check.asset], description=check.description)
-            for check in CHECKS
         ],
+        can_subset=False,
     )
     def polyai_conversations_sync(
-        context: AssetExecutionContext,
-        polyai: PolyAIClient,
-        warehouse: Warehouse,
-        lake: ParquetLake,
+        context: AssetExecutionContext, polyai: PolyAIClient, warehouse: Warehouse
     ):
-        """Sync every window of the run (one, or a range when a backfill groups them), then
-        recompute its KPIs. With only KPI tables selected, recompute them without syncing."""
-        windows = sorted(window_of(key) for key in context.partition_keys)
-        selected = context.selected_asset_keys
-        sync = bool(selected & set(TABLE_KEYS.values()))
-        kpis = bool(selected & set(KPI_KEYS.values()))
-        export = LAKE in selected
-        sample = QA_SAMPLES in selected
-        search = SAVED_SEARCHES in selected
-        violations: Counter[str] = Counter()
-        failing: dict[str, list[str]] = {check.name: [] for check in CHECKS}
+        """Sync every window of the run (one, or a range when a backfill groups them). Each
+        window's landing is recorded as it happens (an observation of the conversations
+        table); the four tables' materializations, one per window with that window's
+        metadata, when the step ends. A window that fails ends the step: the windows before it
+        are recorded as materialized, the window is named in the failure."""
+        landed: list[tuple[str, dict[str, dict[str, object]]]] = []
         # One connection across the run's windows (let go every second for other
         # processes): a checkpoint a second instead of one a window.
         with warehouse.holding():
-            for _, scope, window, key in windows:
-                if sync:
-                    try:
-                        result = _sync_one(
-                            context, polyai, warehouse, scope, window, max_quarantined_fraction
-                        )
-                    except Exception as exc:
-                        # Name the window: the run's other windows did not fail, they were
-                        # not reached.
-                        raise Failure(
-                            description=f"{key}: {exc}",
-                            metadata={"window": str(key), "error_type": type(exc).__name__},
-                        ) from exc
-                    metadata = _metadata(scope, window, result)
-                    # One materialization per window and table, as each window completes: a run
-                    # that fails on its fifth window still shows the first four as done.
-                    for asset_key in TABLE_DESCRIPTIONS:
-                        yield AssetMaterialization(
-                            asset_key=asset_key,
-                            partition=key,
-                            metadata={
-                                **metadata,
-                                "dagster/row_count": result.rows[asset_key.path[-1]],
-                            },
-                        )
-                    outcomes = run_checks(
-                        lambda: warehouse.connect(read_only=True),
-                        warehouse.schema_ref,
-                        scope,
-                        window,
-                        result.load_id,
-                        max_quarantined_fraction,
+            for _, scope, window, key in sorted(window_of(k) for k in context.partition_keys):
+                try:
+                    result = _sync_one(
+                        context, polyai, warehouse, scope, window, max_quarantined_fraction
                     )
-                    for outcome in outcomes:
-                        violations[outcome.name] += outcome.violations
-                        if not outcome.passed:
-                            failing[outcome.name].append(key)
-                if kpis:
-                    yield from recompute_kpis(warehouse, scope, window, key)
-                if export:
-                    yield export_to_lake(lake, warehouse, scope, window, key)
-                if sample:
-                    yield draw_sample(polyai, warehouse, lake, scope, window, qa_sample_size, key)
-                if search:
-                    yield run_saved_searches(polyai, warehouse, saved_searches, scope, window, key)
-        selected_checks = {check_key.name for check_key in context.selected_asset_check_keys}
-        for check in CHECKS:
-            if not sync or check.name not in selected_checks:
-                continue
-            yield AssetCheckResult(
-                check_name=check.name,
-                asset_key=TABLE_KEYS[check.asset],
-                passed=not failing[check.name],
-                severity=AssetCheckSeverity.ERROR,
-                metadata={
-                    "violations": violations[check.name],
-                    "windows_checked": len(windows),
-                    "failing_windows": MetadataValue.json(failing[check.name]),
-                },
-            )
+                except Exception as exc:
+                    for done, by_table in landed:
+                        for asset_key, metadata in by_table.items():
+                            yield AssetMaterialization(
+                                asset_key=asset_key, partition=done, metadata=metadata
+                            )
+                    # Name the window: the run's other windows did not fail, they were not
+                    # reached.
+                    raise Failure(
+                        description=f"{key}: {exc}",
+                        metadata={"window": str(key), "error_type": type(exc).__name__},
+                    ) from exc
+                common = _metadata(scope, window, result)
+                by_table = {}
+                for asset_key in TABLE_DESCRIPTIONS:
+                    metadata = {**common, "dagster/row_count": result.rows[asset_key.path[-1]]}
+                    context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key)
+                    by_table[asset_key] = metadata
+                landed.append((key, by_table))
+                yield AssetObservation(
+                    asset_key=CONVERSATIONS,
+                    partition=key,
+                    metadata={
+                        WINDOW_LANDED: True,
+                        **{f"rows_{table}": count for table, count in result.rows.items()},
+                    },
+                )
+        for asset_key in TABLE_DESCRIPTIONS:
+            yield MaterializeResult(asset_key=asset_key)
 
     return polyai_conversations_sync
 

@@ -35,6 +35,7 @@ KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANA
 LAKE = AssetKey(["polyai", "lake"])
 QA_SAMPLES = AssetKey(["polyai", "qa_samples"])
 SAVED_SEARCHES = AssetKey(["polyai", "saved_search_matches"])
+SYNC_STATE = AssetKey(["polyai", "sync_state"])
 TABLE_DESCRIPTIONS = {
     CONVERSATIONS: "One row per PolyAI conversation, replaced window by window.",
     TURNS: "One row per turn, keyed by (conversation_id, turn_index).",
@@ -67,14 +68,13 @@ def analytics_spec(
     freshness_policy: FreshnessPolicy | None = None,
     table: str | None = None,
 ) -> AssetSpec:
-    """A downstream asset of the sync step: analytics group, owner, reported per window
-    (skippable output), its upstream tables, and ``table``'s column schema if it has one."""
+    """An asset computed from the window tables: analytics group, owner, its upstream tables,
+    and ``table``'s column schema if it has one."""
     return AssetSpec(
         key,
         group_name=ANALYTICS_GROUP,
         kinds=kinds,
         owners=[OWNER],
-        skippable=True,
         description=description,
         deps=[AssetDep(source) for source in sources],
         freshness_policy=freshness_policy,

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from dagster import AssetMaterialization, AssetSpec
+from dagster import AssetExecutionContext, AssetsDefinition, MultiPartitionsDefinition
 
+from assets.analytics import window_asset
 from assets.keys import CONVERSATIONS, QA_SAMPLES, analytics_spec
 from core import schema
 from core.normalize import parse_timestamp, to_json
@@ -18,15 +19,25 @@ from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
 
 
-def qa_sample_spec() -> AssetSpec:
-    return analytics_spec(
+def qa_sample_asset(
+    partitions_def: MultiPartitionsDefinition, windows_per_run: int, size: int
+) -> AssetsDefinition:
+    spec = analytics_spec(
         QA_SAMPLES,
         {"duckdb", "csv"},
-        "A random sample of POLYAI_QA_SAMPLE_SIZE conversations per window and scope "
-        "(the API's sample=random mode) with a readable transcript, for QA review.",
+        f"A random sample of {size} conversations (POLYAI_QA_SAMPLE_SIZE) per window and "
+        "scope (the API's sample=random mode) with a readable transcript, for QA review.",
         (CONVERSATIONS,),
         table="qa_samples",
     )
+
+    def compute(context: AssetExecutionContext, scope: Scope, window: Window) -> dict[str, Any]:
+        resources = context.resources
+        return draw_sample(
+            resources.polyai, resources.warehouse, resources.lake, scope, window, size
+        )
+
+    return window_asset(spec, partitions_def, windows_per_run, {"polyai", "lake"}, compute)
 
 
 def transcript(conversation: dict[str, Any]) -> str:
@@ -46,9 +57,8 @@ def draw_sample(
     scope: Scope,
     window: Window,
     size: int,
-    partition: str,
-) -> AssetMaterialization:
-    """Draw one window's sample, replace it in the warehouse and the lake."""
+) -> dict[str, Any]:
+    """Draw one window's sample, replace it in the warehouse and the lake; its metadata."""
     query = ConversationQuery(
         start_time=window.start,
         end_time=window.end,
@@ -77,8 +87,4 @@ def draw_sample(
     )
     warehouse.replace_window_rows("qa_samples", scope, window, rows)
     path = lake.write_csv("qa_samples", scope, window, rows.drop(columns=["raw"]))
-    return AssetMaterialization(
-        asset_key=QA_SAMPLES,
-        partition=partition,
-        metadata={"dagster/row_count": len(rows), "csv": str(path), "sample_size": size},
-    )
+    return {"dagster/row_count": len(rows), "csv": str(path), "sample_size": size}

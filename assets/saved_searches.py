@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from dagster import AssetMaterialization, AssetSpec
+from dagster import AssetExecutionContext, AssetsDefinition, MultiPartitionsDefinition
 
+from assets.analytics import window_asset
 from assets.keys import CONVERSATIONS, SAVED_SEARCHES, analytics_spec
 from core import schema
 from core.config import SavedSearch
@@ -18,8 +19,12 @@ from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
 
 
-def saved_search_spec(searches: Sequence[SavedSearch]) -> AssetSpec:
-    return analytics_spec(
+def saved_search_asset(
+    partitions_def: MultiPartitionsDefinition,
+    windows_per_run: int,
+    searches: Sequence[SavedSearch],
+) -> AssetsDefinition:
+    spec = analytics_spec(
         SAVED_SEARCHES,
         {"duckdb"},
         "Matches of the configured searches: "
@@ -27,6 +32,12 @@ def saved_search_spec(searches: Sequence[SavedSearch]) -> AssetSpec:
         (CONVERSATIONS,),
         table="saved_search_matches",
     )
+
+    def compute(context: AssetExecutionContext, scope: Scope, window: Window) -> dict[str, Any]:
+        resources = context.resources
+        return run_saved_searches(resources.polyai, resources.warehouse, searches, scope, window)
+
+    return window_asset(spec, partitions_def, windows_per_run, {"polyai"}, compute)
 
 
 def matched_turn(conversation: dict[str, Any], text: str) -> tuple[int | None, str | None]:
@@ -46,9 +57,8 @@ def run_saved_searches(
     searches: Sequence[SavedSearch],
     scope: Scope,
     window: Window,
-    partition: str,
-) -> AssetMaterialization:
-    """Run every saved search over one window; replace the window's matches."""
+) -> dict[str, Any]:
+    """Run every saved search over one window; replace the window's matches; its metadata."""
     records = []
     now = datetime.now(UTC)
     for search in searches:
@@ -84,11 +94,7 @@ def run_saved_searches(
     rows["matched_turn_index"] = rows["matched_turn_index"].astype("Int64")
     warehouse.replace_window_rows("saved_search_matches", scope, window, rows)
     counts = rows.groupby("search").size().to_dict() if len(rows) else {}
-    return AssetMaterialization(
-        asset_key=SAVED_SEARCHES,
-        partition=partition,
-        metadata={
-            "dagster/row_count": len(rows),
-            **{f"matches_{s.name}": int(counts.get(s.name, 0)) for s in searches},
-        },
-    )
+    return {
+        "dagster/row_count": len(rows),
+        **{f"matches_{s.name}": int(counts.get(s.name, 0)) for s in searches},
+    }

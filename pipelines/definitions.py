@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from dagster import (
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     Definitions,
     EnvVar,
     FreshnessPolicy,
@@ -20,8 +22,12 @@ from dagster import (
     define_asset_job,
 )
 
+from assets.analytics import kpi_assets, lake_asset
 from assets.conversations import build_sync_asset
-from assets.freshness import build_freshness_check
+from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
+from assets.qa_sample import qa_sample_asset
+from assets.saved_searches import saved_search_asset
+from assets.window_checks import build_window_checks
 from core.config import Settings, display_url
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
@@ -32,6 +38,7 @@ from resources.warehouse import Warehouse, warehouse_for
 
 SYNC_JOB = "polyai_sync"
 FRESHNESS_JOB = "polyai_scope_freshness"
+DOWNSTREAM_SENSOR = "polyai_downstream"
 # One freshness policy for every table, decided here: the nightly run lands yesterday a few
 # hours after the schedule hour, so a table last materialized more than a day and a half ago
 # is late. (Applied through the asset factory: Definitions.map_asset_specs is still preview.)
@@ -42,20 +49,31 @@ FRESHNESS = FreshnessPolicy.time_window(
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
-    sync_asset = build_sync_asset(
-        partitions,
-        settings.quarantine_max_fraction,
-        settings.windows_per_run,
-        FRESHNESS,
-        settings.qa_sample_size,
-        settings.saved_searches,
-    )
+    per_run = settings.windows_per_run
+    sync_asset = build_sync_asset(partitions, settings.quarantine_max_fraction, per_run, FRESHNESS)
+    downstream = [
+        *kpi_assets(partitions, per_run, FRESHNESS),
+        lake_asset(partitions, per_run, FRESHNESS),
+        *(
+            [qa_sample_asset(partitions, per_run, settings.qa_sample_size)]
+            if settings.qa_sample_size
+            else []
+        ),
+        *(
+            [saved_search_asset(partitions, per_run, settings.saved_searches)]
+            if settings.saved_searches
+            else []
+        ),
+    ]
+    window_checks = build_window_checks(partitions, settings.quarantine_max_fraction)
     sync_job = define_asset_job(
         SYNC_JOB,
-        selection=[sync_asset],
+        selection=AssetSelection.assets(sync_asset, *downstream)
+        | AssetSelection.checks(window_checks),
         description=(
-            "Sync (date, scope) windows of PolyAI conversations into the warehouse, then "
-            "recompute those windows' KPIs."
+            "Sync (date, scope) windows of PolyAI conversations into the warehouse, check "
+            "them, then recompute what is computed from them: KPIs, lake, QA sample, saved "
+            "searches."
         ),
     )
     freshness_check = build_freshness_check(settings.scopes, settings.schedule_hour)
@@ -65,8 +83,8 @@ def build_definitions(settings: Settings) -> Definitions:
         description="Check that every scope has published the window it should have by now.",
     )
     return Definitions(
-        assets=[sync_asset],
-        asset_checks=[freshness_check],
+        assets=[sync_asset, *downstream, SYNC_STATE_SPEC],
+        asset_checks=[window_checks, freshness_check],
         jobs=[sync_job, freshness_job],
         schedules=[
             build_nightly_schedule(sync_job, settings),
@@ -76,6 +94,17 @@ def build_definitions(settings: Settings) -> Definitions:
                 cron_schedule="15 * * * *",
                 execution_timezone="UTC",
                 default_status=DefaultScheduleStatus.RUNNING,
+            ),
+        ],
+        sensors=[
+            # Under the daemon: when only the tables of some windows were materialized, bring
+            # those windows' KPIs, lake, sample and searches up to date (their automation
+            # condition, assets/analytics.py).
+            AutomationConditionSensorDefinition(
+                DOWNSTREAM_SENSOR,
+                target=AssetSelection.assets(*downstream),
+                default_status=DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
             ),
         ],
         # Every step in the run's own process, the run tagged with that process, so a run whose

@@ -12,7 +12,8 @@ launches the runs and this command follows them.
 Before anything, runs whose process is gone (killed, out of memory, a reboot) are marked failed
 and their pool slots freed (:mod:`pipelines.run_workers`), so a crash never blocks the next
 sync. A second sync that finds the pool's slot held by a live run says who holds it and waits.
-A window is reported as soon as it lands, with its own time, read from the run's event log.
+A window is reported as soon as it lands (the observation the sync step records for it), with
+its own time, read from the run's event log.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -52,7 +54,8 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_jobs
 
-from assets.keys import CONVERSATIONS, POOL, TURNS
+from assets.conversations import WINDOW_LANDED
+from assets.keys import CONVERSATIONS, POOL
 from pipelines.run_launcher import was_interrupted
 from pipelines.run_workers import (
     DRIVER_TAG,
@@ -265,7 +268,6 @@ class _Watcher:
         self.on_notice = on_notice
         self.cursors: dict[str, int | None] = {}
         self.last_landed: dict[str, float] = {}
-        self.rows: dict[tuple[str, str], dict[AssetKey, int]] = {}
         self.reported: set[str] = set()
         self.finished_runs: set[str] = set()
         self.waiting_noticed: set[str] = set()
@@ -318,33 +320,35 @@ class _Watcher:
             start = record.start_time if record and record.start_time else time.time()
             self.last_landed[run_id] = start
         connection = storage.get_records_for_run(
-            run_id, cursor=self.cursors.get(run_id), of_type=DagsterEventType.ASSET_MATERIALIZATION
+            run_id, cursor=self.cursors.get(run_id), of_type=DagsterEventType.ASSET_OBSERVATION
         )
         self.cursors[run_id] = connection.cursor
         for record in connection.records:
             event = record.event_log_entry.dagster_event
-            if event is None:
+            if event is None or event.asset_observation_data is None:
                 continue
-            materialization = event.step_materialization_data.materialization
-            key = materialization.partition
-            if key is None or key not in self.keys:
+            observation = event.asset_observation_data.asset_observation
+            key = observation.partition
+            if (
+                observation.asset_key != CONVERSATIONS
+                or WINDOW_LANDED not in observation.metadata
+                or key is None
+                or key not in self.keys
+                or key in self.reported
+            ):
                 continue
-            count = materialization.metadata.get("dagster/row_count")
-            rows = self.rows.setdefault((run_id, key), {})
-            rows[materialization.asset_key] = int(count.value) if count is not None else 0
-            if materialization.asset_key == TURNS and key not in self.reported:
-                landed = record.event_log_entry.timestamp
-                self._report(
-                    WindowOutcome(
-                        key,
-                        run_id,
-                        True,
-                        rows.get(CONVERSATIONS, 0),
-                        rows.get(TURNS, 0),
-                        max(landed - self.last_landed[run_id], 0.0),
-                    )
+            landed = record.event_log_entry.timestamp
+            self._report(
+                WindowOutcome(
+                    key,
+                    run_id,
+                    True,
+                    _count(observation.metadata, "rows_conversations"),
+                    _count(observation.metadata, "rows_turns"),
+                    max(landed - self.last_landed[run_id], 0.0),
                 )
-                self.last_landed[run_id] = landed
+            )
+            self.last_landed[run_id] = landed
 
     def _report_failed_run(self, run) -> None:
         failed_key, reason = _failure(self.instance, run.run_id)
@@ -388,6 +392,11 @@ class _Watcher:
             self._report(
                 WindowOutcome(key, "", False, error="not synced: the sync was interrupted")
             )
+
+
+def _count(metadata: Mapping[str, Any], name: str) -> int:
+    value = metadata.get(name)
+    return int(value.value) if value is not None else 0
 
 
 def _describe_run(instance: DagsterInstance, run_id: str) -> str:

@@ -530,6 +530,20 @@ class Warehouse(ConfigurableResource):
             ).fetchall()
         return {Scope(env, channel): day for env, channel, day in rows}
 
+    def last_load(self, scope: Scope, window: Window) -> str | None:
+        """The load that last published the window (any account and project), or None if
+        it was never published."""
+        if not self._has_table("sync_state"):
+            return None
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                f"SELECT load_id FROM {self.table_ref('sync_state')} "
+                "WHERE environment = $env AND channel = $channel AND window_start = $start "
+                "AND status = 'complete' ORDER BY completed_at DESC LIMIT 1",
+                {"env": scope.environment, "channel": scope.channel, "start": window.start},
+            ).fetchone()
+        return row[0] if row else None
+
     def _has_table(self, table: str) -> bool:
         if not self.exists():
             return False
