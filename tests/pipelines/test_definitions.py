@@ -1,13 +1,17 @@
 """What the code location declares: the asset graph reads well and carries its policies."""
 
 import pytest
-from dagster import BackfillPolicy
+from dagster import AssetKey, BackfillPolicy
 
+from assets.analytics import WHEN_TABLES_CHANGE
 from assets.checks import CHECKS
+from assets.conversations import SYNC_STEP
+from assets.freshness import CHECK_NAME
 from assets.keys import POOL
+from assets.window_checks import WINDOW_CHECKS
 from core import schema
 from core.config import Settings
-from pipelines.definitions import FRESHNESS, build_definitions
+from pipelines.definitions import FRESHNESS, SYNC_JOB, build_definitions
 
 TABLES = ("conversations", "turns", "turn_latency", "turn_genai")
 KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")
@@ -16,11 +20,13 @@ KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")
 def test_every_table_asset_declares_columns_owner_group_kinds_and_freshness() -> None:
     defs = build_definitions(Settings.from_env({"POLYAI_WINDOWS_PER_RUN": "5"}))
     specs = {spec.key.path[-1]: spec for spec in defs.resolve_all_asset_specs()}
-    assert set(specs) == set(TABLES) | set(KPI_TABLES) | {"lake", "qa_samples"}
+    assert set(specs) == set(TABLES) | set(KPI_TABLES) | {"lake", "qa_samples", "sync_state"}
     lake = specs.pop("lake")
     assert lake.kinds == {"parquet"} and lake.freshness_policy == FRESHNESS
     qa = specs.pop("qa_samples")
     assert qa.group_name == "polyai_analytics" and "dagster/column_schema" in qa.metadata
+    state = specs.pop("sync_state")
+    assert not defs.resolve_assets_def(state.key).is_executable  # written by the sync step
     for name, spec in specs.items():
         columns = spec.metadata["dagster/column_schema"].columns
         assert [c.name for c in columns] == [c.name for c in schema.metadata.tables[name].columns]
@@ -29,14 +35,40 @@ def test_every_table_asset_declares_columns_owner_group_kinds_and_freshness() ->
         assert "duckdb" in spec.kinds
         assert spec.description
         assert spec.freshness_policy == FRESHNESS
-
     for name in KPI_TABLES:  # downstream of the tables they are computed from
         assert {dep.asset_key.path[-1] for dep in specs[name].deps} <= set(TABLES)
-    (sync,) = {defs.resolve_assets_def(spec.key) for spec in specs.values()}
+
+
+def test_the_tables_are_one_step_and_what_is_computed_from_them_a_step_each() -> None:
+    defs = build_definitions(Settings.from_env({"POLYAI_WINDOWS_PER_RUN": "5"}))
+    graph = defs.resolve_asset_graph()
+    (sync,) = {defs.resolve_assets_def(AssetKey(["polyai", t])) for t in TABLES}
+    assert not sync.can_subset  # one API pass writes all four
     assert sync.backfill_policy == BackfillPolicy.multi_run(max_partitions_per_run=5)
     assert sync.op.pool == POOL
-    checks = {key.name for key in sync.check_keys}
-    assert checks == {check.name for check in CHECKS}
+    downstream = [*KPI_TABLES, "lake", "qa_samples"]
+    for name in downstream:
+        asset = defs.resolve_assets_def(AssetKey(["polyai", name]))
+        assert asset.keys == {AssetKey(["polyai", name])}  # selecting one writes only it
+        # Same partitions and policy as the tables: a backfill runs them in the tables' runs.
+        assert asset.partitions_def == sync.partitions_def
+        assert asset.backfill_policy == sync.backfill_policy
+        assert asset.op.pool == POOL
+        condition = graph.get(AssetKey(["polyai", name])).automation_condition
+        assert condition is not None and condition.get_label() == WHEN_TABLES_CHANGE.get_label()
+    # The window checks are partitioned, on the tables; the sync job plans them, and never
+    # the scope freshness check (on the sync_state table, run by its own hourly job).
+    checks = {key.name: key for key in graph.asset_check_keys}
+    assert set(checks) == {check.name for check in CHECKS} | {CHECK_NAME}
+    for check in CHECKS:
+        assert graph.get(checks[check.name]).partitions_def == sync.partitions_def
+    job = defs.resolve_job_def(SYNC_JOB)
+    assert {node.name for node in job.nodes} == {SYNC_STEP, WINDOW_CHECKS, *downstream}
+    assert {key.path[-1] for key in job.asset_layer.selected_asset_keys} == {
+        *TABLES,
+        *downstream,
+    }
+    assert checks[CHECK_NAME].asset_key == AssetKey(["polyai", "sync_state"])
 
 
 def test_the_page_size_setting_reaches_the_client() -> None:
