@@ -82,10 +82,14 @@ def analytics_spec(
     )
 
 
-def window_of(key: str) -> tuple[datetime, Scope, Window, str]:
-    """(start, scope, window, key) of a date|scope partition key."""
+def window_of(key: str) -> tuple[datetime, Scope, Window, MultiPartitionKey]:
+    """(start, scope, window, key) of a date|scope partition key (a ``MultiPartitionKey``, or
+    its string as a plain job's run carries it)."""
     if not isinstance(key, MultiPartitionKey):
-        raise TypeError(f"expected a date|scope partition key, got {key!r}")
+        date_key, _, scope_key = str(key).partition("|")
+        if not scope_key:
+            raise TypeError(f"expected a date|scope partition key, got {key!r}")
+        key = MultiPartitionKey({DATE_DIMENSION: date_key, SCOPE_DIMENSION: scope_key})
     dims = key.keys_by_dimension
     window = window_from_key(dims[DATE_DIMENSION])
     return window.start, Scope.parse(dims[SCOPE_DIMENSION]), window, key

@@ -27,7 +27,7 @@ from assets.conversations import build_sync_asset
 from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
 from assets.qa_sample import qa_sample_asset
 from assets.saved_searches import saved_search_asset
-from assets.window_checks import build_window_checks
+from assets.window_checks import build_check_job, build_window_checks
 from core.config import Settings, display_url
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
@@ -38,6 +38,7 @@ from resources.warehouse import Warehouse, warehouse_for
 
 SYNC_JOB = "polyai_sync"
 FRESHNESS_JOB = "polyai_scope_freshness"
+CHECK_JOB = "polyai_check_windows"
 DOWNSTREAM_SENSOR = "polyai_downstream"
 # One freshness policy for every table, decided here: the nightly run lands yesterday a few
 # hours after the schedule hour, so a table last materialized more than a day and a half ago
@@ -76,6 +77,7 @@ def build_definitions(settings: Settings) -> Definitions:
             "searches."
         ),
     )
+    check_job = build_check_job(partitions, settings.quarantine_max_fraction, CHECK_JOB)
     freshness_check = build_freshness_check(settings.scopes, settings.schedule_hour)
     freshness_job = define_asset_job(
         FRESHNESS_JOB,
@@ -85,7 +87,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[sync_asset, *downstream, SYNC_STATE_SPEC],
         asset_checks=[window_checks, freshness_check],
-        jobs=[sync_job, freshness_job],
+        jobs=[sync_job, check_job, freshness_job],
         schedules=[
             build_nightly_schedule(sync_job, settings),
             ScheduleDefinition(
