@@ -1,11 +1,22 @@
 """End to end through Dagster: simulator over loopback -> sync asset -> DuckDB file."""
 
 import json
+from datetime import timedelta
 
 import pandas as pd
+from dagster import DagsterInstance
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
+from assets.conversations import SYNC_STEP
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
+from assets.window_sync import sync_window
+from core.config import Settings
 from core.windows import Scope, daily_window
+from pipelines.definitions import SYNC_JOB, build_definitions
+from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, whole_records
@@ -127,3 +138,57 @@ def test_scopes_of_one_day_do_not_overwrite_each_other(
         for channel in ("voice", "chat")
     }
     assert stored == truth
+
+
+def test_a_range_records_each_window_once_with_its_own_metadata_and_a_failed_window_keeps_those_before_it(  # noqa: E501
+    simulator: SimulatorServer, warehouse: Warehouse, tmp_path, monkeypatch
+) -> None:
+    days = [SYNC_DAY - timedelta(days=2), SYNC_DAY - timedelta(days=1), SYNC_DAY]
+    keys = [str(partition_key(day, LIVE_VOICE)) for day in days]
+    for name, value in simulator.source_variables().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(
+        {
+            "POLYAI_SYNC_START": "2026-11-01",
+            "WAREHOUSE_URL": warehouse.url,
+            "LAKE_URL": str(tmp_path / "lake"),
+        }
+    )
+    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    served = {
+        key: sum(1 for _ in simulator.dataset.conversations_in("live", ["voice"], w.start, w.end))
+        for key, w in zip(keys, (daily_window(day) for day in days), strict=True)
+    }
+    with DagsterInstance.ephemeral() as instance:
+        landed = job.execute_in_process(instance=instance, tags=tags)
+        assert landed.success
+        recorded = landed.asset_materializations_for_node(SYNC_STEP)
+        # Each table once per window, each carrying its own window's row count.
+        assert sorted((m.asset_key.path[-1], m.partition) for m in recorded) == sorted(
+            (table, key) for table in ("conversations", "turns", "turn_latency", "turn_genai")
+            for key in keys
+        )  # fmt: skip
+        counts = {
+            m.partition: m.metadata["dagster/row_count"].value
+            for m in recorded
+            if m.asset_key == CONVERSATIONS
+        }
+        assert counts == served and len(set(served.values())) > 1
+
+        # The middle window fails (an injected fault; the others sync for real).
+        def failing_on_the_middle_day(polyai, warehouse, scope, window, **kwargs):
+            if window.start.date() == days[1]:
+                raise RuntimeError("injected fault")
+            return sync_window(polyai, warehouse, scope, window, **kwargs)
+
+        monkeypatch.setattr("assets.conversations.sync_window", failing_on_the_middle_day)
+        failed = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        assert not failed.success
+        recorded = failed.asset_materializations_for_node(SYNC_STEP)
+        assert {m.partition for m in recorded} == {keys[0]} and len(recorded) == 4
+        (failure,) = [e for e in failed.all_events if e.is_step_failure]
+        assert failure.step_key == SYNC_STEP
+        assert failure.step_failure_data.user_failure_data.description.startswith(keys[1])
+        # Nothing downstream ran on the failed step's windows.
+        assert not failed.asset_materializations_for_node("conversation_kpis")
