@@ -38,6 +38,10 @@ most, then let go after the operation that passes it, so that other processes (a
 another sync) get the file between two commits at least this often."""
 
 
+_HEADERS_BYTES = 3 * 4096
+"""DuckDB's main header and its two database headers, written when a file is created."""
+
+
 class DuckDBWarehouse(Warehouse):
     """An analytics warehouse in one DuckDB file."""
 
@@ -83,7 +87,8 @@ class DuckDBWarehouse(Warehouse):
                 connection = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                waitable = "lock" in str(exc).lower() or self._being_created(exc)
+                if not waitable or time.monotonic() > deadline:
                     raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
@@ -95,6 +100,19 @@ class DuckDBWarehouse(Warehouse):
             # rows published before then are never written to the file at all.
             connection.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
         return connection
+
+    def _being_created(self, exc: duckdb.IOException) -> bool:
+        """Whether another process is creating the file right now: DuckDB refuses a file
+        shorter than its headers as "not a valid DuckDB database file" until the creator has
+        written them (two first syncs on one new file race there). An older or complete file
+        that DuckDB refuses is not waited for."""
+        if "not a valid duckdb database file" not in str(exc).lower():
+            return False
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return stat.st_size < _HEADERS_BYTES and time.time() - stat.st_mtime < 10
 
     def _dialect(self) -> sa.engine.Dialect:
         import duckdb_engine  # only to render DDL, when the schema is created or migrated

@@ -2,11 +2,14 @@
 window replacement; and what only DuckDB has (a file and its lock)."""
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, date, datetime
 
+import duckdb
 import pytest
 
 from core import schema
@@ -172,6 +175,35 @@ def test_writer_waits_for_another_process_lock_instead_of_failing(
         assert time.monotonic() - started > 0.3  # it really waited for the lock
     finally:
         holder.wait(timeout=10)
+
+
+def test_a_file_another_process_is_creating_is_waited_for_and_an_old_invalid_one_refused(
+    tmp_path,
+) -> None:
+    # Another process has created the file and not yet written DuckDB's headers (two first
+    # syncs on one new file race there); it finishes a moment later.
+    path = tmp_path / "wh.duckdb"
+    path.write_bytes(b"")
+    ready = tmp_path / "ready.duckdb"
+    duckdb.connect(str(ready)).close()
+    finish = threading.Timer(0.5, lambda: os.replace(ready, path))
+    finish.start()
+    warehouse = DuckDBWarehouse(url=f"duckdb:///{path}")
+    started = time.monotonic()
+    try:
+        warehouse.ensure_schema()
+    finally:
+        finish.join()
+    assert time.monotonic() - started > 0.3  # it waited for the creator
+
+    # A file that is not DuckDB's and nobody is writing: refused at once, naming it.
+    stale = tmp_path / "notes.duckdb"
+    stale.write_bytes(b"not a database")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    started = time.monotonic()
+    with pytest.raises(WarehouseError, match=r"notes\.duckdb"):
+        DuckDBWarehouse(url=f"duckdb:///{stale}").ensure_schema()
+    assert time.monotonic() - started < 2
 
 
 def test_sync_state_follows_the_load_and_quarantine_keeps_the_raw_record(
