@@ -311,6 +311,15 @@ class PolyAIClient(ConfigurableResource):
                 raise _Transient(f"unreadable response body ({exc})") from None
         if not isinstance(body, dict):
             raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
+        error = body.get("error")
+        if error not in (None, "", {}, []):
+            # A 200 that says it failed (often with an empty page) is not an empty window.
+            said = str(error)
+            if self.api_key:
+                said = said.replace(self.api_key, "***")
+            raise PolyAIResponseError(
+                f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
+            )
         return body
 
     def _wait(self, state: RetryCallState) -> float:

@@ -8,8 +8,9 @@ import pytest
 
 from assets.window_sync import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sync_window
 from core.windows import Scope, daily_window
-from resources.polyai_api import CursorRejectedError
+from resources.polyai_api import CursorRejectedError, PolyAIResponseError
 from resources.warehouse import Warehouse
+from tests.canned_server import canned_server, json_answer
 from tests.conftest import SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
@@ -139,3 +140,25 @@ def test_an_in_progress_conversation_that_finishes_is_updated_on_resync(
     assert not turns.duplicated(["conversation_id", "turn_index"]).any()
     assert len(turns) > turns_before
     assert len(turns) == after["num_turns"].sum()
+
+
+def test_a_200_carrying_an_error_fails_the_window_and_keeps_its_rows(
+    serve: Serve, warehouse: Warehouse
+) -> None:
+    good = serve()
+    sync_window(client_for(good, page_size=40), warehouse, LIVE_VOICE, WINDOW)
+    before = sorted(stored_ids(warehouse))
+    assert before
+
+    # A server that is not the simulator: 200, an error, an empty page and no cursor. The
+    # error text echoes the key, which must not reach the message.
+    key = good.config.api_key
+    body = {"error": f"backend unavailable for key {key}", "conversations": [], "cursor": None}
+    with canned_server(lambda path, query: json_answer(body)) as url:
+        client = client_for(good).model_copy(update={"base_url": url})
+        with pytest.raises(PolyAIResponseError) as failed:
+            sync_window(client, warehouse, LIVE_VOICE, WINDOW)
+    message = str(failed.value)
+    assert "200 carrying an error: backend unavailable for key ***" in message
+    assert key not in message
+    assert sorted(stored_ids(warehouse)) == before  # not replaced by an empty window
