@@ -113,39 +113,44 @@ def evaluate_windows(
     selected: set[str],
     max_quarantined_fraction: float,
 ) -> Iterator[AssetCheckEvaluation]:
-    """Every selected check on each window, as an evaluation recorded for that window."""
-    by_name = {check.name: check for check in CHECKS}
-    for _, scope, window, key in sorted(window_of(k) for k in partition_keys):
-        load = warehouse.last_load(scope, window)
-        if load is None:
-            for name in sorted(selected):
+    """Every selected check on each window, as an evaluation recorded for that window (one
+    connection across them)."""
+    asset_of = {check.name: TABLE_KEYS[check.asset] for check in CHECKS}
+    with warehouse.holding():
+        for _, scope, window, key in sorted(window_of(k) for k in partition_keys):
+            load = warehouse.last_load(scope, window)
+            if load is None:
+                results = [
+                    (name, False, f"{key} was never published: nothing to check", {})
+                    for name in sorted(selected)
+                ]
+            else:
+                outcomes = run_checks(
+                    lambda: warehouse.connect(read_only=True),
+                    warehouse.schema_ref,
+                    scope,
+                    window,
+                    load,
+                    max_quarantined_fraction,
+                )
+                results = [
+                    (
+                        o.name,
+                        o.passed,
+                        f"{key}: "
+                        + ("passed" if o.passed else f"{o.violations} rows break the rule"),
+                        {"violations": o.violations, "load_id": load},
+                    )
+                    for o in outcomes
+                    if o.name in selected
+                ]
+            for name, passed, description, metadata in results:
                 yield AssetCheckEvaluation(
-                    asset_key=TABLE_KEYS[by_name[name].asset],
+                    asset_key=asset_of[name],
                     check_name=name,
-                    passed=False,
+                    passed=passed,
                     severity=AssetCheckSeverity.ERROR,
-                    description=f"{key} was never published: nothing to check",
+                    description=description,
+                    metadata=metadata,
                     partition=key,
                 )
-            continue
-        outcomes = run_checks(
-            lambda: warehouse.connect(read_only=True),
-            warehouse.schema_ref,
-            scope,
-            window,
-            load,
-            max_quarantined_fraction,
-        )
-        for outcome in outcomes:
-            if outcome.name not in selected:
-                continue
-            yield AssetCheckEvaluation(
-                asset_key=TABLE_KEYS[by_name[outcome.name].asset],
-                check_name=outcome.name,
-                passed=outcome.passed,
-                severity=AssetCheckSeverity.ERROR,
-                description=f"{key}: "
-                + ("passed" if outcome.passed else f"{outcome.violations} rows break the rule"),
-                metadata={"violations": outcome.violations, "load_id": load},
-                partition=key,
-            )

@@ -162,22 +162,17 @@ def sync_settings() -> dict[str, str]:
 
 
 @pytest.fixture
-def run_sync_job(
+def sync_job(
     simulator: SimulatorServer,
     warehouse: Warehouse,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     sync_settings: dict[str, str],
-) -> Iterator[Callable[..., Any]]:
-    """Run the Dagster sync job for one partition (default: SYNC_DAY, live.voice) against the
-    simulator, the test's warehouse and a lake beside it, in an ephemeral instance; returns
-    the run's result."""
-    from dagster import DagsterInstance
-
+) -> Any:
+    """The Dagster sync job, configured for the simulator, the test's warehouse and a lake
+    beside it."""
     from core.config import Settings
-    from core.windows import Scope
     from pipelines.definitions import SYNC_JOB, build_definitions
-    from pipelines.partitions import partition_key
 
     for name, value in simulator.source_variables().items():
         monkeypatch.setenv(name, value)
@@ -189,12 +184,23 @@ def run_sync_job(
             **sync_settings,
         }
     )
-    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
+    return build_definitions(settings).resolve_job_def(SYNC_JOB)
+
+
+@pytest.fixture
+def run_sync_job(sync_job: Any) -> Iterator[Callable[..., Any]]:
+    """Run the sync job for one partition (default: SYNC_DAY, live.voice) in an ephemeral
+    instance; returns the run's result."""
+    from dagster import DagsterInstance
+
+    from core.windows import Scope
+    from pipelines.partitions import partition_key
+
     with DagsterInstance.ephemeral() as instance:
 
         def run(day: date = SYNC_DAY, scope: Scope | None = None) -> Any:
             key = partition_key(day, scope or Scope("live", "voice"))
-            result = job.execute_in_process(partition_key=key, instance=instance)
+            result = sync_job.execute_in_process(partition_key=key, instance=instance)
             assert result.success
             return result
 

@@ -13,9 +13,7 @@ from dagster._core.storage.tags import (
 from assets.conversations import SYNC_STEP
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
 from assets.window_sync import sync_window
-from core.config import Settings
 from core.windows import Scope, daily_window
-from pipelines.definitions import SYNC_JOB, build_definitions
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from simulator import SimulatorServer
@@ -141,20 +139,11 @@ def test_scopes_of_one_day_do_not_overwrite_each_other(
 
 
 def test_a_range_records_each_window_once_with_its_own_metadata_and_a_failed_window_keeps_those_before_it(  # noqa: E501
-    simulator: SimulatorServer, warehouse: Warehouse, tmp_path, monkeypatch
+    sync_job, simulator: SimulatorServer, monkeypatch
 ) -> None:
+    job = sync_job
     days = [SYNC_DAY - timedelta(days=2), SYNC_DAY - timedelta(days=1), SYNC_DAY]
     keys = [str(partition_key(day, LIVE_VOICE)) for day in days]
-    for name, value in simulator.source_variables().items():
-        monkeypatch.setenv(name, value)
-    settings = Settings.from_env(
-        {
-            "POLYAI_SYNC_START": "2026-11-01",
-            "WAREHOUSE_URL": warehouse.url,
-            "LAKE_URL": str(tmp_path / "lake"),
-        }
-    )
-    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
     tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
     served = {
         key: sum(1 for _ in simulator.dataset.conversations_in("live", ["voice"], w.start, w.end))

@@ -57,12 +57,18 @@ def polyai_sync_ui(env: dict[str, str]) -> Iterator[int]:
                 time.sleep(1)
         yield port
     finally:
-        os.killpg(ui.pid, signal.SIGTERM)
-        try:
-            ui.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
-            ui.wait(timeout=10)
+        stop_group(ui)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to a process started in a session of its own and all its children; SIGKILL
+    if they are not gone within a minute."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def wait_for(port: int, query: str, done: tuple[str, ...], seconds: float, **ids: str) -> dict:

@@ -6,9 +6,7 @@ every window lands exactly once."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from pipelines.partitions import partition_key
 from resources.warehouse import warehouse_for
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, Serve
+from tests.pipelines.dagster_ui import stop_group
 from tests.pipelines.test_cli import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,12 +123,7 @@ def test_a_backfill_through_the_daemon_on_postgresql_runs_windows_at_once_and_la
                 partitions = sorted(event.partition_key for event in events)
                 assert partitions == sorted(keys)
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_group(daemon)
         log.close()
 
     warehouse = warehouse_for(env["WAREHOUSE_URL"])
