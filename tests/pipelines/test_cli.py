@@ -11,7 +11,10 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
+from assets.conversations import SYNC_STEP
+from assets.freshness import CHECK_NAME as FRESHNESS_CHECK
 from assets.keys import CONVERSATIONS, TURNS
+from assets.window_checks import WINDOW_CHECKS
 from core.windows import daily_window
 from pipelines.cli import main
 from simulator import SimulatorServer
@@ -105,6 +108,12 @@ def test_sync_materializes_each_partition_into_the_configured_instance(
                 "2026-11-19|live.voice",
                 "2026-11-20|live.voice",
             }
+        # It ran the window checks and what is computed from the tables, each a step of its
+        # own after the sync step; the scope freshness check is not part of a sync run.
+        plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        steps = {step.key for step in plan.steps}
+        assert {SYNC_STEP, WINDOW_CHECKS, "conversation_kpis", "lake"} <= steps
+        assert not any(FRESHNESS_CHECK in step for step in steps), steps
 
     truth = sum(
         1
