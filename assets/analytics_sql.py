@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from resources.warehouse import JsonFunctions
 
-_WINDOW = (
-    "c.environment = $env AND c.channel = $channel "
-    "AND c.started_at >= $start AND c.started_at < $end"
-)
+_WINDOW = "c.environment = $env AND c.channel = $channel AND c.window_start = $start"
 _KEYS = (
     "$env AS environment, $channel AS channel, $start AS window_start, "
     "CAST($start AS DATE) AS conversation_date"

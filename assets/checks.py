@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.windows import Scope, Window
+from resources.warehouse import COLLISION
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class CheckOutcome:
     passed: bool
     violations: int
     description: str
+    warn_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,12 @@ class WindowCheck:
     description: str
     violations_sql: str
     """A query returning one number: how many rows break the rule in the window."""
+    warn_only: bool = False
+    """Whether a violation is a warning (worth a look, the data is consistent) rather than an
+    error."""
 
 
-_CONV = "{s}.conversations c WHERE c.environment = $env AND c.channel = $channel AND c.started_at >= $start AND c.started_at < $end"  # noqa: E501
+_CONV = "{s}.conversations c WHERE c.environment = $env AND c.channel = $channel AND c.window_start = $start"  # noqa: E501
 _IN_WINDOW = f"SELECT id FROM {_CONV}"
 
 CHECKS: tuple[WindowCheck, ...] = (
@@ -88,12 +93,40 @@ CHECKS: tuple[WindowCheck, ...] = (
         f"WHERE latency_ms < 0 AND conversation_id IN ({_IN_WINDOW}))",
     ),
     WindowCheck(
+        "unique_latency_keys",
+        "turn_latency",
+        "No (conversation_id, turn_index, stage) appears twice.",
+        "SELECT count(*) - count(DISTINCT (conversation_id, turn_index, stage)) "
+        f"FROM {{s}}.turn_latency WHERE conversation_id IN ({_IN_WINDOW})",
+    ),
+    WindowCheck(
         "quarantine_under_threshold",
         "conversations",
         "The window's last load quarantined no more records than the threshold allows.",
         "SELECT CASE WHEN q.n > $max_fraction * (q.n + (SELECT count(*) FROM {s}.conversations "
         "WHERE load_id = $load)) THEN q.n ELSE 0 END "
-        "FROM (SELECT count(*) AS n FROM {s}.quarantine WHERE load_id = $load) q",
+        "FROM (SELECT count(*) AS n FROM {s}.quarantine WHERE load_id = $load "
+        f"AND reason NOT LIKE '{COLLISION}:%') q",
+    ),
+    WindowCheck(
+        "no_conversation_held_by_another_window",
+        "conversations",
+        "The window's last load brought no conversation that another window or scope holds "
+        "(each such copy is in the quarantine table, reason 'collision: ...').",
+        f"SELECT count(*) FROM {{s}}.quarantine WHERE load_id = $load "
+        f"AND reason LIKE '{COLLISION}:%'",
+        warn_only=True,
+    ),
+    WindowCheck(
+        "resync_kept_most_conversations",
+        "conversations",
+        "The window's last load kept at least half of the conversations it held before "
+        "(violations: how many it dropped).",
+        "SELECT coalesce(max(CASE WHEN 2 * n.kept < s.replaced_conversations "
+        "THEN s.replaced_conversations - n.kept ELSE 0 END), 0) "
+        f"FROM {{s}}.sync_state s, (SELECT count(*) AS kept FROM {_CONV}) n "
+        "WHERE s.load_id = $load",
+        warn_only=True,
     ),
 )
 
@@ -122,6 +155,12 @@ def run_checks(
             used = {name: value for name, value in params.items() if f"${name}" in sql}
             (violations,) = con.execute(sql, used).fetchone()
             outcomes.append(
-                CheckOutcome(check.name, int(violations) == 0, int(violations), check.description)
+                CheckOutcome(
+                    check.name,
+                    int(violations) == 0,
+                    int(violations),
+                    check.description,
+                    check.warn_only,
+                )
             )
     return outcomes

@@ -172,5 +172,7 @@ def _metadata(scope: Scope, window: Window, result: WindowSyncResult) -> dict[st
         "in_progress_conversations": result.in_progress,
         "type_issues": sum(result.type_issues.values()),
         "type_issue_fields": MetadataValue.json(dict(result.type_issues)),
+        "conversations_before": result.replaced,
+        "collisions": len(result.collisions),
         "load_id": result.load_id,
     }

@@ -121,7 +121,7 @@ def evaluate_windows(
             load = warehouse.last_load(scope, window)
             if load is None:
                 results = [
-                    (name, False, f"{key} was never published: nothing to check", {})
+                    (name, False, f"{key} was never published: nothing to check", {}, False)
                     for name in sorted(selected)
                 ]
             else:
@@ -140,16 +140,17 @@ def evaluate_windows(
                         f"{key}: "
                         + ("passed" if o.passed else f"{o.violations} rows break the rule"),
                         {"violations": o.violations, "load_id": load},
+                        o.warn_only,
                     )
                     for o in outcomes
                     if o.name in selected
                 ]
-            for name, passed, description, metadata in results:
+            for name, passed, description, metadata, warn_only in results:
                 yield AssetCheckEvaluation(
                     asset_key=asset_of[name],
                     check_name=name,
                     passed=passed,
-                    severity=AssetCheckSeverity.ERROR,
+                    severity=AssetCheckSeverity.WARN if warn_only else AssetCheckSeverity.ERROR,
                     description=description,
                     metadata=metadata,
                     partition=key,

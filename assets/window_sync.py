@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from core.normalize import normalize_page
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
-from resources.warehouse import SyncState, Warehouse, WarehouseError, WindowKey
+from resources.warehouse import (
+    Collision,
+    PublishResult,
+    SyncState,
+    Warehouse,
+    WarehouseError,
+    WindowKey,
+)
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
@@ -55,6 +62,10 @@ class WindowSyncResult:
     type_issues: Counter[str] = field(default_factory=Counter)
     rows: dict[str, int] = field(default_factory=dict)
     """Rows the window holds in each table after publishing."""
+    replaced: int = 0
+    """Conversations the window held before publishing."""
+    collisions: tuple[Collision, ...] = ()
+    """Conversations this load brought that another window holds: set aside, not loaded."""
     requests: RequestStats = field(default_factory=RequestStats)
 
 
@@ -115,7 +126,10 @@ def _sync(
                     "it over. Run it again."
                 )
             _check_quarantine(final, result, max_quarantined_fraction)
-            result.rows = warehouse.publish(key, result.load_id).rows
+            published = warehouse.publish(key, result.load_id)
+            result.rows, result.replaced = published.rows, published.replaced
+            result.collisions = published.collisions
+            _report(published, result, log)
             return result
         except CursorRejectedError as exc:
             if result.restarts >= MAX_WINDOW_RESTARTS:
@@ -158,7 +172,9 @@ def _load(
     pages = client.iter_window(key.scope, key.window, stats=result.requests, start_cursor=cursor)
     for offset, page in enumerate(pages):
         number = first_page + offset
-        batch = normalize_page(page.conversations, load_id=result.load_id, loaded_at=loaded_at)
+        batch = normalize_page(
+            page.conversations, load_id=result.load_id, loaded_at=loaded_at, scope=key.scope
+        )
         warehouse.stage(key, result.load_id, number, batch, page.next_cursor)
         result.pages += 1
         result.conversations_fetched += len(page.conversations)
@@ -178,4 +194,28 @@ def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: 
             f"records failed validation, more than the allowed {max_fraction:.1%}; they are in "
             f"the quarantine table under load_id {state.load_id}. The window was not published; "
             "re-run after fixing the source or raising POLYAI_QUARANTINE_MAX_FRACTION."
+        )
+
+
+def _report(
+    published: PublishResult, result: WindowSyncResult, log: logging.Logger | logging.LoggerAdapter
+) -> None:
+    """Warn of what a published window's numbers alone would not show."""
+    where = f"{result.scope.key} {result.window.start:%Y-%m-%d}"
+    if published.collisions:
+        shown = ", ".join(
+            f"{c.conversation_id} (held by {c.held_by})" for c in result.collisions[:5]
+        )
+        more = len(published.collisions) - 5
+        log.warning(
+            f"{where}: {len(published.collisions)} conversation(s) the API served for this "
+            f"window are already held by another window or scope: {shown}"
+            + (f" and {more} more" if more > 0 else "")
+            + "; each stays with that window, this load's copy is in the quarantine table "
+            f"(load_id {result.load_id}, reason 'collision: ...')"
+        )
+    if published.replaced and 2 * published.rows["conversations"] < published.replaced:
+        log.warning(
+            f"{where}: the window held {published.replaced} conversations and now holds "
+            f"{published.rows['conversations']}: the API served far fewer than before"
         )

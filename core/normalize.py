@@ -20,6 +20,7 @@ Two kinds of trouble are told apart:
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 
 from core import api_contract as api
 from core import schema
+from core.windows import Scope
 
 
 class RecordError(ValueError):
@@ -83,7 +85,10 @@ def parse_timestamp(value: Any, what: str) -> datetime | None:
         raise RecordError(f"{what}: {value!r} is not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        raise RecordError(f"{what}: {value!r} is out of range once in UTC") from None
 
 
 def to_json(value: Any) -> str | None:
@@ -97,17 +102,26 @@ def to_json(value: Any) -> str | None:
 
 
 _NOT_CONVERTIBLE = object()
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What an integer column holds; a larger integer (JSON has no limit) becomes null, reported,
+and stays exactly as received in ``raw``."""
+
+
+def _is_int64(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+    )
 
 
 def _to_int(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        value = int(value)
+    elif isinstance(value, str):
         try:
-            return int(value.strip())
+            value = int(value.strip())
         except ValueError:
             return _NOT_CONVERTIBLE
-    return _NOT_CONVERTIBLE
+    return value if _is_int64(value) else _NOT_CONVERTIBLE
 
 
 def _to_bool(value: Any) -> Any:
@@ -164,7 +178,7 @@ class _Coercer:
             self.accepts = lambda v: isinstance(v, bool)
             self.convert = _to_bool
         elif isinstance(kind, sa.Integer):
-            self.accepts = lambda v: isinstance(v, int) and not isinstance(v, bool)
+            self.accepts = _is_int64
             self.convert = _to_int
         else:
             self.accepts = lambda v: isinstance(v, str)
@@ -188,11 +202,12 @@ class _Coercer:
         return result
 
 
-_ADDED = {"conversation_date", "raw", "load_id", "loaded_at"}
+_ADDED = {"conversation_date", "raw", "load_id", "loaded_at", "window_start"}
 _CHILD_KEY = {"conversation_id", "turn_index", "environment", "channel", "conversation_date"}
-_ISO_UTC = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$"
+_ISO_UTC = r"^[1-8]\d{3}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$"
 """Timestamps Arrow parses exactly as :func:`parse_timestamp` does (with a zone, at most
-microseconds): a column of only these is parsed in one vectorized cast."""
+microseconds, a year far from the ends of Python's range, which an offset could cross): a
+column of only these is parsed in one vectorized cast."""
 _FAST_TYPES: dict[type, set[type]] = {
     sa.Boolean: {bool},
     sa.Integer: {int},
@@ -234,7 +249,10 @@ class _ColumnBuilder:
         else:
             fast = next((t for base, t in _FAST_TYPES.items() if isinstance(kind, base)), None)
             if fast is not None and set(map(type, values)) - {type(None)} <= fast:
-                return pa.array(values, arrow_type)
+                try:
+                    return pa.array(values, arrow_type)
+                except OverflowError:  # an integer beyond 64 bits: value by value below
+                    pass
         return pa.array([coerce(v) for v in values], arrow_type)
 
     def table_of(
@@ -279,8 +297,9 @@ def _without(source: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return {k: v for k, v in source.items() if k != key} if key in source else source
 
 
-def _started_at(record: Any) -> datetime:
-    """Check that a record can be a row at all, and return when it started."""
+def _started_at(record: Any, scope: Scope | None) -> datetime:
+    """Check that a record can be a row at all (of ``scope``, when given), and return when it
+    started."""
     if not isinstance(record, Mapping):
         raise RecordError(f"expected an object, got {type(record).__name__}")
     conversation_id = record.get("id")
@@ -292,6 +311,14 @@ def _started_at(record: Any) -> datetime:
     for key in ("environment", "channel"):
         if not isinstance(record.get(key), str) or not record.get(key):
             raise RecordError(f"missing {key}")
+    if scope is not None and (record["environment"], record["channel"]) != (
+        scope.environment,
+        scope.channel,
+    ):
+        raise RecordError(
+            f"out of scope: environment {record['environment']!r} and channel "
+            f"{record['channel']!r}, but the query asked for {scope.key}"
+        )
     turns = record.get("turns", [])
     if not isinstance(turns, list):
         raise RecordError(f"turns: expected a list, got {type(turns).__name__}")
@@ -314,22 +341,44 @@ class _Unstorable:
     record: Any
 
 
-def normalize_page(records: Sequence[Any], *, load_id: str, loaded_at: datetime) -> Batch:
-    """Turn a page of conversation objects into one batch per table."""
+def normalize_page(
+    records: Sequence[Any], *, load_id: str, loaded_at: datetime, scope: Scope | None = None
+) -> Batch:
+    """Turn a page of conversation objects into one batch per table; with ``scope`` (the
+    query's), a record of another environment or channel is quarantined."""
     try:
-        return _normalize(records, load_id, loaded_at)
+        return _normalize(records, load_id, loaded_at, scope)
     except UnicodeEncodeError:
         # Rare (a lenient parse of a body with an invalid escape): find those records and
         # quarantine them, so the rest of the page still loads. Checked only on failure,
         # as the check costs a serialization of the page.
         marked = [r if _storable(r) else _Unstorable(r) for r in records]
-        return _normalize(marked, load_id, loaded_at)
+        return _normalize(marked, load_id, loaded_at, scope)
 
 
 def _replacing_invalid_text(text: str) -> str:
     """``text`` with each unpaired surrogate replaced by U+FFFD: neither a text column nor a
     JSON one (which refuses a lone ``\\ud800`` escape too) can hold it."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _quarantine_json(record: Any) -> str:
+    """A record set aside, as JSON text a JSON column takes: a value JSON cannot hold (the
+    ``NaN`` or ``Infinity`` a lenient parse accepts, an object of no JSON type) as its text."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return repr(value)
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [finite(v) for v in value]
+        return value
+
+    try:
+        return json.dumps(record, ensure_ascii=False, default=repr, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(record), ensure_ascii=False, default=repr)
 
 
 def _storable(record: Any) -> bool:
@@ -340,7 +389,9 @@ def _storable(record: Any) -> bool:
     return True
 
 
-def _normalize(records: Sequence[Any], load_id: str, loaded_at: datetime) -> Batch:
+def _normalize(
+    records: Sequence[Any], load_id: str, loaded_at: datetime, scope: Scope | None
+) -> Batch:
     issues: Counter[str] = Counter()
     quarantined: list[Quarantined] = []
     good: list[Mapping[str, Any]] = []
@@ -349,16 +400,16 @@ def _normalize(records: Sequence[Any], load_id: str, loaded_at: datetime) -> Bat
         if isinstance(record, _Unstorable):
             ident = record.record.get("id") if isinstance(record.record, Mapping) else None
             storable_id = isinstance(ident, str) and ident and _storable(ident)
-            raw = _replacing_invalid_text(json.dumps(record.record, ensure_ascii=False))
+            raw = _replacing_invalid_text(_quarantine_json(record.record))
             quarantined.append(
                 Quarantined(position, ident if storable_id else None, INVALID_TEXT, raw)
             )
             continue
         try:
-            starts.append(_started_at(record))
+            starts.append(_started_at(record, scope))
         except RecordError as exc:
             ident = record.get("id") if isinstance(record, Mapping) else None
-            raw = _replacing_invalid_text(json.dumps(record, ensure_ascii=False, default=repr))
+            raw = _replacing_invalid_text(_quarantine_json(record))
             storable_id = isinstance(ident, str) and ident and _storable(ident)
             quarantined.append(Quarantined(position, ident if storable_id else None, str(exc), raw))
             continue
@@ -459,11 +510,13 @@ def _latency_table(
     child_key: Callable[[list[int], list[int]], dict[str, pa.Array | list[Any]]],
     stamp: dict[str, Any],
 ) -> pa.Table:
-    """One row per turn and stage of the latency breakdown (``include_latency``)."""
-    owners: list[int] = []
-    indexes: list[Any] = []
-    stages: list[Any] = []
-    values: list[Any] = []
+    """One row per turn and stage of the latency breakdown (``include_latency``).
+
+    A stage given twice for one turn keeps its last value, and an entry for a turn the
+    conversation does not have is left out: each is counted in ``type_issues`` and stays in
+    ``raw``, and the table's key (conversation, turn, stage) is never held twice.
+    """
+    rows: dict[tuple[int, int, str], Any] = {}
     coerce_index = builder.coercers["turn_index"]
     for position, record in enumerate(good):
         latency = record.get(api.R_LATENCY)
@@ -473,22 +526,31 @@ def _latency_table(
         if not isinstance(entries, list):
             issues[f"turn_latency.{api.R_LATENCY}"] += 1
             continue
+        turn_count = len(record.get("turns", []))
         for entry in entries:
             entry_stages = entry.get("stages") if isinstance(entry, Mapping) else None
             index = coerce_index(entry.get("turn_index")) if isinstance(entry, Mapping) else None
             if not isinstance(entry_stages, Mapping) or index is None:
                 issues[f"turn_latency.{api.R_LATENCY}"] += 1
                 continue
+            if not 0 <= index < turn_count:
+                issues["turn_latency.turn_index_without_a_turn"] += 1
+                continue
             for stage, ms in entry_stages.items():
-                owners.append(position)
-                indexes.append(index)
-                stages.append(str(stage))
-                values.append(ms)
-    key = child_key(owners, [])
-    key["turn_index"] = indexes
+                key = (position, index, str(stage))
+                if key in rows:
+                    issues["turn_latency.stage_given_twice"] += 1
+                    del rows[key]  # re-inserted last: keys keep the order values arrive in
+                rows[key] = ms
+    key = child_key([owner for owner, _, _ in rows], [])
+    key["turn_index"] = [index for _, index, _ in rows]
     return builder.table_of(
         [],
-        {**key, "stage": stages, "latency_ms": builder.column("latency_ms", values)},
+        {
+            **key,
+            "stage": [stage for _, _, stage in rows],
+            "latency_ms": builder.column("latency_ms", list(rows.values())),
+        },
         stamp,
-        rows=len(owners),
+        rows=len(rows),
     )

@@ -56,6 +56,12 @@ conversations = sa.Table(
     sa.Column("channel", sa.String, nullable=False),
     sa.Column("conversation_date", sa.Date, nullable=False, comment="UTC date of started_at"),
     sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column(
+        "window_start",
+        TZ_TIMESTAMP,
+        comment="the window whose load holds this row (its query returned it): re-syncing "
+        "that window, and no other, replaces it",
+    ),
     sa.Column("in_progress", sa.Boolean),
     sa.Column("variant_id", sa.String),
     sa.Column("variant_name", sa.String),
@@ -136,6 +142,16 @@ sync_state = sa.Table(
     sa.Column("conversations", sa.Integer, nullable=False, comment="staged so far"),
     sa.Column("quarantined", sa.Integer, nullable=False),
     sa.Column("in_progress", sa.Integer, nullable=False, comment="conversations in progress"),
+    sa.Column(
+        "replaced_conversations",
+        sa.Integer,
+        comment="conversations the window held before its last publish",
+    ),
+    sa.Column(
+        "collisions",
+        sa.Integer,
+        comment="conversations the last load brought that another window holds (quarantined)",
+    ),
     sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
     sa.Column("updated_at", TZ_TIMESTAMP, nullable=False),
     sa.Column("completed_at", TZ_TIMESTAMP),

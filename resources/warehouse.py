@@ -21,6 +21,7 @@ it go at least every ``hold_seconds`` so other processes get the file between tw
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from core import api_contract as api
 from core import schema
 from core.config import display_url
-from core.normalize import Batch
+from core.normalize import Batch, Quarantined, to_json
 from core.windows import Scope, Window
 
 if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
@@ -93,11 +95,32 @@ class SyncState:
     in_progress: int
 
 
+COLLISION = "collision"
+"""The reason prefix of a record set aside when publishing: another window holds its id."""
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A conversation a load brought that another window (or scope) already holds."""
+
+    conversation_id: str
+    held_by: str
+    """``environment.channel window_start`` of the window holding it."""
+
+
 @dataclass(frozen=True)
 class PublishResult:
-    """Rows a published window now holds, per table."""
+    """What publishing did: rows the window now holds per table, what it held before, and
+    the conversations left with the window that already held them."""
 
     rows: dict[str, int]
+    replaced: int = 0
+    collisions: tuple[Collision, ...] = ()
+
+    @property
+    def dropped(self) -> int:
+        """Conversations the window held before and holds no longer, net."""
+        return max(self.replaced - self.rows.get("conversations", 0), 0)
 
 
 @dataclass(frozen=True)
@@ -118,19 +141,15 @@ _STATE_WHERE = (
 _ANALYTICS_WINDOW = "environment = $env AND channel = $channel AND window_start = $start"
 """One scope's window of an analytics table (they are keyed by it)."""
 
-IN_WINDOW = (
-    "environment = $env AND channel = $channel AND started_at >= $start AND started_at < $end"
-)
-"""The conversations of one scope's window (parameters: :func:`window_params`)."""
+IN_WINDOW = "environment = $env AND channel = $channel AND window_start = $start"
+"""The conversations one scope's window holds (parameters: :func:`window_params`): those its
+last load brought, wherever they started. A record the API served for another window than
+its ``started_at`` is in stays with the window that served it: only a re-sync of that window
+replaces or removes it (the ``timestamps_inside_the_window`` check reports it)."""
 
 
 def window_params(scope: Scope, window: Window) -> dict[str, Any]:
-    return {
-        "env": scope.environment,
-        "channel": scope.channel,
-        "start": window.start,
-        "end": window.end,
-    }
+    return {"env": scope.environment, "channel": scope.channel, "start": window.start}
 
 
 class Warehouse(ConfigurableResource):
@@ -261,7 +280,9 @@ class Warehouse(ConfigurableResource):
                 if table in schema.WINDOW_TABLES:
                     targets.append(STAGE_PREFIX + table.name)
                 for target in targets:
-                    self._add_missing_columns(con, table, target, dialect)
+                    added = self._add_missing_columns(con, table, target, dialect)
+                    if target == "conversations" and "window_start" in added:
+                        self._assign_owners(con)
             self._after_ddl(con)
             con.execute("COMMIT")
 
@@ -284,9 +305,20 @@ class Warehouse(ConfigurableResource):
             )
         return expected <= present
 
+    def _assign_owners(self, con: Connection) -> None:
+        """Rows written before conversations carried ``window_start`` belong to the window
+        they started in (what publishing replaced then)."""
+        con.execute(
+            f"UPDATE {self.table_ref('conversations')} AS c SET window_start = s.window_start "
+            f"FROM {self.table_ref('sync_state')} AS s WHERE s.environment = c.environment "
+            "AND s.channel = c.channel AND c.started_at >= s.window_start "
+            "AND c.started_at < s.window_end"
+        )
+
     def _add_missing_columns(
         self, con: Connection, table: sa.Table, target: str, dialect: sa.engine.Dialect
-    ) -> None:
+    ) -> list[str]:
+        """Add the columns of ``table`` that ``target`` lacks; their names."""
         existing = {
             row[0]
             for row in con.execute(
@@ -301,6 +333,7 @@ class Warehouse(ConfigurableResource):
                 con.execute(
                     f"ALTER TABLE {self.table_ref(target)} ADD COLUMN {quote(column.name)} {kind}"
                 )
+        return [column.name for column in table.columns if column.name not in existing]
 
     # --- sync state ---------------------------------------------------------------------
 
@@ -324,8 +357,11 @@ class Warehouse(ConfigurableResource):
                 f"DELETE FROM {self.table_ref('sync_state')} WHERE {_STATE_WHERE}", key.params()
             )
             con.execute(
-                f"INSERT INTO {self.table_ref('sync_state')} VALUES ($account, $project, $env, "
-                "$channel, $start, $end, 'running', $load, NULL, 0, 0, 0, 0, $now, $now, NULL)",
+                f"INSERT INTO {self.table_ref('sync_state')} (account_id, project_id, "
+                "environment, channel, window_start, window_end, status, load_id, pages, "
+                "conversations, quarantined, in_progress, started_at, updated_at) VALUES "
+                "($account, $project, $env, $channel, $start, $end, 'running', $load, 0, 0, 0, 0, "
+                "$now, $now)",
                 {**key.params(), "end": key.window.end, "load": load_id, "now": now},
             )
             con.execute("COMMIT")
@@ -352,7 +388,9 @@ class Warehouse(ConfigurableResource):
                 if rows.num_rows:
                     self._insert(con, STAGE_PREFIX + table, rows, page=int(page))
             if batch.quarantined:
-                self._insert(con, "quarantine", _quarantine_rows(key, load_id, page, batch, now))
+                self._insert(
+                    con, "quarantine", _quarantine_rows(key, load_id, page, batch.quarantined, now)
+                )
             updated = con.execute(
                 f"UPDATE {self.table_ref('sync_state')} SET cursor = $cursor, pages = $page, "
                 "conversations = conversations + $rows, quarantined = quarantined + $bad, "
@@ -381,49 +419,66 @@ class Warehouse(ConfigurableResource):
             con.execute("COMMIT")
 
     def publish(self, key: WindowKey, load_id: str) -> PublishResult:
-        """Replace the window with what ``load_id`` staged, atomically, and mark it complete."""
+        """Replace the window with what ``load_id`` staged, atomically, and mark it complete.
+
+        The window's own rows (:data:`IN_WINDOW`) are replaced, never another window's. A
+        conversation the load brings that another window or scope already holds stays where
+        it is (so that window's rows, KPIs and lake files keep agreeing) and this load's copy
+        is quarantined, whole, with a reason naming the holder.
+        """
         load = {"load": load_id}
         conv = self.table_ref("conversations")
         stage_conv = self.table_ref(STAGE_PREFIX + "conversations")
+        owned = window_params(key.scope, key.window)
         with self.connect() as con:
             con.execute("BEGIN")
-            # Old rows of the window, and any row of a conversation this load brings again
-            # (so a conversation is never held twice, whichever window first saw it).
             con.execute(
-                "CREATE TEMP TABLE replaced AS "
-                f"SELECT id FROM {conv} WHERE {IN_WINDOW} "
-                f"UNION SELECT id FROM {stage_conv} WHERE load_id = $load",
-                {**window_params(key.scope, key.window), **load},
+                f"CREATE TEMP TABLE replaced AS SELECT id FROM {conv} WHERE {IN_WINDOW}", owned
             )
+            replaced = _count(con, "SELECT count(*) FROM replaced", {})
             for table in schema.CHILD_TABLES:
                 con.execute(
                     f"DELETE FROM {self.table_ref(table.name)} "
                     "WHERE conversation_id IN (SELECT id FROM replaced)"
                 )
             con.execute(f"DELETE FROM {conv} WHERE id IN (SELECT id FROM replaced)")
-            # What the window holds now is what was inserted: its old rows are gone, and the
-            # API served only conversations that started in it. A conversation served on two
-            # pages keeps its latest copy, children included; only then is more than a
-            # streaming copy needed.
+            con.execute("DROP TABLE replaced")
+            collisions = self._set_aside_collisions(con, key, load_id)
+            keep = " AND id NOT IN (SELECT id FROM held_elsewhere)" if collisions else ""
+            # A conversation served on two pages keeps its latest copy, children included;
+            # only then is more than a streaming copy needed.
             served_twice = _count(
                 con,
                 f"SELECT count(*) - count(DISTINCT id) FROM {stage_conv} WHERE load_id = $load",
                 load,
             )
             columns = _column_list(schema.conversations)
-            select = f"SELECT {columns} FROM {stage_conv} WHERE load_id = $load"
+            values = ", ".join(
+                "$start" if c.name == "window_start" else quote(c.name)
+                for c in schema.conversations.columns
+            )
+            where = f"load_id = $load{keep}"
+            select = f"SELECT {values} FROM {stage_conv} WHERE {where}"
             if served_twice:
                 select = (
-                    f"SELECT DISTINCT ON (id) {columns} FROM {stage_conv} WHERE load_id = $load "
+                    f"SELECT DISTINCT ON (id) {values} FROM {stage_conv} WHERE {where} "
                     f"ORDER BY id, {PAGE_COLUMN} DESC"
                 )
-            rows = {"conversations": _count(con, f"INSERT INTO {conv} ({columns}) {select}", load)}
+            rows = {
+                "conversations": _count(
+                    con,
+                    f"INSERT INTO {conv} ({columns}) {select}",
+                    {**load, "start": owned["start"]},
+                )
+            }
             latest = (
                 f" AND (conversation_id, {PAGE_COLUMN}) IN (SELECT id, max({PAGE_COLUMN}) "
                 f"FROM {stage_conv} WHERE load_id = $load GROUP BY id)"
                 if served_twice
                 else ""
             )
+            if collisions:
+                latest += " AND conversation_id NOT IN (SELECT id FROM held_elsewhere)"
             for table in schema.CHILD_TABLES:
                 columns = _column_list(table)
                 rows[table.name] = _count(
@@ -433,20 +488,98 @@ class Warehouse(ConfigurableResource):
                     f"WHERE load_id = $load{latest}",
                     load,
                 )
+            if collisions:
+                con.execute("DROP TABLE held_elsewhere")
             for table in schema.WINDOW_TABLES:
                 con.execute(
                     f"DELETE FROM {self.table_ref(STAGE_PREFIX + table.name)} "
                     "WHERE load_id = $load",
                     load,
                 )
-            con.execute("DROP TABLE replaced")
             con.execute(
                 f"UPDATE {self.table_ref('sync_state')} SET status = 'complete', cursor = NULL, "
+                "replaced_conversations = $replaced, collisions = $collisions, "
                 f"updated_at = $now, completed_at = $now WHERE {_STATE_WHERE}",
-                {**key.params(), "now": datetime.now(UTC)},
+                {
+                    **key.params(),
+                    "replaced": replaced,
+                    "collisions": len(collisions),
+                    "now": datetime.now(UTC),
+                },
             )
             con.execute("COMMIT")
-        return PublishResult(rows)
+        return PublishResult(rows, replaced, tuple(collisions))
+
+    def _set_aside_collisions(
+        self, con: Connection, key: WindowKey, load_id: str
+    ) -> list[Collision]:
+        """Inside publishing, after the window's own rows are gone: the staged conversations
+        that another window still holds (left in temp table ``held_elsewhere``), each
+        quarantined whole (reassembled from its staged rows) as page 0 of the load."""
+        conv = self.table_ref("conversations")
+        stage_conv = self.table_ref(STAGE_PREFIX + "conversations")
+        con.execute(
+            f"CREATE TEMP TABLE held_elsewhere AS SELECT id, environment, channel, window_start "
+            f"FROM {conv} WHERE id IN (SELECT id FROM {stage_conv} WHERE load_id = $load)",
+            {"load": load_id},
+        )
+        held = con.execute(
+            "SELECT id, environment, channel, window_start FROM held_elsewhere ORDER BY id"
+        ).fetchall()
+        if not held:
+            con.execute("DROP TABLE held_elsewhere")
+            return []
+        collisions = [
+            Collision(ident, f"{env}.{channel} {_moment(start)}")
+            for ident, env, channel, start in held
+        ]
+        records = self._staged_records(con, load_id)
+        now = datetime.now(UTC)
+        quarantined = [
+            Quarantined(
+                position,
+                c.conversation_id,
+                f"{COLLISION}: conversation {c.conversation_id} is already held by window "
+                f"{c.held_by}; this load's copy was set aside and that window keeps its own",
+                records[c.conversation_id],
+            )
+            for position, c in enumerate(collisions)
+        ]
+        self._insert(con, "quarantine", _quarantine_rows(key, load_id, 0, quarantined, now))
+        return collisions
+
+    def _staged_records(self, con: Connection, load_id: str) -> dict[str, str]:
+        """The staged conversations in ``held_elsewhere`` as received (their latest page's
+        copy): each one's ``raw`` with its turns' ``raw`` and their genAI metadata put back."""
+
+        def staged(table: str, columns: str) -> list[Any]:
+            key = "id" if table == "conversations" else "conversation_id"
+            return con.execute(
+                f"SELECT {columns} FROM {self.table_ref(STAGE_PREFIX + table)} "
+                f"WHERE load_id = $load AND {key} IN (SELECT id FROM held_elsewhere) "
+                f"ORDER BY {PAGE_COLUMN}",
+                {"load": load_id},
+            ).fetchall()
+
+        page_of = {}
+        records: dict[str, dict[str, Any]] = {}
+        for ident, page, raw in staged("conversations", f"id, {PAGE_COLUMN}, raw"):
+            page_of[ident] = page
+            records[ident] = {**_json(raw), "turns": []}
+        turns: dict[tuple[str, int], dict[str, Any]] = {}
+        for ident, page, index, raw in staged(
+            "turns", f"conversation_id, {PAGE_COLUMN}, turn_index, raw"
+        ):
+            if page == page_of[ident]:
+                turns[ident, index] = _json(raw)
+        for ident, page, index, raw in staged(
+            "turn_genai", f"conversation_id, {PAGE_COLUMN}, turn_index, raw"
+        ):
+            if page == page_of[ident] and (ident, index) in turns:
+                turns[ident, index][api.R_GENAI_METADATA] = _json(raw)
+        for (ident, _), turn in sorted(turns.items(), key=lambda item: item[0]):
+            records[ident]["turns"].append(turn)
+        return {ident: to_json(record) or "null" for ident, record in records.items()}
 
     def discard(self, key: WindowKey) -> None:
         """Drop what the window's current load staged, and its state."""
@@ -616,9 +749,8 @@ def _column_list(table: sa.Table) -> str:
 
 
 def _quarantine_rows(
-    key: WindowKey, load_id: str, page: int, batch: Batch, now: datetime
+    key: WindowKey, load_id: str, page: int, records: list[Quarantined], now: datetime
 ) -> pa.Table:
-    records = batch.quarantined
     return pa.Table.from_pydict(
         {
             "load_id": [load_id] * len(records),
@@ -634,6 +766,15 @@ def _quarantine_rows(
         },
         schema=schema.arrow_schema(schema.quarantine),
     )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value as Python (DuckDB returns text, psycopg the parsed value)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _moment(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime) else str(value)
 
 
 def _count(con: Connection, sql: str, params: dict[str, object]) -> int:

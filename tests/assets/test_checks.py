@@ -36,6 +36,19 @@ BREAKAGES = {
         "WHERE id = (SELECT min(id) FROM polyai.conversations)"
     ],
     "latencies_non_negative": ["UPDATE polyai.turn_latency SET latency_ms = -1"],
+    "unique_latency_keys": [
+        "CREATE TABLE polyai.latency_copy AS SELECT * FROM polyai.turn_latency",
+        "DROP TABLE polyai.turn_latency",
+        "CREATE TABLE polyai.turn_latency AS SELECT * FROM polyai.latency_copy",
+        "INSERT INTO polyai.turn_latency SELECT * FROM polyai.latency_copy LIMIT 1",
+    ],
+    "no_conversation_held_by_another_window": [
+        "INSERT INTO polyai.quarantine SELECT $load, 0, 0, 'c-1', 'live', 'voice', $start, "
+        "'collision: broken on purpose', '{}', now()"
+    ],
+    "resync_kept_most_conversations": [
+        "UPDATE polyai.sync_state SET replaced_conversations = 1000000"
+    ],
     "quarantine_under_threshold": [
         "INSERT INTO polyai.quarantine SELECT $load, 99, range, NULL, 'live', 'voice', "
         "$start, 'broken on purpose', '{}', now() FROM generate_series(1, 100) AS g(range)"
