@@ -38,6 +38,8 @@ DEFAULTS: Final[dict[str, str]] = {
     "POLYAI_QA_SAMPLE_SIZE": "20",
     "POLYAI_SAVED_SEARCHES": "",
     "POLYAI_PAGE_SIZE": "1000",
+    "POLYAI_REQUEST_DEADLINE_SECONDS": "300",
+    "POLYAI_ALLOW_INSECURE_HTTP": "false",
 }
 
 SOURCE_VARIABLES: Final = (
@@ -108,6 +110,8 @@ class Settings:
     qa_sample_size: int = 20
     saved_searches: tuple[SavedSearch, ...] = ()
     page_size: int = 1000
+    request_deadline_seconds: int = 300
+    allow_insecure_http: bool = False
     hash_phone_numbers: bool = False
     phone_hash_salt: str = field(default="", repr=False)
     """Secret: keys the phone-number hashes. Never printed."""
@@ -149,7 +153,15 @@ class Settings:
             )
         base_url = get("POLYAI_BASE_URL") or REGION_BASE_URLS.get(region) or None
         if base_url and not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"POLYAI_BASE_URL: {base_url!r} is not an http(s) URL")
+            raise ConfigError(f"POLYAI_BASE_URL: {display_url(base_url)!r} is not an http(s) URL")
+        allow_insecure_http = _bool_setting(get, "POLYAI_ALLOW_INSECURE_HTTP")
+        check_source(
+            base_url,
+            get("POLYAI_API_KEY"),
+            get("POLYAI_ACCOUNT_ID"),
+            get("POLYAI_PROJECT_ID"),
+            allow_insecure_http,
+        )
         warehouse_url = get("WAREHOUSE_URL")
         if not warehouse_url.startswith(WAREHOUSE_SCHEMES):
             raise ConfigError(
@@ -203,6 +215,8 @@ class Settings:
             qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
             saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
             page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
+            request_deadline_seconds=_int_setting(get, "POLYAI_REQUEST_DEADLINE_SECONDS", 1, 3600),
+            allow_insecure_http=allow_insecure_http,
             hash_phone_numbers=hash_phone_numbers,
             phone_hash_salt=salt if hash_phone_numbers else "",
             redact_transcripts=_bool_setting(get, "POLYAI_REDACT_TRANSCRIPTS"),
@@ -259,6 +273,48 @@ def _split_list(name: str, value: str) -> tuple[str, ...]:
 
 
 WAREHOUSE_SCHEMES = ("duckdb:///", "postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_source(
+    base_url: str | None,
+    api_key: str | None,
+    account_id: str | None,
+    project_id: str | None,
+    allow_insecure_http: bool = False,
+) -> None:
+    """Refuse source settings that would leak the key or send it elsewhere, naming the
+    variable and never echoing a secret: credentials in the base URL, a key with whitespace
+    or control characters (it would travel in a header, and errors would show it), ids that
+    would change the request's path or query, plain ``http://`` to another machine."""
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"POLYAI_BASE_URL: {display_url(base_url)!r} carries credentials; the API "
+                "authenticates with POLYAI_API_KEY alone: remove the 'user:password@' part"
+            )
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not allow_insecure_http:
+            raise ConfigError(
+                f"POLYAI_BASE_URL: {base_url!r} is plain http to another machine: the API key "
+                "would travel unencrypted. Use https://, or set POLYAI_ALLOW_INSECURE_HTTP=true "
+                "if the network is trusted"
+            )
+    if api_key and not _KEY_CHARACTERS.fullmatch(api_key):
+        raise ConfigError(
+            "POLYAI_API_KEY holds whitespace or a control character (a newline from the file "
+            "it was read from?); a key is printable characters only (the key is not shown)"
+        )
+    for name, value in (("POLYAI_ACCOUNT_ID", account_id), ("POLYAI_PROJECT_ID", project_id)):
+        if value and (not _ID.fullmatch(value) or ".." in value):
+            raise ConfigError(
+                f"{name}: {value[:80]!r} is not an id (letters, digits and _ . : - only, as "
+                "in the API's URL path)"
+            )
 
 
 def display_url(url: str) -> str:

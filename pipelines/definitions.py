@@ -121,6 +121,8 @@ def build_definitions(settings: Settings) -> Definitions:
                 account_id=EnvVar("POLYAI_ACCOUNT_ID"),
                 project_id=EnvVar("POLYAI_PROJECT_ID"),
                 page_size=settings.page_size,
+                request_deadline_seconds=settings.request_deadline_seconds,
+                allow_insecure_http=settings.allow_insecure_http,
                 hash_phone_numbers=settings.hash_phone_numbers,
                 # Bound by name, so the UI and run config show the variable, not the salt.
                 phone_hash_salt=EnvVar("POLYAI_PHONE_HASH_SALT")

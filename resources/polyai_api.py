@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +37,7 @@ from tenacity import (
 )
 
 from core import api_contract as api
+from core.config import ConfigError, check_source
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
@@ -150,6 +153,15 @@ class PolyAIClient(ConfigurableResource):
     page_size: int = Field(default=api.MAX_LIMIT, ge=api.MIN_LIMIT, le=api.MAX_LIMIT)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
+    request_deadline_seconds: float = Field(
+        default=300.0, gt=0, description="the longest one request may take, body included"
+    )
+    allow_insecure_http: bool = Field(
+        default=False, description="allow plain http:// to a host other than loopback"
+    )
+    max_response_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0, description="the largest response body, inflated"
+    )
     max_attempts: int = Field(default=6, ge=1, description="tries per request, first included")
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
@@ -227,6 +239,16 @@ class PolyAIClient(ConfigurableResource):
                     return
 
     def _http(self) -> httpx.Client:
+        try:
+            check_source(
+                self.base_url,
+                self.api_key,
+                self.account_id,
+                self.project_id,
+                self.allow_insecure_http,
+            )
+        except ConfigError as exc:
+            raise PolyAIError(str(exc)) from None
         return httpx.Client(
             base_url=self.base_url.rstrip("/"),
             verify=_ssl_context(),
@@ -283,14 +305,14 @@ class PolyAIClient(ConfigurableResource):
     ) -> dict[str, Any]:
         stats.requests += 1
         try:
-            response = http.get(url)
+            response, content = self._fetch(http, url, query)
         except httpx.TimeoutException as exc:
             raise _Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
         if response.status_code != httpx.codes.OK:
-            detail = _detail(response)
+            detail = self._scrub(_detail(response, content))
             if is_retryable_status(response.status_code):
                 retry_after = parse_retry_after(
                     response.headers.get("retry-after"), datetime.now(UTC)
@@ -302,25 +324,80 @@ class PolyAIClient(ConfigurableResource):
             if response.status_code == 400 and api.P_CURSOR in params:
                 raise CursorRejectedError(response.status_code, detail, where)
             raise PolyAIHTTPError(response.status_code, detail, where)
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            body = _lenient_json(response.content)
-            if body is None:
-                # A body cut short on the wire reads as bad JSON: worth another try.
-                raise _Transient(f"unreadable response body ({exc})") from None
+        body = self._parse(content, query)
         if not isinstance(body, dict):
             raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
         error = body.get("error")
         if error not in (None, "", {}, []):
             # A 200 that says it failed (often with an empty page) is not an empty window.
-            said = str(error)
-            if self.api_key:
-                said = said.replace(self.api_key, "***")
+            said = self._scrub(str(error))
             raise PolyAIResponseError(
                 f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
             )
         return body
+
+    def _fetch(
+        self, http: httpx.Client, url: str, query: ConversationQuery
+    ) -> tuple[httpx.Response, bytes]:
+        """One GET, its body read (inflated) to the end within ``request_deadline_seconds``
+        and ``max_response_bytes``: a server that sends a byte a second, or a small gzip
+        body that inflates without end, is stopped, not waited for."""
+        deadline = time.monotonic() + self.request_deadline_seconds
+        with http.stream("GET", url) as response:
+            chunks = []
+            try:
+                for chunk in self._chunks(response, deadline, query):
+                    chunks.append(chunk)
+            except httpx.DecodingError:
+                raise PolyAIResponseError(
+                    f"response for {query.describe()} cannot be read as its Content-Encoding "
+                    f"({response.headers.get('content-encoding')!r}) says"
+                ) from None
+        return response, b"".join(chunks)
+
+    def _chunks(
+        self, response: httpx.Response, deadline: float, query: ConversationQuery
+    ) -> Iterator[bytes]:
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise PolyAIResponseError(
+                    f"response for {query.describe()} is larger than "
+                    f"{self.max_response_bytes:,} bytes (inflated); lower POLYAI_PAGE_SIZE"
+                )
+            if time.monotonic() > deadline:
+                raise _Transient(
+                    f"the response took longer than {self.request_deadline_seconds:g}s "
+                    f"(POLYAI_REQUEST_DEADLINE_SECONDS); {size:,} bytes had arrived"
+                )
+            yield chunk
+
+    def _parse(self, content: bytes, query: ConversationQuery) -> Any:
+        """The body as JSON; integers beyond 64 bits kept exact (orjson reads them as floats,
+        so a body holding a 19-digit run is read by Python's parser)."""
+        if _LONG_DIGIT_RUN.search(content) is None:
+            try:
+                return orjson.loads(content)
+            except orjson.JSONDecodeError as exc:
+                if "depth" in str(exc):
+                    raise PolyAIResponseError(
+                        f"response for {query.describe()} is nested more deeply than JSON "
+                        f"parsers read ({exc})"
+                    ) from None
+        body = _lenient_json(content)
+        if body is None:
+            # A body cut short on the wire reads as bad JSON: worth another try.
+            raise _Transient("unreadable response body (not JSON)")
+        if body is _TOO_DEEP:
+            raise PolyAIResponseError(
+                f"response for {query.describe()} is nested more deeply than JSON parsers read"
+            )
+        return body
+
+    def _scrub(self, text: str) -> str:
+        """What the server said, without the key should it echo it back."""
+        return text.replace(self.api_key, "***") if self.api_key else text
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -344,21 +421,29 @@ class PolyAIClient(ConfigurableResource):
         )  # fmt: skip
 
 
+_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
+"""19 digits in a row: maybe an integer beyond 64 bits (or only a long digit string)."""
+_TOO_DEEP = object()
+
+
 def _lenient_json(content: bytes) -> Any:
-    """The body as Python's own parser reads it (None if it cannot): unlike orjson it takes
-    an unpaired surrogate escape (``"\\ud800"``) in a string, so one such record does not
-    make its whole page unreadable; the normalizer quarantines it."""
+    """The body as Python's own parser reads it (None if it cannot, ``_TOO_DEEP`` if it nests
+    beyond the interpreter's recursion limit): unlike orjson it takes an unpaired surrogate
+    escape (``"\\ud800"``) in a string, so one such record does not make its whole page
+    unreadable (the normalizer quarantines it), and integers of any size."""
     try:
         return json.loads(content)
     except ValueError:
         return None
+    except RecursionError:
+        return _TOO_DEEP
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: httpx.Response, content: bytes) -> str:
     try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return content[:500].decode("utf-8", "replace") or response.reason_phrase
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
     return str(body)[:500]

@@ -41,7 +41,7 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
 
 
 def test_require_source_names_every_missing_variable() -> None:
-    settings = Settings.from_env({"POLYAI_BASE_URL": "http://x", "POLYAI_ACCOUNT_ID": "a"})
+    settings = Settings.from_env({"POLYAI_BASE_URL": "https://x", "POLYAI_ACCOUNT_ID": "a"})
     with pytest.raises(ConfigError) as excinfo:
         settings.require_source()
     message = str(excinfo.value)
