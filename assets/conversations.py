@@ -110,6 +110,9 @@ def build_sync_asset(
                     metadata={
                         WINDOW_LANDED: True,
                         **{f"rows_{table}": count for table, count in result.rows.items()},
+                        "conversations_before": result.replaced,
+                        "collisions": len(result.collisions),
+                        "quarantined_records": result.quarantined,
                     },
                 )
         for asset_key in TABLE_DESCRIPTIONS:

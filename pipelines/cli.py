@@ -104,6 +104,8 @@ def _run_sync(
         label = outcome.key.replace("|", " ")
         if outcome.success:
             progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds)
+            for note in outcome.notes:
+                print(f"  warning: {label}: {note}", flush=True)
         else:
             progress.window_failed(label, outcome.error or "failed")
 
@@ -140,6 +142,10 @@ def _run_sync(
     )
     for window in result.failed:
         print(f"  {window.key.replace('|', ' ')}: {window.error}", file=sys.stderr, flush=True)
+    errors = [p for p in result.problems if p.error]
+    for problem in result.problems:
+        kind = "FAILED" if problem.error else "warning"
+        print(f"  {kind}: {problem.where}: {problem.text}", file=sys.stderr, flush=True)
     ui = os.environ.get("DAGSTER_UI_URL", f"http://127.0.0.1:{UI_PORT}").rstrip("/")
     print(
         f"Backfill {result.backfill_id}, runs {', '.join(result.run_ids) or '(none)'}\n"
@@ -152,7 +158,7 @@ def _run_sync(
             file=sys.stderr,
         )
         return 130
-    return 1 if result.failed or len(landed) < len(keys) else 0
+    return 1 if result.failed or errors or len(landed) < len(keys) else 0
 
 
 @contextlib.contextmanager

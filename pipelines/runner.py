@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
@@ -54,7 +56,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_jobs
 
-from assets.conversations import WINDOW_LANDED
+from assets.conversations import SYNC_STEP, WINDOW_LANDED
 from assets.keys import CONVERSATIONS, POOL
 from pipelines.run_launcher import was_interrupted
 from pipelines.run_workers import (
@@ -91,6 +93,20 @@ class WindowOutcome:
     seconds: float = 0.0
     """From the window's start (the run's start, or the previous window landing) to it landing."""
     error: str | None = None
+    notes: tuple[str, ...] = ()
+    """What a landed window's numbers alone do not say (records set aside, a big drop)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failed step other than the sync (whose failures are windows'), or a failed check."""
+
+    run_id: str
+    where: str
+    """The step, or ``check <name> on <window>``."""
+    error: bool
+    """An error (the sync exits non-zero), or a warning."""
+    text: str
 
 
 @dataclass
@@ -99,6 +115,7 @@ class BackfillResult:
     windows: list[WindowOutcome] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     interrupted: bool = False
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def failed(self) -> list[WindowOutcome]:
@@ -217,7 +234,45 @@ def run_backfill(
         _cancel(instance, result.backfill_id, daemon)
     watcher.poll()  # whatever landed after the last poll
     watcher.report_unfinished_windows()
+    for run_id in result.run_ids:
+        result.problems.extend(run_problems(instance, run_id))
     return result
+
+
+def run_problems(instance: DagsterInstance, run_id: str) -> list[Problem]:
+    """A run's failed steps (but the sync step's, reported per window) and failed checks."""
+    problems = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = record.dagster_event
+        if event is None or event.step_key is None or event.step_key == SYNC_STEP:
+            continue
+        problems.append(Problem(run_id, event.step_key, True, _step_error(event)))
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        event = record.dagster_event
+        evaluation = event.event_specific_data if event is not None else None
+        if not isinstance(evaluation, AssetCheckEvaluation) or evaluation.passed:
+            continue
+        problems.append(
+            Problem(
+                run_id,
+                f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}",
+                evaluation.severity == AssetCheckSeverity.ERROR,
+                evaluation.description or "failed",
+            )
+        )
+    return problems
+
+
+def _step_error(event: Any) -> str:
+    data = event.step_failure_data
+    if data is None:
+        return "failed"
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description.strip()
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0] if error is not None else "failed"
 
 
 def _daemon_serves(instance: DagsterInstance) -> bool:
@@ -346,6 +401,7 @@ class _Watcher:
                     _count(observation.metadata, "rows_conversations"),
                     _count(observation.metadata, "rows_turns"),
                     max(landed - self.last_landed[run_id], 0.0),
+                    notes=_notes(observation.metadata),
                 )
             )
             self.last_landed[run_id] = landed
@@ -392,6 +448,23 @@ class _Watcher:
             self._report(
                 WindowOutcome(key, "", False, error="not synced: the sync was interrupted")
             )
+
+
+def _notes(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    notes = []
+    collisions = _count(metadata, "collisions")
+    if collisions:
+        notes.append(
+            f"{collisions} conversation(s) already held by another window or scope were set "
+            "aside (quarantine table, reason 'collision: ...')"
+        )
+    quarantined = _count(metadata, "quarantined_records")
+    if quarantined:
+        notes.append(f"{quarantined} record(s) quarantined (quarantine table)")
+    before, now = _count(metadata, "conversations_before"), _count(metadata, "rows_conversations")
+    if 2 * now < before:
+        notes.append(f"held {before} conversations before this sync, {now} now")
+    return tuple(notes)
 
 
 def _count(metadata: Mapping[str, Any], name: str) -> int:
@@ -441,13 +514,7 @@ def _failure(instance: DagsterInstance, run_id: str) -> tuple[str | None, str]:
         if data.user_failure_data is not None:
             value = data.user_failure_data.metadata.get("window")
             window = str(value.value) if value is not None else None
-            if data.user_failure_data.description:
-                return window, data.user_failure_data.description.strip()
-        error = data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        if error is not None:
-            return window, error.message.strip().splitlines()[0]
+        return window, _step_error(event)
     for record in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
         if record.dagster_event is not None and record.dagster_event.message:
             return None, record.dagster_event.message.strip().splitlines()[0]
