@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MultiPartitionsDefi
 from assets.analytics import window_asset
 from assets.keys import CONVERSATIONS, QA_SAMPLES, analytics_spec
 from core import schema
-from core.normalize import parse_timestamp, to_json
+from core.normalize import normalize_page, to_json
 from core.query import ConversationQuery
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
@@ -67,18 +67,29 @@ def draw_sample(
         limit=size,
         sample="random",
     )
-    conversations = [c for page in client.iter_pages(query) for c in page.conversations]
+    drawn: list[Any] = []
+    for page in client.iter_pages(query):
+        drawn.extend(page.conversations)
+        if len(drawn) >= size:  # a server that pages sample mode: its first `size` are enough
+            break
+    drawn = drawn[:size]
     now = datetime.now(UTC)
+    # What cannot be a row (no id, no started_at, another scope) is left out, and a
+    # conversation drawn twice is kept once (its later copy), as the sync does.
+    batch = normalize_page(drawn, load_id="qa_sample", loaded_at=now, scope=scope)
+    kept = batch.conversations
+    whole = {c["id"]: c for c in drawn if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    conversations = [whole[i] for i in kept.column("id").to_pylist()]
     rows = pd.DataFrame(
         {
             "environment": scope.environment,
             "channel": scope.channel,
             "window_start": window.start,
             "conversation_date": window.start.date(),
-            "conversation_id": [c["id"] for c in conversations],
-            "started_at": [parse_timestamp(c["started_at"], "started_at") for c in conversations],
-            "num_turns": pd.array([c.get("num_turns") for c in conversations], dtype="Int64"),
-            "handoff": [c.get("handoff") for c in conversations],
+            "conversation_id": kept.column("id").to_pylist(),
+            "started_at": kept.column("started_at").to_pandas(),
+            "num_turns": pd.array(kept.column("num_turns").to_pylist(), dtype="Int64"),
+            "handoff": kept.column("handoff").to_pylist(),
             "transcript": [transcript(c) for c in conversations],
             "raw": [to_json(c) for c in conversations],
             "sampled_at": now,
@@ -87,4 +98,9 @@ def draw_sample(
     )
     warehouse.replace_window_rows("qa_samples", scope, window, rows)
     path = lake.write_csv("qa_samples", scope, window, rows.drop(columns=["raw"]))
-    return {"dagster/row_count": len(rows), "csv": str(path), "sample_size": size}
+    return {
+        "dagster/row_count": len(rows),
+        "csv": str(path),
+        "sample_size": size,
+        "records_left_out": len(drawn) - len(rows),
+    }

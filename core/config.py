@@ -211,7 +211,7 @@ class Settings:
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
             granularity=granularity,
-            lake_url=get("LAKE_URL"),
+            lake_url=_lake_folder(get("LAKE_URL")),
             qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
             saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
             page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
@@ -240,6 +240,20 @@ class Settings:
                 f"missing configuration: set {', '.join(missing)} "
                 "(see the Configuration section of README.md)"
             )
+
+
+def _lake_folder(value: str) -> str:
+    """LAKE_URL as a local folder (``file://`` allowed); any other scheme is refused rather
+    than taken for a relative folder named ``s3:``."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme is None:
+        return value
+    if scheme.group(1).lower() == "file":
+        return urlsplit(value).path
+    raise ConfigError(
+        f"LAKE_URL: {display_url(value)!r}: the lake is written to a local folder; "
+        f"{scheme.group(1)}:// is not supported (give a path such as /data/lake)"
+    )
 
 
 def _int_setting(get: Callable[[str], str], name: str, lo: int, hi: int) -> int:

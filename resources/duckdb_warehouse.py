@@ -62,9 +62,11 @@ class DuckDBWarehouse(Warehouse):
     @property
     def schema_ref(self) -> str:
         """The schema as SQL, qualified by the file's catalog: DuckDB names a file's catalog
-        after the file (up to its first dot), so ``polyai.duckdb`` holding a schema ``polyai``
-        would make ``polyai.conversations`` ambiguous without it."""
-        return f"{quote(self.path.name.split('.')[0])}.{quote(self.schema_name)}"
+        after the file (its first non-empty part between dots: ``.hidden.duckdb`` is
+        ``hidden``), so ``polyai.duckdb`` holding a schema ``polyai`` would make
+        ``polyai.conversations`` ambiguous without it."""
+        catalog = next((part for part in self.path.name.split(".") if part), self.path.name)
+        return f"{quote(catalog)}.{quote(self.schema_name)}"
 
     def exists(self) -> bool:
         return self.path.exists()

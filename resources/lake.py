@@ -53,7 +53,8 @@ class ParquetLake(ConfigurableResource):
     def write_csv(self, table: str, scope: Scope, window: Window, rows: pd.DataFrame) -> Path:
         """Write one window's rows of ``table`` as CSV in the window's folder, atomically."""
         final = self.window_file(table, scope, window).with_suffix(".csv")
-        _write_atomically(final, lambda path: rows.to_csv(path, index=False))
+        safe = rows.apply(lambda column: column.map(_inert) if column.dtype == object else column)
+        _write_atomically(final, lambda path: safe.to_csv(path, index=False))
         return final
 
     def export_window(self, warehouse: Warehouse, scope: Scope, window: Window) -> dict[str, int]:
@@ -66,6 +67,17 @@ class ParquetLake(ConfigurableResource):
             _write_atomically(final, lambda path, rows=rows: pq.write_table(rows, path))
             written[table.name] = rows.num_rows
         return written
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)``), with a ``'``
+    in front so it shows as the text it is (OWASP's advice for CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _write_atomically(final: Path, write: Callable[[Path], object]) -> None:

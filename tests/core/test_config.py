@@ -99,3 +99,34 @@ def test_qa_sample_size_is_checked_and_zero_turns_it_off() -> None:
     assert Settings.from_env({"POLYAI_QA_SAMPLE_SIZE": "0"}).qa_sample_size == 0
     with pytest.raises(ConfigError, match="POLYAI_QA_SAMPLE_SIZE"):
         Settings.from_env({"POLYAI_QA_SAMPLE_SIZE": "1001"})
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/lake", "gs://b/l", "https://host/lake"])
+def test_a_lake_url_of_another_scheme_is_refused_not_taken_for_a_folder(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"LAKE_URL.*not supported"):
+        Settings.from_env({"LAKE_URL": url})
+    assert Settings.from_env({"LAKE_URL": "file:///data/lake"}).lake_url == "/data/lake"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("POLYAI_BASE_URL", "https://user:hunter2-pw@api.example", "carries credentials"),
+        ("POLYAI_BASE_URL", "http://api.example", "plain http to another machine"),
+        ("POLYAI_API_KEY", "sk-abc\nhunter2-pw", "whitespace or a control character"),
+        ("POLYAI_ACCOUNT_ID", "../../admin", "is not an id"),
+        ("POLYAI_PROJECT_ID", "proj/conversations?client_env=sandbox&x=", "is not an id"),
+    ],
+)
+def test_source_settings_that_would_leak_or_redirect_the_key_are_refused(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        Settings.from_env({variable: value})
+    assert "hunter2-pw" not in str(raised.value)
+    assert variable in str(raised.value)
+
+
+def test_plain_http_to_another_host_is_allowed_when_asked_for() -> None:
+    env = {"POLYAI_BASE_URL": "http://api.internal", "POLYAI_ALLOW_INSECURE_HTTP": "true"}
+    assert Settings.from_env(env).base_url == "http://api.internal"

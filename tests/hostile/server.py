@@ -115,7 +115,8 @@ class HostileAPI:
         ]
         limit = int(query.get("limit", ["1000"])[0])
         cursor = query.get("cursor", [""])[0]
-        offset = int(cursor.removeprefix("after-")) if cursor else 0
+        # A cursor of its own tells where to go on; any other starts over (a test's own).
+        offset = int(cursor.removeprefix("after-")) if cursor.startswith("after-") else 0
         page = matching[offset : offset + limit]
         more = offset + limit < len(matching)
         body: dict[str, Any] = {

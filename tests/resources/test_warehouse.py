@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -388,3 +389,12 @@ def test_values_with_quotes_semicolons_and_placeholders_are_only_ever_data(
     )  # fmt: skip
     assert [o.name for o in outcomes if not o.passed] == []
     assert warehouse.row_counts()["turns"] == 2 * len(HOSTILE)  # nothing was dropped
+
+
+def test_a_duckdb_file_whose_name_starts_with_a_dot_is_a_warehouse(tmp_path: Path) -> None:
+    """DuckDB names the catalog after the file's first non-empty part between dots."""
+    from resources.warehouse import warehouse_for
+
+    warehouse = warehouse_for(f"duckdb:///{tmp_path / '.hidden.duckdb'}")
+    warehouse.ensure_schema()
+    assert warehouse.row_counts()["conversations"] == 0
