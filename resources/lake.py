@@ -53,7 +53,7 @@ class ParquetLake(ConfigurableResource):
     def write_csv(self, table: str, scope: Scope, window: Window, rows: pd.DataFrame) -> Path:
         """Write one window's rows of ``table`` as CSV in the window's folder, atomically."""
         final = self.window_file(table, scope, window).with_suffix(".csv")
-        safe = rows.apply(lambda column: column.map(_inert) if column.dtype == object else column)
+        safe = rows.apply(lambda c: c.map(_inert) if c.dtype == object or c.dtype == "str" else c)
         _write_atomically(final, lambda path: safe.to_csv(path, index=False))
         return final
 

@@ -65,3 +65,26 @@ def test_a_resynced_window_replaces_its_files(
     second = duckdb.sql(f"SELECT DISTINCT load_id FROM '{path}'").fetchall()
     assert len(first) == len(second) == 1 and first != second
     assert len(list(path.parent.iterdir())) == 1
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    from core.windows import Scope, daily_window
+    from resources.lake import ParquetLake
+
+    rows = pd.DataFrame(
+        {"transcript": ['=HYPERLINK("http://evil","x")', "+1 555", "user: hi"], "n": [1, 2, 3]}
+    )
+    path = ParquetLake(root=str(tmp_path)).write_csv(
+        "qa_samples", Scope("live", "voice"), daily_window(SYNC_DAY), rows
+    )
+    written = pd.read_csv(path)
+    assert written["transcript"].tolist() == [
+        '\'=HYPERLINK("http://evil","x")',
+        "'+1 555",
+        "user: hi",
+    ]
+    assert written["n"].tolist() == [1, 2, 3]
