@@ -162,3 +162,24 @@ def test_a_gzip_body_is_inflated_only_up_to_the_bound(duckdb_deployment: Deploym
     with pytest.raises(PolyAIResponseError, match="larger than 8,000,000 bytes"):
         list(client.iter_pages(query))
     assert json_reply  # (the server's own helpers stay importable for new cases)
+
+
+def test_a_run_that_fails_after_its_windows_landed_fails_the_sync(
+    duckdb_deployment: Deployment,
+) -> None:
+    """The windows landed, then a step after the sync (the QA sample) failed: the CLI says so
+    and exits 1, instead of a success line."""
+    deployment, api = duckdb_deployment, duckdb_deployment.api
+    day = DAYS[0]
+    api.put("live", "voice", day, [conversation(f"q{n}", f"{day}T0{n}:00:00Z") for n in range(3)])
+    api.override = lambda query: (
+        json_reply({"detail": "sampling is not enabled for this project"}, 403)
+        if "sample" in query
+        else None
+    )
+    done = deployment.sync(day, None, "--channel", "voice", POLYAI_QA_SAMPLE_SIZE="2")
+    assert "1 of 1 window(s) synced" in done.stdout  # the tables landed
+    assert done.returncode == 1
+    assert "FAILED: qa_samples:" in done.stderr and "HTTP 403" in done.stderr
+    assert deployment.ids() == ["q0", "q1", "q2"]
+    deployment.assert_no_secret(done)
