@@ -109,10 +109,8 @@ def build_sync_asset(
                     partition=key,
                     metadata={
                         WINDOW_LANDED: True,
+                        **common,
                         **{f"rows_{table}": count for table, count in result.rows.items()},
-                        "conversations_before": result.replaced,
-                        "collisions": len(result.collisions),
-                        "quarantined_records": result.quarantined,
                     },
                 )
         for asset_key in TABLE_DESCRIPTIONS:
@@ -176,6 +174,7 @@ def _metadata(scope: Scope, window: Window, result: WindowSyncResult) -> dict[st
         "type_issues": sum(result.type_issues.values()),
         "type_issue_fields": MetadataValue.json(dict(result.type_issues)),
         "conversations_before": result.replaced,
+        "window_shrank": result.shrank,
         "collisions": len(result.collisions),
         "load_id": result.load_id,
     }

@@ -26,7 +26,6 @@ from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
 from resources.warehouse import (
     Collision,
-    PublishResult,
     SyncState,
     Warehouse,
     WarehouseError,
@@ -66,6 +65,13 @@ class WindowSyncResult:
     """Conversations the window held before publishing."""
     collisions: tuple[Collision, ...] = ()
     """Conversations this load brought that another window holds: set aside, not loaded."""
+
+    @property
+    def shrank(self) -> bool:
+        """Whether the window now holds fewer than half the conversations it held before
+        (loaded: the API may really hold fewer; reported, as that is rarely why)."""
+        return 2 * self.rows.get("conversations", 0) < self.replaced
+
     requests: RequestStats = field(default_factory=RequestStats)
 
 
@@ -129,7 +135,7 @@ def _sync(
             published = warehouse.publish(key, result.load_id)
             result.rows, result.replaced = published.rows, published.replaced
             result.collisions = published.collisions
-            _report(published, result, log)
+            _report(result, log)
             return result
         except CursorRejectedError as exc:
             if result.restarts >= MAX_WINDOW_RESTARTS:
@@ -197,25 +203,23 @@ def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: 
         )
 
 
-def _report(
-    published: PublishResult, result: WindowSyncResult, log: logging.Logger | logging.LoggerAdapter
-) -> None:
+def _report(result: WindowSyncResult, log: logging.Logger | logging.LoggerAdapter) -> None:
     """Warn of what a published window's numbers alone would not show."""
     where = f"{result.scope.key} {result.window.start:%Y-%m-%d}"
-    if published.collisions:
+    if result.collisions:
         shown = ", ".join(
             f"{c.conversation_id} (held by {c.held_by})" for c in result.collisions[:5]
         )
-        more = len(published.collisions) - 5
+        more = len(result.collisions) - 5
         log.warning(
-            f"{where}: {len(published.collisions)} conversation(s) the API served for this "
+            f"{where}: {len(result.collisions)} conversation(s) the API served for this "
             f"window are already held by another window or scope: {shown}"
             + (f" and {more} more" if more > 0 else "")
             + "; each stays with that window, this load's copy is in the quarantine table "
             f"(load_id {result.load_id}, reason 'collision: ...')"
         )
-    if published.replaced and 2 * published.rows["conversations"] < published.replaced:
+    if result.shrank:
         log.warning(
-            f"{where}: the window held {published.replaced} conversations and now holds "
-            f"{published.rows['conversations']}: the API served far fewer than before"
+            f"{where}: the window held {result.replaced} conversations and now holds "
+            f"{result.rows['conversations']}: the API served far fewer than before"
         )

@@ -297,6 +297,23 @@ def _without(source: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return {k: v for k, v in source.items() if k != key} if key in source else source
 
 
+def reassemble(
+    conversation: Mapping[str, Any],
+    turns: Sequence[Mapping[str, Any]],
+    genai: Mapping[int, Any],
+) -> dict[str, Any]:
+    """The source object :func:`normalize_page` split into rows, put back together from their
+    ``raw``: the conversation's, its turns' in order, and each turn's genAI metadata (by turn
+    index)."""
+    return {
+        **conversation,
+        "turns": [
+            {**turn, api.R_GENAI_METADATA: genai[index]} if index in genai else dict(turn)
+            for index, turn in enumerate(turns)
+        ],
+    }
+
+
 def _started_at(record: Any, scope: Scope | None) -> datetime:
     """Check that a record can be a row at all (of ``scope``, when given), and return when it
     started."""

@@ -461,9 +461,13 @@ def _notes(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     quarantined = _count(metadata, "quarantined_records")
     if quarantined:
         notes.append(f"{quarantined} record(s) quarantined (quarantine table)")
-    before, now = _count(metadata, "conversations_before"), _count(metadata, "rows_conversations")
-    if 2 * now < before:
-        notes.append(f"held {before} conversations before this sync, {now} now")
+    shrank = metadata.get("window_shrank")
+    if shrank is not None and shrank.value:
+        before = _count(metadata, "conversations_before")
+        notes.append(
+            f"held {before} conversations before this sync, "
+            f"{_count(metadata, 'rows_conversations')} now"
+        )
     return tuple(notes)
 
 

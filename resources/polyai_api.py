@@ -376,23 +376,21 @@ class PolyAIClient(ConfigurableResource):
     def _parse(self, content: bytes, query: ConversationQuery) -> Any:
         """The body as JSON; integers beyond 64 bits kept exact (orjson reads them as floats,
         so a body holding a 19-digit run is read by Python's parser)."""
-        if _LONG_DIGIT_RUN.search(content) is None:
-            try:
-                return orjson.loads(content)
-            except orjson.JSONDecodeError as exc:
-                if "depth" in str(exc):
-                    raise PolyAIResponseError(
-                        f"response for {query.describe()} is nested more deeply than JSON "
-                        f"parsers read ({exc})"
-                    ) from None
-        body = _lenient_json(content)
+        try:
+            if _LONG_DIGIT_RUN.search(content) is None:
+                try:
+                    return orjson.loads(content)
+                except orjson.JSONDecodeError as exc:
+                    if "depth" in str(exc):
+                        raise RecursionError(str(exc)) from None
+            body = _lenient_json(content)
+        except RecursionError:
+            raise PolyAIResponseError(
+                f"response for {query.describe()} is nested more deeply than JSON parsers read"
+            ) from None
         if body is None:
             # A body cut short on the wire reads as bad JSON: worth another try.
             raise _Transient("unreadable response body (not JSON)")
-        if body is _TOO_DEEP:
-            raise PolyAIResponseError(
-                f"response for {query.describe()} is nested more deeply than JSON parsers read"
-            )
         return body
 
     def _scrub(self, text: str) -> str:
@@ -423,20 +421,17 @@ class PolyAIClient(ConfigurableResource):
 
 _LONG_DIGIT_RUN = re.compile(rb"\d{19}")
 """19 digits in a row: maybe an integer beyond 64 bits (or only a long digit string)."""
-_TOO_DEEP = object()
 
 
 def _lenient_json(content: bytes) -> Any:
-    """The body as Python's own parser reads it (None if it cannot, ``_TOO_DEEP`` if it nests
-    beyond the interpreter's recursion limit): unlike orjson it takes an unpaired surrogate
+    """The body as Python's own parser reads it (None if it cannot; ``RecursionError`` if it
+    nests beyond the interpreter's limit): unlike orjson it takes an unpaired surrogate
     escape (``"\\ud800"``) in a string, so one such record does not make its whole page
     unreadable (the normalizer quarantines it), and integers of any size."""
     try:
         return json.loads(content)
     except ValueError:
         return None
-    except RecursionError:
-        return _TOO_DEEP
 
 
 def _detail(response: httpx.Response, content: bytes) -> str:

@@ -33,10 +33,9 @@ import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from core import api_contract as api
 from core import schema
 from core.config import display_url
-from core.normalize import Batch, Quarantined, to_json
+from core.normalize import Batch, Quarantined, reassemble, to_json
 from core.windows import Scope, Window
 
 if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
@@ -116,11 +115,6 @@ class PublishResult:
     rows: dict[str, int]
     replaced: int = 0
     collisions: tuple[Collision, ...] = ()
-
-    @property
-    def dropped(self) -> int:
-        """Conversations the window held before and holds no longer, net."""
-        return max(self.replaced - self.rows.get("conversations", 0), 0)
 
 
 @dataclass(frozen=True)
@@ -561,25 +555,28 @@ class Warehouse(ConfigurableResource):
                 {"load": load_id},
             ).fetchall()
 
-        page_of = {}
-        records: dict[str, dict[str, Any]] = {}
+        page_of: dict[str, int] = {}
+        conversation_raw: dict[str, Any] = {}
         for ident, page, raw in staged("conversations", f"id, {PAGE_COLUMN}, raw"):
-            page_of[ident] = page
-            records[ident] = {**_json(raw), "turns": []}
-        turns: dict[tuple[str, int], dict[str, Any]] = {}
-        for ident, page, index, raw in staged(
-            "turns", f"conversation_id, {PAGE_COLUMN}, turn_index, raw"
-        ):
-            if page == page_of[ident]:
-                turns[ident, index] = _json(raw)
-        for ident, page, index, raw in staged(
-            "turn_genai", f"conversation_id, {PAGE_COLUMN}, turn_index, raw"
-        ):
-            if page == page_of[ident] and (ident, index) in turns:
-                turns[ident, index][api.R_GENAI_METADATA] = _json(raw)
-        for (ident, _), turn in sorted(turns.items(), key=lambda item: item[0]):
-            records[ident]["turns"].append(turn)
-        return {ident: to_json(record) or "null" for ident, record in records.items()}
+            page_of[ident], conversation_raw[ident] = page, _json(raw)  # the latest page wins
+        parts: dict[str, dict[str, dict[int, Any]]] = {"turns": {}, "turn_genai": {}}
+        for table, of_table in parts.items():
+            for ident, page, index, raw in staged(
+                table, f"conversation_id, {PAGE_COLUMN}, turn_index, raw"
+            ):
+                if page == page_of[ident]:
+                    of_table.setdefault(ident, {})[index] = _json(raw)
+        return {
+            ident: to_json(
+                reassemble(
+                    raw,
+                    [turn for _, turn in sorted(parts["turns"].get(ident, {}).items())],
+                    parts["turn_genai"].get(ident, {}),
+                )
+            )
+            or "null"
+            for ident, raw in conversation_raw.items()
+        }
 
     def discard(self, key: WindowKey) -> None:
         """Drop what the window's current load staged, and its state."""

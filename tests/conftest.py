@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from core.normalize import reassemble
 from devtools import postgres
 from resources.duckdb_warehouse import DuckDBWarehouse
 from resources.polyai_api import PolyAIClient
@@ -213,20 +214,21 @@ def whole_records(
     """Each conversation's source object put back together from its rows' ``raw`` (each
     part of the object is stored once: the conversation's without its turns, each turn's
     without the genAI metadata that ``turn_genai`` holds), by conversation id."""
-    metadata = {(g["conversation_id"], g["turn_index"]): json.loads(g["raw"]) for g in genai}
+    metadata: dict[str, dict[int, dict]] = {c["id"]: {} for c in conversations}
+    for g in genai:
+        metadata[g["conversation_id"]][g["turn_index"]] = json.loads(g["raw"])
     turns_of: dict[str, list[dict]] = {c["id"]: [] for c in conversations}
     for turn in sorted(turns, key=lambda t: (t["conversation_id"], t["turn_index"])):
         part = json.loads(turn["raw"])
-        key = (turn["conversation_id"], turn["turn_index"])
-        if key in metadata:
+        if turn["turn_index"] in metadata[turn["conversation_id"]]:
             assert "genai_metadata" not in part  # stored once, in turn_genai
-            part["genai_metadata"] = metadata[key]
         turns_of[turn["conversation_id"]].append(part)
     records = {}
     for conversation in conversations:
         whole = json.loads(conversation["raw"])
         assert "turns" not in whole  # stored once, in turns
-        records[conversation["id"]] = {**whole, "turns": turns_of[conversation["id"]]}
+        ident = conversation["id"]
+        records[ident] = reassemble(whole, turns_of[ident], metadata[ident])
     return records
 
 

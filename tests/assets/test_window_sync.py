@@ -10,8 +10,8 @@ from assets.window_sync import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sy
 from core.windows import Scope, daily_window
 from resources.polyai_api import CursorRejectedError, PolyAIResponseError
 from resources.warehouse import Warehouse
-from tests.canned_server import canned_server, json_answer
 from tests.conftest import SYNC_DAY, Serve, client_for
+from tests.hostile.server import ACCOUNT, PROJECT, HostileAPI, json_reply, serving
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
@@ -154,8 +154,12 @@ def test_a_200_carrying_an_error_fails_the_window_and_keeps_its_rows(
     # error text echoes the key, which must not reach the message.
     key = good.config.api_key
     body = {"error": f"backend unavailable for key {key}", "conversations": [], "cursor": None}
-    with canned_server(lambda path, query: json_answer(body)) as url:
-        client = client_for(good).model_copy(update={"base_url": url})
+    api = HostileAPI()
+    api.override = lambda query: json_reply(body)
+    with serving(api) as url:
+        client = client_for(good).model_copy(
+            update={"base_url": url, "account_id": ACCOUNT, "project_id": PROJECT}
+        )
         with pytest.raises(PolyAIResponseError) as failed:
             sync_window(client, warehouse, LIVE_VOICE, WINDOW)
     message = str(failed.value)

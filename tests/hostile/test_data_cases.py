@@ -5,7 +5,7 @@ else in the warehouse, the KPI tables or the lake changes."""
 import json
 
 from tests.hostile.harness import Deployment
-from tests.hostile.server import Reply, conversation, json_reply
+from tests.hostile.server import conversation, json_reply
 
 D4, D5 = "2026-01-04", "2026-01-05"
 
@@ -171,6 +171,3 @@ def test_an_error_body_fails_and_a_shrunken_window_is_reported(deployment: Deplo
     assert "resync_kept_most_conversations" in shrunk.stderr
     assert len(deployment.ids()) == 3
     deployment.assert_no_secret(failed, shrunk)
-
-
-assert Reply  # re-exported for the other case files
