@@ -264,6 +264,31 @@ def test_a_column_added_by_a_later_version_is_migrated_in_place(
     assert warehouse.read_table("conversations")["handoff_destination"].tolist() == ["x"]
 
 
+def test_rows_written_before_windows_held_them_are_given_the_window_they_started_in(
+    warehouse: Warehouse,
+) -> None:
+    load(
+        warehouse,
+        "L1",
+        [record("C1", "2026-11-20T01:00:00Z"), record("C2", "2026-11-20T02:00:00Z")],
+    )
+    load(warehouse, "L2", [record("D1", "2026-11-21T05:00:00Z")], day=date(2026, 11, 21))
+    # A warehouse of the version before conversations carried window_start.
+    with warehouse.connect() as con:
+        con.execute("ALTER TABLE polyai.conversations DROP COLUMN window_start")
+        con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN window_start")
+    warehouse.ensure_schema()
+    owners = {
+        row["id"]: row["window_start"].date()
+        for row in warehouse.read_table("conversations").to_dict("records")
+    }
+    assert owners == {"C1": DAY, "C2": DAY, "D1": date(2026, 11, 21)}
+    # Each window still replaces its own rows: C2 is gone, D1's window untouched.
+    rows = load(warehouse, "L3", [record("C1", "2026-11-20T01:00:00Z")])
+    assert rows["conversations"] == 1
+    assert sorted(warehouse.read_table("conversations")["id"]) == ["C1", "D1"]
+
+
 # information_schema's name of each type the schema declares, per engine.
 TYPE_NAMES = {
     "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BOOLEAN": "BOOLEAN", "DATE": "DATE",
