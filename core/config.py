@@ -111,6 +111,8 @@ class Settings:
     saved_searches: tuple[SavedSearch, ...] = ()
     page_size: int = 1000
     request_deadline_seconds: int = 300
+    warehouse_max_memory_mb: int | None = None
+    """DuckDB only: the most memory one transaction may take (None: half the machine's)."""
     allow_insecure_http: bool = False
     hash_phone_numbers: bool = False
     phone_hash_salt: str = field(default="", repr=False)
@@ -216,6 +218,11 @@ class Settings:
             saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
             page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
             request_deadline_seconds=_int_setting(get, "POLYAI_REQUEST_DEADLINE_SECONDS", 1, 3600),
+            warehouse_max_memory_mb=(
+                _int_setting(get, "WAREHOUSE_MAX_MEMORY_MB", MIN_MAX_MEMORY_MB, 1 << 24)
+                if get("WAREHOUSE_MAX_MEMORY_MB")
+                else None
+            ),
             allow_insecure_http=allow_insecure_http,
             hash_phone_numbers=hash_phone_numbers,
             phone_hash_salt=salt if hash_phone_numbers else "",
@@ -266,6 +273,9 @@ def _int_setting(get: Callable[[str], str], name: str, lo: int, hi: int) -> int:
         raise ConfigError(f"{name}: {value!r} is not a whole number from {lo} to {hi}")
     return number
 
+
+MIN_MAX_MEMORY_MB = 256
+"""The smallest WAREHOUSE_MAX_MEMORY_MB: DuckDB's own cap (128 MB) and room for a page."""
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")

@@ -36,6 +36,9 @@ from core import api_contract as api
 from core import schema
 from core.windows import Scope
 
+LARGE_VALUE_BYTES = 16 * 1024
+"""A text value this long or longer is *large*: see :attr:`Batch.large_value_bytes`."""
+
 
 class RecordError(ValueError):
     """A source record that cannot be normalized; the message says why."""
@@ -64,6 +67,20 @@ class Batch:
     @property
     def conversations(self) -> pa.Table:
         return self.tables["conversations"]
+
+    @property
+    def large_value_bytes(self) -> int:
+        """Bytes in text values of :data:`LARGE_VALUE_BYTES` or more, quarantined records
+        included: what a warehouse that keeps a transaction's large values in memory until
+        it commits (DuckDB) must make room for to stage the page."""
+        total = sum(len(q.raw) for q in self.quarantined if len(q.raw) >= LARGE_VALUE_BYTES)
+        for table in self.tables.values():
+            for column in table.columns:
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                    lengths = pc.binary_length(column)
+                    large = pc.filter(lengths, pc.greater_equal(lengths, LARGE_VALUE_BYTES))
+                    total += pc.sum(large).as_py() or 0
+        return total
 
     @property
     def turns(self) -> pa.Table:

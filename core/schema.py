@@ -152,6 +152,12 @@ sync_state = sa.Table(
         sa.Integer,
         comment="conversations the last load brought that another window holds (quarantined)",
     ),
+    sa.Column(
+        "large_value_bytes",
+        sa.BigInteger,
+        comment="bytes the load staged in text values of 16 KiB or more (what DuckDB must "
+        "hold in memory to publish it)",
+    ),
     sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
     sa.Column("updated_at", TZ_TIMESTAMP, nullable=False),
     sa.Column("completed_at", TZ_TIMESTAMP),

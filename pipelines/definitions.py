@@ -139,7 +139,9 @@ def build_definitions(settings: Settings) -> Definitions:
 def _warehouse(settings: Settings) -> Warehouse:
     """The warehouse resource. A URL that carries a password is bound as ``EnvVar`` (the UI
     and the run config then show the variable's name, never the password)."""
-    warehouse = warehouse_for(settings.warehouse_url, settings.warehouse_schema)
+    warehouse = warehouse_for(
+        settings.warehouse_url, settings.warehouse_schema, settings.warehouse_max_memory_mb
+    )
     if display_url(settings.warehouse_url) != settings.warehouse_url:
         return type(warehouse)(url=EnvVar("WAREHOUSE_URL"), schema_name=settings.warehouse_schema)
     return warehouse

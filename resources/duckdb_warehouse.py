@@ -5,11 +5,23 @@ for one operation and closed after it; inside, a sync keeps one across its commi
 go at least every ``HOLD_SECONDS``, so that a reader (or another writer) gets the file between
 two commits. One that finds the file locked waits and retries (up to ``LOCK_WAIT_SECONDS``)
 instead of failing. A batch is inserted straight from its Arrow buffers.
+
+Memory: a connection caps DuckDB at ``BASE_MEMORY_MB``, and DuckDB spills what it can to
+disk past that. What it cannot spill is a transaction's large text values: they stay in
+memory until the commit (measured with DuckDB 2.0: a page of 1000 conversations carrying 400 MB
+of them failed at 1.5 GB in one INSERT, and loads at 600 MB in slices of
+``INSERT_SLICE_BYTES``).
+So a page or a publish holding ``ROOM_FROM_BYTES`` or more of them first raises the cap to
+``BASE_MEMORY_MB`` plus ``LARGE_VALUE_FACTOR`` times their bytes, up to ``max_memory_mb``
+(``WAREHOUSE_MAX_MEMORY_MB``; half the machine's memory by default), and checkpoints before
+lowering it again. More than that is refused with :class:`WarehouseSizeError` before anything
+is written; what was committed stays, so a re-run with more room goes on from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +30,7 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
+from pydantic import Field
 
 from core import schema
 from core.config import duckdb_path
@@ -27,6 +40,7 @@ from resources.warehouse import (
     JsonFunctions,
     Warehouse,
     WarehouseError,
+    WarehouseSizeError,
     quote,
 )
 
@@ -37,6 +51,24 @@ HOLD_SECONDS = 1.0
 most, then let go after the operation that passes it, so that other processes (a notebook,
 another sync) get the file between two commits at least this often."""
 
+
+BASE_MEMORY_MB = 128
+LARGE_VALUE_FACTOR = 4
+"""Memory per byte of large text values in one transaction. Measured with DuckDB 2.0: about 1.5
+for a page of 1000 conversations carrying 400 MB of them, about 4 for one value of 100 or
+300 MB (DuckDB's string buffers grow by doubling); 2 was not enough for the one of 300 MB."""
+ROOM_FROM_BYTES = 4 << 20
+"""Below this many bytes of large values, the base cap is room enough."""
+INSERT_SLICE_BYTES = 16 << 20
+"""Rows go into DuckDB this many bytes of Arrow at a time (an INSERT of a whole page of large
+values took about four times the page, measured)."""
+
+
+def _memory_mb(large_bytes: int) -> int:
+    return BASE_MEMORY_MB + -(-LARGE_VALUE_FACTOR * large_bytes // (1 << 20))
+
+
+_OUT_OF_MEMORY = ("out of memory", "failed to pin block", "could not allocate")
 
 _HEADERS_BYTES = 3 * 4096
 """DuckDB's main header and its two database headers, written when a file is created."""
@@ -59,6 +91,18 @@ class DuckDBWarehouse(Warehouse):
     def path(self) -> Path:
         return duckdb_path(self.url)
 
+    max_memory_mb: int | None = Field(
+        default=None,
+        description="WAREHOUSE_MAX_MEMORY_MB: the most memory one transaction may take "
+        "(None: half the machine's)",
+    )
+
+    @property
+    def memory_ceiling_mb(self) -> int:
+        if self.max_memory_mb is not None:
+            return self.max_memory_mb
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // (1 << 20)
+
     @property
     def schema_ref(self) -> str:
         """The schema as SQL, qualified by the file's catalog: DuckDB names a file's catalog
@@ -76,8 +120,16 @@ class DuckDBWarehouse(Warehouse):
         """As :meth:`Warehouse.connect`; what a writer creates (the file, its write-ahead
         log, its folder) is readable by its owner only."""
         guard = contextlib.nullcontext() if read_only else owner_only()
-        with guard, super().connect(read_only) as connection:
-            yield connection
+        try:
+            with guard, super().connect(read_only) as connection:
+                yield connection
+        except duckdb.Error as exc:
+            if not any(words in str(exc).lower() for words in _OUT_OF_MEMORY):
+                raise
+            raise WarehouseSizeError(
+                f"DuckDB ran out of memory ({exc}). Raise WAREHOUSE_MAX_MEMORY_MB (now "
+                f"{self.memory_ceiling_mb} MB) or use PostgreSQL; what was committed is kept."
+            ) from exc
 
     def _open(self, read_only: bool, held: bool) -> duckdb.DuckDBPyConnection:
         if not read_only:
@@ -95,7 +147,7 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         connection.execute("SET TimeZone = 'UTC'")
-        connection.execute("SET memory_limit = '128MB'")
+        connection.execute(f"SET memory_limit = '{self._baseline_mb(connection)}MB'")
         if held:
             # Checkpoint when the connection is let go, not at every commit that grows the
             # write-ahead log past DuckDB's 16 MB default (a page of raw JSON does): staged
@@ -125,16 +177,59 @@ class DuckDBWarehouse(Warehouse):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
         con.execute(f"USE {self.schema_ref}")
 
-    def _insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
-        extra = f", {int(page)} AS {PAGE_COLUMN}" if page is not None else ""
-        con.register("batch", rows)
+    @contextlib.contextmanager
+    def _room_for(self, con: Any, large_bytes: int, what: str, page: bool) -> Iterator[None]:
+        """Raise the cap for the transaction inside, and checkpoint after it while the room is
+        still there: the next commit past the checkpoint threshold would otherwise write these
+        values out under the base cap, and a checkpoint that fails is FATAL to the file's
+        database instance."""
+        if large_bytes < ROOM_FROM_BYTES:
+            yield
+            return
+        need_mb = _memory_mb(large_bytes)
+        ceiling = self.memory_ceiling_mb
+        if need_mb > ceiling:
+            smaller = ", a smaller POLYAI_PAGE_SIZE" if page else ""
+            again = "resumes at this page" if page else "publishes the staged pages"
+            raise WarehouseSizeError(
+                f"{what}: {large_bytes / (1 << 20):,.0f} MB of text values of 16 KiB or more, "
+                f"which DuckDB holds in memory until the commit: it needs about {need_mb:,} MB, "
+                f"more than WAREHOUSE_MAX_MEMORY_MB ({ceiling:,} MB). Raise it{smaller}, or use "
+                f"PostgreSQL; nothing committed is lost, and a re-run {again}."
+            )
+        con.execute(f"SET memory_limit = '{need_mb}MB'")
+        yield
+        con.execute("CHECKPOINT")
+        con.execute(f"SET memory_limit = '{self._baseline_mb(con)}MB'")
+
+    def _baseline_mb(self, con: Any) -> int:
+        """The cap between large transactions: room to read back the window that holds the
+        most large values (the lake reads a window whole), within the ceiling."""
         try:
             row = con.execute(
-                f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch"
+                f"SELECT max(large_value_bytes) FROM {self.table_ref('sync_state')}"
             ).fetchone()
-        finally:
+        except duckdb.Error:  # a new file, or a schema from before the column
+            return BASE_MEMORY_MB
+        return min(_memory_mb(int(row[0] or 0)), self.memory_ceiling_mb)
+
+    def _insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
+        extra = f", {int(page)} AS {PAGE_COLUMN}" if page is not None else ""
+        step = max(1, rows.num_rows * INSERT_SLICE_BYTES // max(1, rows.nbytes))
+        inserted = 0
+        for offset in range(0, rows.num_rows, step):
+            con.register("batch", rows.slice(offset, step))
+            try:
+                row = con.execute(
+                    f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch"
+                ).fetchone()
+            except duckdb.Error:
+                with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it
+                    con.unregister("batch")
+                raise
             con.unregister("batch")
-        return int(row[0]) if row else 0
+            inserted += int(row[0]) if row else 0
+        return inserted
 
     def _fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         return con.sql(sql, params=params).to_arrow_table()

@@ -36,7 +36,7 @@ from pydantic import Field, PrivateAttr
 from core import schema
 from core.config import display_url
 from core.normalize import Batch, Quarantined, reassemble, to_json
-from core.windows import Scope, Window
+from core.windows import Scope, Window, window_key
 
 if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
     import pandas as pd
@@ -47,6 +47,11 @@ PAGE_COLUMN = "_page"
 
 class WarehouseError(Exception):
     """The warehouse could not be opened or written."""
+
+
+class WarehouseSizeError(WarehouseError):
+    """What one transaction would hold is more than the warehouse may take in memory; the
+    message says how much, and which setting to change. What was committed before is kept."""
 
 
 class Cursor(Protocol):
@@ -79,6 +84,10 @@ class WindowKey:
             "channel": self.scope.channel,
             "start": self.window.start,
         }
+
+    def describe(self) -> str:
+        """``live.voice 2026-01-05``, for messages."""
+        return f"{self.scope.key} {window_key(self.window)}"
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,14 @@ class Warehouse(ConfigurableResource):
 
     def _fetch_arrow(self, con: Connection, sql: str, params: dict[str, Any]) -> pa.Table:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _room_for(self, con: Connection, large_bytes: int, what: str, page: bool) -> Iterator[None]:
+        """Around a transaction that holds ``large_bytes`` in large text values (``what``: a
+        page when ``page``, else a window's publish): make room for them first, or raise
+        :class:`WarehouseSizeError`. Nothing by default (PostgreSQL writes them out as it
+        goes)."""
+        yield
 
     def table_ref(self, table: str) -> str:
         """A table of the warehouse schema, as SQL."""
@@ -353,9 +370,9 @@ class Warehouse(ConfigurableResource):
             con.execute(
                 f"INSERT INTO {self.table_ref('sync_state')} (account_id, project_id, "
                 "environment, channel, window_start, window_end, status, load_id, pages, "
-                "conversations, quarantined, in_progress, started_at, updated_at) VALUES "
-                "($account, $project, $env, $channel, $start, $end, 'running', $load, 0, 0, 0, 0, "
-                "$now, $now)",
+                "conversations, quarantined, in_progress, large_value_bytes, started_at, "
+                "updated_at) VALUES ($account, $project, $env, $channel, $start, $end, "
+                "'running', $load, 0, 0, 0, 0, 0, $now, $now)",
                 {**key.params(), "end": key.window.end, "load": load_id, "now": now},
             )
             con.execute("COMMIT")
@@ -376,7 +393,9 @@ class Warehouse(ConfigurableResource):
               next_cursor: str | None) -> None:  # fmt: skip
         """Commit one page: its rows, its quarantined records and the cursor after it."""
         now = datetime.now(UTC)
-        with self.connect() as con:
+        large = batch.large_value_bytes
+        what = f"{key.describe()} page {page}"
+        with self.connect() as con, self._room_for(con, large, what, page=True):
             con.execute("BEGIN")
             for table, rows in batch.tables.items():
                 if rows.num_rows:
@@ -389,6 +408,7 @@ class Warehouse(ConfigurableResource):
                 f"UPDATE {self.table_ref('sync_state')} SET cursor = $cursor, pages = $page, "
                 "conversations = conversations + $rows, quarantined = quarantined + $bad, "
                 "in_progress = in_progress + $ongoing, updated_at = $now, "
+                "large_value_bytes = coalesce(large_value_bytes, 0) + $large, "
                 "status = CASE WHEN CAST($cursor AS VARCHAR) IS NULL THEN 'staged' "
                 "ELSE 'running' END "
                 f"WHERE {_STATE_WHERE} AND load_id = $load AND status = 'running' "
@@ -400,6 +420,7 @@ class Warehouse(ConfigurableResource):
                     "rows": batch.conversations.num_rows,
                     "bad": len(batch.quarantined),
                     "ongoing": batch.in_progress,
+                    "large": large,
                     "now": now,
                     "load": load_id,
                 },
@@ -407,7 +428,7 @@ class Warehouse(ConfigurableResource):
             if not updated:
                 con.execute("ROLLBACK")
                 raise WarehouseError(
-                    f"load {load_id} no longer owns {key.scope.key} {key.window.start:%Y-%m-%d}: "
+                    f"load {load_id} no longer owns {key.describe()}: "
                     "another sync of the same window took it over"
                 )
             con.execute("COMMIT")
@@ -424,7 +445,15 @@ class Warehouse(ConfigurableResource):
         conv = self.table_ref("conversations")
         stage_conv = self.table_ref(STAGE_PREFIX + "conversations")
         owned = window_params(key.scope, key.window)
-        with self.connect() as con:
+        with (
+            self.connect() as con,
+            self._room_for(
+                con,
+                _staged_large_bytes(con, self.table_ref("sync_state"), key),
+                key.describe(),
+                False,
+            ),
+        ):
             con.execute("BEGIN")
             con.execute(
                 f"CREATE TEMP TABLE replaced AS SELECT id FROM {conv} WHERE {IN_WINDOW}", owned
@@ -719,13 +748,16 @@ class Warehouse(ConfigurableResource):
             return self._fetch_arrow(con, sql, {}).to_pandas()
 
 
-def warehouse_for(url: str, schema_name: str = "polyai") -> Warehouse:
-    """The warehouse ``url`` names (``duckdb:///…`` or ``postgresql://…``)."""
+def warehouse_for(
+    url: str, schema_name: str = "polyai", max_memory_mb: int | None = None
+) -> Warehouse:
+    """The warehouse ``url`` names (``duckdb:///…`` or ``postgresql://…``); ``max_memory_mb``
+    is DuckDB's (``WAREHOUSE_MAX_MEMORY_MB``)."""
     scheme = url.split(":", 1)[0].lower().split("+")[0]
     if scheme == "duckdb":
         from resources.duckdb_warehouse import DuckDBWarehouse
 
-        return DuckDBWarehouse(url=url, schema_name=schema_name)
+        return DuckDBWarehouse(url=url, schema_name=schema_name, max_memory_mb=max_memory_mb)
     if scheme in ("postgresql", "postgres"):
         from resources.postgres_warehouse import PostgresWarehouse
 
@@ -772,6 +804,14 @@ def _json(value: Any) -> Any:
 
 def _moment(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime) else str(value)
+
+
+def _staged_large_bytes(con: Connection, sync_state: str, key: WindowKey) -> int:
+    row = con.execute(
+        f"SELECT coalesce(large_value_bytes, 0) FROM {sync_state} WHERE {_STATE_WHERE}",
+        key.params(),
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _count(con: Connection, sql: str, params: dict[str, object]) -> int:

@@ -291,10 +291,11 @@ def test_rows_written_before_windows_held_them_are_given_the_window_they_started
 
 # information_schema's name of each type the schema declares, per engine.
 TYPE_NAMES = {
-    "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BOOLEAN": "BOOLEAN", "DATE": "DATE",
+    "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "BOOLEAN": "BOOLEAN", "DATE": "DATE",
                "JSON": "JSON", "VARCHAR[]": "VARCHAR[]", "DOUBLE PRECISION": "DOUBLE",
                "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE"},
-    "postgresql": {"VARCHAR": "character varying", "INTEGER": "integer", "BOOLEAN": "boolean",
+    "postgresql": {"VARCHAR": "character varying", "INTEGER": "integer", "BIGINT": "bigint",
+                   "BOOLEAN": "boolean",
                    "DATE": "date", "JSON": "json", "VARCHAR[]": "ARRAY",
                    "DOUBLE PRECISION": "double precision",
                    "TIMESTAMP WITH TIME ZONE": "timestamp with time zone"},
