@@ -73,7 +73,8 @@ class Batch:
         """Bytes in text values of :data:`LARGE_VALUE_BYTES` or more, quarantined records
         included: what a warehouse that keeps a transaction's large values in memory until
         it commits (DuckDB) must make room for to stage the page."""
-        total = sum(len(q.raw) for q in self.quarantined if len(q.raw) >= LARGE_VALUE_BYTES)
+        raws = (len(q.raw.encode()) for q in self.quarantined)
+        total = sum(size for size in raws if size >= LARGE_VALUE_BYTES)
         for table in self.tables.values():
             for column in table.columns:
                 if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

@@ -126,9 +126,10 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as exc:
             if not any(words in str(exc).lower() for words in _OUT_OF_MEMORY):
                 raise
+            first_line = str(exc).strip().splitlines()[0]  # not DuckDB's advice to SET it
             raise WarehouseSizeError(
-                f"DuckDB ran out of memory ({exc}). Raise WAREHOUSE_MAX_MEMORY_MB (now "
-                f"{self.memory_ceiling_mb} MB) or use PostgreSQL; what was committed is kept."
+                f"DuckDB ran out of memory ({first_line}). Raise WAREHOUSE_MAX_MEMORY_MB (now "
+                f"{self.memory_ceiling_mb:,} MB) or use PostgreSQL; what was committed is kept."
             ) from exc
 
     def _open(self, read_only: bool, held: bool) -> duckdb.DuckDBPyConnection:

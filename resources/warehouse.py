@@ -450,8 +450,8 @@ class Warehouse(ConfigurableResource):
             self._room_for(
                 con,
                 _staged_large_bytes(con, self.table_ref("sync_state"), key),
-                key.describe(),
-                False,
+                f"publishing {key.describe()}",
+                page=False,
             ),
         ):
             con.execute("BEGIN")

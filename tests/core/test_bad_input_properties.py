@@ -132,7 +132,7 @@ def test_whatever_normalizes_also_stages_and_publishes(
     warehouse = shared_warehouses[engine]
     key = WindowKey("acct", "proj", Scope("live", "voice"), daily_window(DAY))
     load_id = uuid.uuid4().hex
-    batch = normalize_page(records, load_id=load_id, loaded_at=LOADED_AT)
+    batch = normalize_page(records, load_id=load_id, loaded_at=LOADED_AT, scope=key.scope)
     warehouse.begin_load(key, load_id)
     warehouse.stage(key, load_id, 1, batch, None)  # never raises
     rows = warehouse.publish(key, load_id).rows

@@ -33,11 +33,18 @@ def test_lists_are_trimmed_and_deduplicated() -> None:
         ("WAREHOUSE_SCHEMA", "drop table;"),
         ("POLYAI_PAGE_SIZE", "0"),
         ("POLYAI_PAGE_SIZE", "1001"),
+        ("WAREHOUSE_MAX_MEMORY_MB", "255"),
+        ("WAREHOUSE_MAX_MEMORY_MB", "4GB"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_duckdb_memory_ceiling_defaults_to_the_warehouse_choosing_it() -> None:
+    assert Settings.from_env({}).warehouse_max_memory_mb is None
+    assert Settings.from_env({"WAREHOUSE_MAX_MEMORY_MB": "4096"}).warehouse_max_memory_mb == 4096
 
 
 def test_require_source_names_every_missing_variable() -> None:

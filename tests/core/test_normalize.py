@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from core import schema
-from core.normalize import normalize_page, parse_timestamp
+from core.normalize import LARGE_VALUE_BYTES, normalize_page, parse_timestamp
 from tests.conftest import whole_records
 
 LOADED_AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -217,3 +217,24 @@ def test_genai_metadata_that_is_not_an_object_stays_in_the_turns_raw() -> None:
     first = batch.turns.to_pylist()[0]
     assert json.loads(first["raw"])["genai_metadata"] == "not an object"  # not lost
     assert batch.type_issues["turn_genai.genai_metadata"] == 1
+
+
+def test_large_value_bytes_counts_text_values_of_16_kib_or_more_quarantine_included() -> None:
+    long_answer = "é" * 10_000  # 20,000 bytes of UTF-8, in agent_response and the turn's raw
+    below = "x" * (LARGE_VALUE_BYTES - 100)  # alone, and in its turn's raw below the line too
+    record = conversation(
+        turns=[{"agent_response": long_answer}, {"user_input": below}],
+        metrics={},
+        state={},
+    )
+    rejected = {"id": "CA0002", "started_at": "not a time", "blob": "y" * LARGE_VALUE_BYTES}
+
+    batch = normalize_page([record, rejected], load_id="L1", loaded_at=LOADED_AT)
+
+    turn_raw = batch.turns.column("raw").to_pylist()
+    assert len(turn_raw[0].encode()) >= LARGE_VALUE_BYTES > len(turn_raw[1].encode())
+    (set_aside,) = batch.quarantined
+    assert batch.large_value_bytes == 20_000 + len(turn_raw[0].encode()) + len(set_aside.raw)
+    assert (
+        normalize_page([conversation()], load_id="L1", loaded_at=LOADED_AT).large_value_bytes == 0
+    )

@@ -291,8 +291,9 @@ def test_rows_written_before_windows_held_them_are_given_the_window_they_started
 
 # information_schema's name of each type the schema declares, per engine.
 TYPE_NAMES = {
-    "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "BOOLEAN": "BOOLEAN", "DATE": "DATE",
-               "JSON": "JSON", "VARCHAR[]": "VARCHAR[]", "DOUBLE PRECISION": "DOUBLE",
+    "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "BOOLEAN": "BOOLEAN",
+               "DATE": "DATE", "JSON": "JSON", "VARCHAR[]": "VARCHAR[]",
+               "DOUBLE PRECISION": "DOUBLE",
                "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE"},
     "postgresql": {"VARCHAR": "character varying", "INTEGER": "integer", "BIGINT": "bigint",
                    "BOOLEAN": "boolean",
