@@ -32,6 +32,7 @@ from assets.keys import (
     window_of,
 )
 from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
+from core.errors import PolyAISyncError
 from core.windows import Scope, Window, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import Warehouse
@@ -95,7 +96,11 @@ def build_sync_asset(
                     # reached.
                     raise Failure(
                         description=f"{key}: {exc}",
-                        metadata={"window": str(key), "error_type": type(exc).__name__},
+                        metadata={
+                            "window": str(key),
+                            "error_type": type(exc).__name__,
+                            "transient": isinstance(exc, PolyAISyncError) and exc.transient,
+                        },
                     ) from exc
                 common = _metadata(scope, window, result)
                 by_table = {}

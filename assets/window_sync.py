@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.errors import PolyAISyncError
 from core.normalize import normalize_page
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
@@ -41,7 +42,7 @@ DEFAULT_MAX_QUARANTINED_FRACTION = 0.01
 _log = logging.getLogger(__name__)
 
 
-class QuarantineThresholdError(RuntimeError):
+class QuarantineThresholdError(PolyAISyncError, RuntimeError):
     """More of a window's records failed validation than the configured share allows."""
 
 

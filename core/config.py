@@ -18,6 +18,7 @@ from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
+from core.errors import PolyAISyncError
 from core.windows import GRANULARITIES, Scope, scopes_for
 
 LOCAL_DIR: Final = Path(".polyai-sync")
@@ -53,7 +54,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class ConfigError(ValueError):
+class ConfigError(PolyAISyncError, ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 

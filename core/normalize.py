@@ -34,13 +34,14 @@ import sqlalchemy as sa
 
 from core import api_contract as api
 from core import schema
+from core.errors import PolyAISyncError
 from core.windows import Scope
 
 LARGE_VALUE_BYTES = 16 * 1024
 """A text value this long or longer is *large*: see :attr:`Batch.large_value_bytes`."""
 
 
-class RecordError(ValueError):
+class RecordError(PolyAISyncError, ValueError):
     """A source record that cannot be normalized; the message says why."""
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol
 
 from core import api_contract as api
+from core.errors import PolyAISyncError
 
 PaginationStyle = Literal["cursor", "offset"]
 
 
-class PaginationError(RuntimeError):
+class PaginationError(PolyAISyncError, RuntimeError):
     """The API's pagination did not advance; following it would loop forever."""
 
 

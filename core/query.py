@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core import api_contract as api
+from core.errors import PolyAISyncError
 from core.windows import Scope, Window
 
 QueryType = Literal["transcript", "semantic"]
@@ -21,7 +22,7 @@ TurnType = Literal["user", "agent"]
 Sample = Literal["random"]
 
 
-class QueryError(ValueError):
+class QueryError(PolyAISyncError, ValueError):
     """A query the API would reject; the message names the parameter."""
 
 

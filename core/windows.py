@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from core.api_contract import ENVIRONMENTS
+from core.errors import PolyAISyncError
 
 
-class ScopeError(ValueError):
+class ScopeError(PolyAISyncError, ValueError):
     """A scope key that is not ``environment.channel`` with a known environment."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.config import LOCAL_DIR, ConfigError, Settings, display_url
+from core.errors import PolyAISyncError
 from core.windows import Scope, days_between, windows_of_days
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
@@ -31,7 +32,7 @@ DEMO_PARTITION_DAYS = 30
 UI_PORT = 3000
 
 
-class UsageError(ValueError):
+class UsageError(PolyAISyncError, ValueError):
     """Bad command-line input; the message names the argument."""
 
 

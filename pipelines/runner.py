@@ -58,6 +58,7 @@ from dagster._daemon.backfill import execute_backfill_jobs
 
 from assets.conversations import SYNC_STEP, WINDOW_LANDED
 from assets.keys import CONVERSATIONS, POOL
+from core.errors import transient_error_names
 from pipelines.run_launcher import was_interrupted
 from pipelines.run_workers import (
     DRIVER_TAG,
@@ -263,16 +264,27 @@ def run_problems(instance: DagsterInstance, run_id: str) -> list[Problem]:
     return problems
 
 
+TRANSIENT_NOTE = " (transient: the same command may succeed later)"
+
+
 def _step_error(event: Any) -> str:
+    """The step's error in one line, with :data:`TRANSIENT_NOTE` when re-running it unchanged
+    may succeed (:mod:`core.errors`)."""
     data = event.step_failure_data
     if data is None:
         return "failed"
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description.strip()
+    user = data.user_failure_data
+    if user is not None and user.description:
+        transient = user.metadata.get("transient")
+        note = TRANSIENT_NOTE if transient is not None and transient.value is True else ""
+        return user.description.strip() + note
     error = data.error
     while error is not None and error.cause is not None:
         error = error.cause
-    return error.message.strip().splitlines()[0] if error is not None else "failed"
+    if error is None:
+        return "failed"
+    note = TRANSIENT_NOTE if error.cls_name in transient_error_names() else ""
+    return error.message.strip().splitlines()[0] + note
 
 
 def _daemon_serves(instance: DagsterInstance) -> bool:

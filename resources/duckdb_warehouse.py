@@ -39,6 +39,7 @@ from resources.warehouse import (
     PAGE_COLUMN,
     JsonFunctions,
     Warehouse,
+    WarehouseBusyError,
     WarehouseError,
     WarehouseSizeError,
     quote,
@@ -143,8 +144,12 @@ class DuckDBWarehouse(Warehouse):
                 break
             except duckdb.IOException as exc:
                 waitable = "lock" in str(exc).lower() or self._being_created(exc)
-                if not waitable or time.monotonic() > deadline:
+                if not waitable:
                     raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise WarehouseBusyError(
+                        f"cannot open warehouse {self.path} within {LOCK_WAIT_SECONDS:g} s: {exc}"
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         connection.execute("SET TimeZone = 'UTC'")

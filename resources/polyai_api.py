@@ -38,6 +38,7 @@ from tenacity import (
 
 from core import api_contract as api
 from core.config import ConfigError, check_source
+from core.errors import PolyAISyncError
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
@@ -53,6 +54,7 @@ __all__ = [
     "PolyAIHTTPError",
     "PolyAIResponseError",
     "PolyAITransportError",
+    "PolyAIUnavailableError",
     "QueryError",
     "RequestStats",
 ]
@@ -60,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class PolyAIError(Exception):
+class PolyAIError(PolyAISyncError):
     """Base of every error the client raises."""
 
 
@@ -94,8 +96,16 @@ class PolyAIResponseError(PolyAIError):
     """The API answered 200 with a body that is not the documented shape."""
 
 
+class PolyAIUnavailableError(PolyAIHTTPError):
+    """429 or 5xx on every attempt: the API is busy or down; later may do."""
+
+    transient = True
+
+
 class PolyAITransportError(PolyAIError):
     """The API could not be reached (connection refused, timeouts) after every retry."""
+
+    transient = True
 
 
 class _Transient(Exception):
@@ -284,7 +294,7 @@ class PolyAIClient(ConfigurableResource):
                     return self._get_once(http, url, params, query, stats)
         except _Transient as exc:
             if exc.status is not None:
-                raise PolyAIHTTPError(
+                raise PolyAIUnavailableError(
                     exc.status,
                     f"{exc.reason} (gave up after {self.max_attempts} attempts)",
                     query.describe(),

@@ -35,6 +35,7 @@ from pydantic import Field, PrivateAttr
 
 from core import schema
 from core.config import display_url
+from core.errors import PolyAISyncError
 from core.normalize import Batch, Quarantined, reassemble, to_json
 from core.windows import Scope, Window, window_key
 
@@ -45,8 +46,14 @@ STAGE_PREFIX = "_stage_"
 PAGE_COLUMN = "_page"
 
 
-class WarehouseError(Exception):
+class WarehouseError(PolyAISyncError):
     """The warehouse could not be opened or written."""
+
+
+class WarehouseBusyError(WarehouseError):
+    """Another process held the warehouse for longer than a sync waits for it."""
+
+    transient = True
 
 
 class WarehouseSizeError(WarehouseError):

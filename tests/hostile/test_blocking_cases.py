@@ -141,6 +141,30 @@ def test_a_stalled_response_is_cut_at_the_deadline_and_retried(
     deployment.assert_no_secret(done)
 
 
+def test_a_window_failing_on_what_may_pass_says_so_and_one_needing_a_change_does_not(
+    duckdb_deployment: Deployment,
+) -> None:
+    deployment, api = duckdb_deployment, duckdb_deployment.api
+    busy, broken = DAYS[0], DAYS[1]
+
+    def failing(query: Query) -> Reply | None:
+        if _day(query) == busy:  # 503 on every attempt, retried at once (Retry-After: 0)
+            return Reply(503, b'{"detail": "overloaded"}', {"Retry-After": "0"})
+        return Reply(body=b'{"conversations": {}, "cursor": null}')  # not the documented shape
+
+    api.override = failing
+    transient = deployment.sync(busy, None, "--channel", "voice")
+    permanent = deployment.sync(broken, None, "--channel", "voice")
+
+    assert transient.returncode == permanent.returncode == 1
+    assert len(api.requests) == 6 + 1  # every attempt at the 503; the bad body is not retried
+    (line,) = [line for line in transient.stderr.splitlines() if line.startswith("  2026")]
+    assert "HTTP 503" in line and "overloaded" in line
+    assert line.endswith("(transient: the same command may succeed later)")
+    (line,) = [line for line in permanent.stderr.splitlines() if line.startswith("  2026")]
+    assert "has no 'conversations' list" in line and "transient" not in line
+
+
 def test_a_gzip_body_is_inflated_only_up_to_the_bound(duckdb_deployment: Deployment) -> None:
     bomb = gzip.compress(b'{"conversations": [' + b" " * 64_000_000 + b'], "cursor": null}')
     assert len(bomb) < 100_000
