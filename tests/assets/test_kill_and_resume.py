@@ -9,16 +9,13 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import duckdb
-import psycopg
 import pytest
 
-from core import schema
-from core.config import duckdb_path
 from core.windows import Scope, daily_window
 from devtools import postgres
 from resources.warehouse import warehouse_for
 from simulator import SimulatorServer
+from tests.assets.warehouse_reads import committed_pages, table_contents
 from tests.conftest import ENGINES, SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
@@ -60,36 +57,6 @@ def start_child(server: SimulatorServer, url: str, scope: str = "live.voice") ->
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def committed_pages(url: str) -> int:
-    """Pages the child has committed (on DuckDB, read when it lets go of the file: at least
-    once a second, between two commits); -1 when it cannot be read now."""
-    sql = "SELECT max(pages) FROM polyai.sync_state"
-    try:
-        if url.startswith("duckdb:"):
-            with duckdb.connect(str(duckdb_path(url)), read_only=True) as con:
-                row = con.execute(sql).fetchone()
-        else:
-            with psycopg.connect(url) as con:
-                row = con.execute(sql).fetchone()
-    except (duckdb.IOException, duckdb.CatalogException, psycopg.errors.UndefinedTable):
-        return -1  # not created yet, or (DuckDB) the writer holds the lock right now
-    return row[0] if row and row[0] is not None else 0
-
-
-def table_contents(url: str) -> dict[str, list[tuple]]:
-    """Every window table's rows, without the columns that name the load, in key order."""
-    warehouse = warehouse_for(url)
-    contents = {}
-    with warehouse.connect(read_only=True) as con:
-        for table in schema.WINDOW_TABLES:
-            columns = [c.name for c in table.columns if c.name not in ("load_id", "loaded_at")]
-            listed = ", ".join(f'"{c}"' for c in columns)
-            order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-            rows = con.execute(f"SELECT {listed} FROM polyai.{table.name} ORDER BY {order}")
-            contents[table.name] = rows.fetchall()
-    return contents
 
 
 def requested_positions(server: SimulatorServer) -> list[str]:

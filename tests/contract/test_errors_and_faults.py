@@ -14,7 +14,7 @@ from resources.polyai_api import (
     RequestStats,
 )
 from tests.conftest import SYNC_DAY, Serve, client_for
-from tests.contract.test_parameters import truth
+from tests.contract.expected import truth
 
 WINDOW = daily_window(SYNC_DAY)
 QUERY = ConversationQuery(start_time=WINDOW.start, end_time=WINDOW.end)

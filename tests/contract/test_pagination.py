@@ -9,7 +9,7 @@ from core.query import ConversationQuery
 from core.windows import daily_window
 from resources.polyai_api import CursorRejectedError
 from tests.conftest import SYNC_DAY, Serve, client_for
-from tests.contract.test_parameters import truth
+from tests.contract.expected import truth
 
 WINDOW = daily_window(SYNC_DAY)
 QUERY = ConversationQuery(start_time=WINDOW.start, end_time=WINDOW.end)

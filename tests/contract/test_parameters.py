@@ -7,26 +7,15 @@ import pytest
 from core import api_contract as api
 from core.query import ConversationQuery, QueryError
 from core.windows import daily_window
-from resources.polyai_api import PolyAIClient
-from simulator import SimulatorServer
 from simulator.data import variant_of
 from tests.conftest import SYNC_DAY, Serve, client_for
+from tests.contract.expected import fetch, truth
 
 WINDOW = daily_window(SYNC_DAY)
 
 
 def query(**fields: object) -> ConversationQuery:
     return ConversationQuery(start_time=WINDOW.start, end_time=WINDOW.end, **fields)
-
-
-def fetch(client: PolyAIClient, q: ConversationQuery) -> list[dict]:
-    return [c for page in client.iter_pages(q) for c in page.conversations]
-
-
-def truth(server: SimulatorServer, environment: str = "live", channels=("voice", "chat")):
-    return list(
-        server.dataset.conversations_in(environment, list(channels), WINDOW.start, WINDOW.end)
-    )
 
 
 @pytest.mark.parametrize("environment", api.ENVIRONMENTS)

@@ -6,7 +6,7 @@ from core.query import ConversationQuery
 from core.windows import daily_window
 from simulator.selection import similarity
 from tests.conftest import SYNC_DAY, Serve, client_for
-from tests.contract.test_parameters import fetch, truth
+from tests.contract.expected import fetch, truth
 
 WINDOW = daily_window(SYNC_DAY)
 

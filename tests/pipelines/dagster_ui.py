@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import free_port
-from tests.pipelines.test_cli import CLI
+from tests.pipelines.cli_runs import CLI
 
 RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }"""
 BACKFILL = """query($id: String!) {

@@ -1,9 +1,7 @@
 """The command line, as a user runs it: real processes, the simulator on loopback, real files."""
 
-import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,33 +17,9 @@ from core.windows import daily_window
 from pipelines.cli import main
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, free_port
+from tests.pipelines.cli_runs import CLI, clean_env, run_cli, source_env
 
-CLI = str(Path(sys.executable).parent / "polyai-sync")
 SOURCE_VARIABLES = ("POLYAI_BASE_URL", "POLYAI_API_KEY", "POLYAI_ACCOUNT_ID", "POLYAI_PROJECT_ID")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POLYAI_", "WAREHOUSE_"))}
-    env.pop("DAGSTER_HOME", None)
-    env.update(extra)
-    return env
-
-
-def source_env(simulator: SimulatorServer, tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        **simulator.source_variables(),
-        POLYAI_SYNC_START="2026-11-01",
-        WAREHOUSE_URL=f"duckdb:///{tmp_path / 'wh.duckdb'}",
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
-    )
-
-
-def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None):
-    """``polyai-sync ARGS`` as a separate process; by default in a folder of its own."""
-    cwd = cwd or Path(env["DAGSTER_HOME"]).parent
-    return subprocess.run(
-        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
-    )
 
 
 def test_sync_without_source_configuration_fails_at_once_naming_the_variables(

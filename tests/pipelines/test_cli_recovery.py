@@ -23,9 +23,9 @@ from assets.keys import POOL
 from core.windows import daily_window
 from devtools import postgres
 from simulator import SimulatorServer
-from tests.assets.test_kill_and_resume import committed_pages, table_contents
+from tests.assets.warehouse_reads import committed_pages, table_contents
 from tests.conftest import SYNC_DAY, Serve
-from tests.pipelines.test_cli import CLI, run_cli, source_env
+from tests.pipelines.cli_runs import CLI, run_cli, source_env
 
 PAGE_SIZE = "40"
 DAY = str(SYNC_DAY)

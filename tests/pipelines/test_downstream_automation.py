@@ -13,6 +13,7 @@ from pipelines.partitions import partition_key
 from resources.lake import ParquetLake
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
+from tests.pipelines.cli_runs import run_cli, source_env
 from tests.pipelines.dagster_ui import (
     BACKFILL,
     FINISHED_BACKFILL,
@@ -20,7 +21,6 @@ from tests.pipelines.dagster_ui import (
     polyai_sync_ui,
     wait_for,
 )
-from tests.pipelines.test_cli import run_cli, source_env
 
 LAUNCH = """mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {

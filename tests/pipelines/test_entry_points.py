@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pipelines.runner import LOCATION_NAME
-from tests.pipelines.test_cli import clean_env
+from tests.pipelines.cli_runs import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DG = str(Path(sys.executable).parent / "dg")

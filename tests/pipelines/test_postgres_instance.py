@@ -24,8 +24,8 @@ from pipelines.partitions import partition_key
 from resources.warehouse import warehouse_for
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, Serve
+from tests.pipelines.cli_runs import clean_env
 from tests.pipelines.dagster_ui import stop_group
-from tests.pipelines.test_cli import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
+from tests.pipelines.cli_runs import run_cli, source_env
 from tests.pipelines.dagster_ui import FINISHED_RUN, RUN, graphql, polyai_sync_ui, wait_for
-from tests.pipelines.test_cli import run_cli, source_env
 
 REEXECUTE = """
 mutation($parent: String!) {

@@ -17,8 +17,8 @@ from core.windows import daily_window
 from pipelines.definitions import CHECK_JOB
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
+from tests.pipelines.cli_runs import run_cli, source_env
 from tests.pipelines.dagster_ui import graphql, polyai_sync_ui
-from tests.pipelines.test_cli import run_cli, source_env
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,7 +9,7 @@ import httpx
 
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, free_port
-from tests.pipelines.test_cli import run_cli, source_env
+from tests.pipelines.cli_runs import run_cli, source_env
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """{
