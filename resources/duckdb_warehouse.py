@@ -34,6 +34,7 @@ from pydantic import Field
 
 from core import schema
 from core.config import duckdb_path
+from core.normalize import LARGE_VALUE_BYTES
 from resources.files import owner_only
 from resources.warehouse import (
     PAGE_COLUMN,
@@ -198,7 +199,8 @@ class DuckDBWarehouse(Warehouse):
             smaller = ", a smaller POLYAI_PAGE_SIZE" if page else ""
             again = "resumes at this page" if page else "publishes the staged pages"
             raise WarehouseSizeError(
-                f"{what}: {large_bytes / (1 << 20):,.0f} MB of text values of 16 KiB or more, "
+                f"{what}: {large_bytes / (1 << 20):,.0f} MB of text values of "
+                f"{LARGE_VALUE_BYTES // 1024} KiB or more, "
                 f"which DuckDB holds in memory until the commit: it needs about {need_mb:,} MB, "
                 f"more than WAREHOUSE_MAX_MEMORY_MB ({ceiling:,} MB). Raise it{smaller}, or use "
                 f"PostgreSQL; nothing committed is lost, and a re-run {again}."

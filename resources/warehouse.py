@@ -456,7 +456,12 @@ class Warehouse(ConfigurableResource):
             self.connect() as con,
             self._room_for(
                 con,
-                _staged_large_bytes(con, self.table_ref("sync_state"), key),
+                _count(
+                    con,
+                    "SELECT coalesce(large_value_bytes, 0) FROM "
+                    f"{self.table_ref('sync_state')} WHERE {_STATE_WHERE}",
+                    key.params(),
+                ),
                 f"publishing {key.describe()}",
                 page=False,
             ),
@@ -811,14 +816,6 @@ def _json(value: Any) -> Any:
 
 def _moment(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if isinstance(value, datetime) else str(value)
-
-
-def _staged_large_bytes(con: Connection, sync_state: str, key: WindowKey) -> int:
-    row = con.execute(
-        f"SELECT coalesce(large_value_bytes, 0) FROM {sync_state} WHERE {_STATE_WHERE}",
-        key.params(),
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _count(con: Connection, sql: str, params: dict[str, object]) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from core import schema
+from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse, warehouse_for
 from tests.hostile.server import ACCOUNT, KEY, PROJECT, HostileAPI
 
@@ -66,6 +67,13 @@ class Deployment:
             capture_output=True,
             text=True,
             timeout=300,
+        )
+
+    def client(self, **options: Any) -> PolyAIClient:
+        """The API client a sync of this deployment uses (with ``options``), for what a test
+        drives in process."""
+        return PolyAIClient(
+            base_url=self.base_url, api_key=KEY, account_id=ACCOUNT, project_id=PROJECT, **options
         )
 
     def warehouse(self) -> Warehouse:

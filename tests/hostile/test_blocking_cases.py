@@ -10,9 +10,9 @@ import pytest
 
 from core.query import ConversationQuery
 from core.windows import Scope, daily_window
-from resources.polyai_api import PolyAIClient, PolyAIResponseError
+from resources.polyai_api import PolyAIResponseError
 from tests.hostile.harness import Deployment
-from tests.hostile.server import ACCOUNT, KEY, PROJECT, Query, Reply, conversation, json_reply
+from tests.hostile.server import Query, Reply, conversation, json_reply
 
 DAYS = [f"2026-01-{d:02d}" for d in range(4, 10)]
 RAW_ERRORS = ("Traceback", "RecursionError", "KeyError", "OverflowError", "AttributeError")
@@ -172,13 +172,7 @@ def test_a_gzip_body_is_inflated_only_up_to_the_bound(duckdb_deployment: Deploym
     api.override = lambda query: Reply(
         body=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
     )
-    client = PolyAIClient(
-        base_url=duckdb_deployment.base_url,
-        api_key=KEY,
-        account_id=ACCOUNT,
-        project_id=PROJECT,
-        max_response_bytes=8_000_000,
-    )
+    client = duckdb_deployment.client(max_response_bytes=8_000_000)
     query = ConversationQuery.for_window(Scope("live", "voice"), daily_window(date(2026, 1, 4)))
     with pytest.raises(PolyAIResponseError, match="larger than 8,000,000 bytes"):
         list(client.iter_pages(query))

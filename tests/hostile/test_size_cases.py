@@ -14,10 +14,9 @@ from assets.window_sync import sync_window
 from core import schema
 from core.windows import Scope, daily_window
 from resources.duckdb_warehouse import DuckDBWarehouse
-from resources.polyai_api import PolyAIClient
 from resources.warehouse import WarehouseSizeError, WindowKey
 from tests.hostile.harness import Deployment
-from tests.hostile.server import ACCOUNT, KEY, PROJECT, conversation
+from tests.hostile.server import ACCOUNT, PROJECT, conversation
 
 DAY = "2026-01-05"
 TURN_TEXT = "".join(chr(0x41 + n % 26) for n in range(33 * 2**20))  # 33 MiB, one turn's text
@@ -112,9 +111,7 @@ def test_a_page_over_the_memory_ceiling_is_refused_before_it_is_staged(
 ) -> None:
     deployment, api = duckdb_deployment, duckdb_deployment.api
     api.put("live", "chat", DAY, [_big_turn("big", "chat")])  # needs 128 + 4 x 66 MB
-    client = PolyAIClient(
-        base_url=deployment.base_url, api_key=KEY, account_id=ACCOUNT, project_id=PROJECT
-    )
+    client = deployment.client()
     key = WindowKey(ACCOUNT, PROJECT, Scope("live", "chat"), daily_window(date(2026, 1, 5)))
     tight = DuckDBWarehouse(url=deployment.warehouse_url, max_memory_mb=256)
 
@@ -140,9 +137,7 @@ def test_duckdb_running_out_of_memory_is_a_size_error_naming_the_setting(
 ) -> None:
     deployment, api = duckdb_deployment, duckdb_deployment.api
     api.put("live", "chat", DAY, [_big_turn("big", "chat")])
-    client = PolyAIClient(
-        base_url=deployment.base_url, api_key=KEY, account_id=ACCOUNT, project_id=PROJECT
-    )
+    client = deployment.client()
     scope, window = Scope("live", "chat"), daily_window(date(2026, 1, 5))
     sync_window(client, DuckDBWarehouse(url=deployment.warehouse_url), scope, window)
     # Below the smallest WAREHOUSE_MAX_MEMORY_MB (256): room for nothing but DuckDB's base cap.
