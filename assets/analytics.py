@@ -26,7 +26,6 @@ from dagster import (
     multi_asset,
 )
 
-from assets.analytics_sql import kpi_queries
 from assets.keys import (
     CONVERSATIONS,
     KPI_KEYS,
@@ -41,6 +40,7 @@ from assets.keys import (
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
+from resources.warehouse.analytics import recompute_kpis
 
 WHEN_TABLES_CHANGE = (
     AutomationCondition.any_deps_updated().since_last_handled()
@@ -145,8 +145,7 @@ def _kpi_compute(table: str) -> WindowCompute:
 
 def recompute_kpi(warehouse: Warehouse, table: str, scope: Scope, window: Window) -> int:
     """Replace one window's rows of one KPI table; the rows it now holds."""
-    query = kpi_queries(warehouse.json)[table]
-    return warehouse.recompute_kpis(scope, window, {table: query})[table]
+    return recompute_kpis(warehouse, scope, window, [table])[table]
 
 
 def lake_asset(

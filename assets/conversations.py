@@ -31,11 +31,11 @@ from assets.keys import (
     column_schema,
     window_of,
 )
-from assets.window_sync import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 from core.errors import PolyAISyncError
 from core.windows import Scope, Window, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import Warehouse
+from sync.window import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
 
 SYNC_STEP = "polyai_conversations_sync"
 WINDOW_LANDED = "window_landed"

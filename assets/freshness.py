@@ -26,6 +26,7 @@ from dagster import (
 from assets.keys import GROUP, OWNER, SYNC_STATE, column_schema
 from core.windows import Scope, expected_newest_day
 from resources.warehouse import Warehouse
+from resources.warehouse.state import newest_synced_days
 
 CHECK_NAME = "every_scope_is_fresh"
 
@@ -56,7 +57,7 @@ def build_freshness_check(scopes: Sequence[Scope], schedule_hour: int) -> AssetC
     )
     def every_scope_is_fresh(warehouse: Warehouse) -> AssetCheckResult:
         expected = expected_newest_day(datetime.now(UTC), schedule_hour)
-        newest = warehouse.newest_synced_days()
+        newest = newest_synced_days(warehouse)
         late = {
             scope.key: str(newest[scope]) if scope in newest else "never"
             for scope in scopes

@@ -25,9 +25,10 @@ from dagster import (
     op,
 )
 
-from assets.checks import CHECKS, run_checks
 from assets.keys import POOL, TABLE_KEYS, window_of
 from resources.warehouse import Warehouse
+from resources.warehouse.analytics import CHECKS, run_checks
+from resources.warehouse.state import last_load
 
 WINDOW_CHECKS = "polyai_window_checks"
 
@@ -118,21 +119,14 @@ def evaluate_windows(
     asset_of = {check.name: TABLE_KEYS[check.asset] for check in CHECKS}
     with warehouse.holding():
         for _, scope, window, key in sorted(window_of(k) for k in partition_keys):
-            load = warehouse.last_load(scope, window)
+            load = last_load(warehouse, scope, window)
             if load is None:
                 results = [
                     (name, False, f"{key} was never published: nothing to check", {}, False)
                     for name in sorted(selected)
                 ]
             else:
-                outcomes = run_checks(
-                    lambda: warehouse.connect(read_only=True),
-                    warehouse.schema_ref,
-                    scope,
-                    window,
-                    load,
-                    max_quarantined_fraction,
-                )
+                outcomes = run_checks(warehouse, scope, window, load, max_quarantined_fraction)
                 results = [
                     (
                         o.name,

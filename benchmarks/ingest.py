@@ -5,7 +5,7 @@ scope, spread evenly over 30 days, about 12 turns each, with latency and genAI m
 and each contender lands it into a fresh DuckDB file, one after the other, each in a child
 process of its own so that its peak memory (RSS) is its own:
 
-- ``polyai-sync``: the 30 windows through :func:`assets.window_sync.sync_window`, the code the
+- ``polyai-sync``: the 30 windows through :func:`sync.window.sync_window`, the code the
   Dagster asset runs;
 - ``polyai-sync (PostgreSQL)``: the same, into a new PostgreSQL database (COPY), and
   ``polyai-sync (PostgreSQL x2)``: two processes syncing alternate windows into one
@@ -133,9 +133,9 @@ class Result:
 
 
 def _sync_windows(source: Source, url: str, windows: list[Window]) -> None:
-    from assets.window_sync import sync_window
     from resources.polyai_api import PolyAIClient
     from resources.warehouse import warehouse_for
+    from sync.window import sync_window
 
     client = PolyAIClient(
         base_url=source.base_url,
@@ -209,7 +209,7 @@ def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[i
     from pipelines.instance import dagster_home
     from pipelines.partitions import partition_key
     from pipelines.runner import cli_instance, code_location, run_backfill
-    from resources.duckdb_warehouse import DuckDBWarehouse
+    from resources.warehouse.duckdb_engine import DuckDBWarehouse
 
     settings = Settings.from_env(os.environ)
     home = dagster_home(folder / "dagster_home")
@@ -385,11 +385,11 @@ CONTENDERS: dict[str, Callable[[Source, Path], tuple[int, int]]] = {
 
 
 PRELOADED = {
-    "polyai-sync": ("assets.window_sync", "resources.polyai_api", "resources.duckdb_warehouse"),
+    "polyai-sync": ("sync.window", "resources.polyai_api", "resources.warehouse.duckdb_engine"),
     "polyai-sync (PostgreSQL)": (
-        "assets.window_sync",
+        "sync.window",
         "resources.polyai_api",
-        "resources.postgres_warehouse",
+        "resources.warehouse.postgres_engine",
         "psycopg",
     ),
     "polyai-sync (PostgreSQL x2)": ("devtools.postgres", "psycopg"),

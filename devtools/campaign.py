@@ -1,7 +1,7 @@
 """The fault campaign: every fault a nightly sync meets over the years, injected on purpose,
 and the proof that none of them loses or duplicates a conversation.
 
-Each scenario syncs a few windows through :func:`assets.window_sync.sync_window` into a fresh
+Each scenario syncs a few windows through :func:`sync.window.sync_window` into a fresh
 DuckDB file while a fault is injected: API faults from the simulator, SIGKILL of the sync's
 process at random moments, the warehouse file locked, full or read-only. A sync that meets a
 fault either recovers to the exact data or fails with a clear error and leaves the published
@@ -171,7 +171,7 @@ CLEAR_ERRORS = ("PolyAIError", "WarehouseError", "PaginationError", "QuarantineT
 
 
 def _sync_all(client, warehouse, scope, windows) -> None:
-    from assets.window_sync import sync_window
+    from sync.window import sync_window
 
     for window in windows:
         sync_window(client, warehouse, scope, window)

@@ -18,6 +18,7 @@ from core.config import Settings
 from core.windows import nightly_windows, windows_of_days
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
+from resources.warehouse.state import windows_with_in_progress
 
 NIGHTLY = "polyai_nightly"
 
@@ -45,7 +46,7 @@ def build_nightly_schedule(job: Any, settings: Settings) -> ScheduleDefinition:
             today,
             settings.scopes,
             settings.lookback_days,
-            warehouse.windows_with_in_progress(),
+            windows_with_in_progress(warehouse),
             settings.sync_start,
         )
         for day, scope in windows:

@@ -25,10 +25,10 @@ import pytest
 
 from core.normalize import reassemble
 from devtools import postgres
-from resources.duckdb_warehouse import DuckDBWarehouse
 from resources.polyai_api import PolyAIClient
-from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse
+from resources.warehouse.duckdb_engine import DuckDBWarehouse
+from resources.warehouse.postgres_engine import PostgresWarehouse
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

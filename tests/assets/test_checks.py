@@ -2,10 +2,10 @@
 
 import pytest
 
-from assets.checks import CHECKS, run_checks
-from assets.window_sync import sync_window
 from core.windows import Scope, daily_window
 from resources.warehouse import Warehouse
+from resources.warehouse.analytics import CHECKS, run_checks
+from sync.window import sync_window
 from tests.conftest import SYNC_DAY, Serve, client_for
 
 LIVE_VOICE = Scope("live", "voice")
@@ -64,14 +64,7 @@ def synced(serve: Serve, warehouse: Warehouse) -> str:
 
 
 def check(warehouse: Warehouse, load_id: str) -> dict[str, int]:
-    outcomes = run_checks(
-        lambda: warehouse.connect(read_only=True),
-        warehouse.schema_ref,
-        LIVE_VOICE,
-        WINDOW,
-        load_id,
-        0.01,
-    )
+    outcomes = run_checks(warehouse, LIVE_VOICE, WINDOW, load_id, 0.01)
     return {o.name: o.violations for o in outcomes}
 
 

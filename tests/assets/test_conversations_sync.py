@@ -12,11 +12,11 @@ from dagster._core.storage.tags import (
 
 from assets.conversations import SYNC_STEP
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
-from assets.window_sync import sync_window
 from core.windows import Scope, daily_window
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from simulator import SimulatorServer
+from sync.window import sync_window
 from tests.conftest import SYNC_DAY, whole_records
 
 LIVE_VOICE = Scope("live", "voice")

@@ -25,7 +25,7 @@ PAGE_SIZE = 40
 CHILD = """
 import sys
 from datetime import date
-from assets.window_sync import sync_window
+from sync.window import sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import warehouse_for
@@ -69,7 +69,7 @@ def test_killed_syncs_resume_and_match_an_uninterrupted_run(
 ) -> None:
     reference = serve(faults={"latency_ms": 0})
     baseline = warehouse_for(new_warehouse_url("baseline"))
-    from assets.window_sync import sync_window
+    from sync.window import sync_window
 
     sync_window(client_for(reference, page_size=PAGE_SIZE), baseline, LIVE_VOICE, WINDOW)
     expected = table_contents(baseline.url)

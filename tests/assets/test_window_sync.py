@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from assets.window_sync import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sync_window
 from core.windows import Scope, daily_window
 from resources.polyai_api import CursorRejectedError, PolyAIResponseError
 from resources.warehouse import Warehouse
+from sync.window import MAX_WINDOW_RESTARTS, QuarantineThresholdError, sync_window
 from tests.conftest import SYNC_DAY, Serve, client_for
 from tests.hostile.server import ACCOUNT, PROJECT, HostileAPI, json_reply, serving
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from core.normalize import normalize_page
 from core.windows import Scope, daily_window
-from resources.warehouse import Warehouse, WindowKey
+from resources.warehouse import Warehouse, WindowKey, WindowLoad
 
 LOADED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 DAY = date(2026, 11, 20)
@@ -101,8 +101,8 @@ def test_every_record_lands_or_is_quarantined_with_a_reason(records: list) -> No
 @pytest.fixture(scope="module")
 def shared_warehouses(tmp_path_factory: pytest.TempPathFactory, request) -> dict:
     """One warehouse per engine for every example (each example loads a window anew)."""
-    from resources.duckdb_warehouse import DuckDBWarehouse
-    from resources.postgres_warehouse import PostgresWarehouse
+    from resources.warehouse.duckdb_engine import DuckDBWarehouse
+    from resources.warehouse.postgres_engine import PostgresWarehouse
 
     folder = tmp_path_factory.mktemp("bad-input")
     made: dict[str, Warehouse] = {"duckdb": DuckDBWarehouse(url=f"duckdb:///{folder}/w.duckdb")}
@@ -133,8 +133,9 @@ def test_whatever_normalizes_also_stages_and_publishes(
     key = WindowKey("acct", "proj", Scope("live", "voice"), daily_window(DAY))
     load_id = uuid.uuid4().hex
     batch = normalize_page(records, load_id=load_id, loaded_at=LOADED_AT, scope=key.scope)
-    warehouse.begin_load(key, load_id)
-    warehouse.stage(key, load_id, 1, batch, None)  # never raises
-    rows = warehouse.publish(key, load_id).rows
+    window_load = WindowLoad(warehouse, key, load_id)
+    window_load.begin()
+    window_load.stage(1, batch, None)  # never raises
+    rows = window_load.publish().rows
     assert rows["conversations"] == batch.conversations.num_rows
     assert rows["turns"] == batch.turns.num_rows

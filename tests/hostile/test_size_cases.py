@@ -10,11 +10,11 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from assets.window_sync import sync_window
 from core import schema
 from core.windows import Scope, daily_window
-from resources.duckdb_warehouse import DuckDBWarehouse
-from resources.warehouse import WarehouseSizeError, WindowKey
+from resources.warehouse import WarehouseSizeError, WindowKey, read_state
+from resources.warehouse.duckdb_engine import DuckDBWarehouse
+from sync.window import sync_window
 from tests.hostile.harness import Deployment
 from tests.hostile.server import ACCOUNT, PROJECT, conversation
 
@@ -121,7 +121,7 @@ def test_a_page_over_the_memory_ceiling_is_refused_before_it_is_staged(
     assert str(refused.value).startswith("live.chat 2026-01-05 page 1: 66 MB of text values")
     assert "Raise it, a smaller POLYAI_PAGE_SIZE, or use PostgreSQL" in str(refused.value)
     assert "a re-run resumes at this page" in str(refused.value)
-    state = tight.read_state(key)
+    state = read_state(tight, key)
     assert state is not None and (state.status, state.pages, state.cursor) == ("running", 0, None)
     assert deployment.rows("_stage_turns") == []
 

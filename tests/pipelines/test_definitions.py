@@ -4,7 +4,6 @@ import pytest
 from dagster import AssetKey, BackfillPolicy
 
 from assets.analytics import WHEN_TABLES_CHANGE
-from assets.checks import CHECKS
 from assets.conversations import SYNC_STEP
 from assets.freshness import CHECK_NAME
 from assets.keys import POOL
@@ -12,6 +11,7 @@ from assets.window_checks import WINDOW_CHECKS
 from core import schema
 from core.config import Settings
 from pipelines.definitions import FRESHNESS, SYNC_JOB, build_definitions
+from resources.warehouse.analytics import CHECKS
 
 TABLES = ("conversations", "turns", "turn_latency", "turn_genai")
 KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")

@@ -4,12 +4,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from dagster import build_schedule_context
 
-from assets.window_sync import sync_window
 from core.config import Settings
 from core.windows import Scope, daily_window
 from pipelines.definitions import build_definitions
 from pipelines.schedules import NIGHTLY
-from resources.duckdb_warehouse import DuckDBWarehouse
+from resources.warehouse.duckdb_engine import DuckDBWarehouse
+from sync.window import sync_window
 from tests.conftest import Serve, client_for
 
 TODAY = date(2026, 11, 23)

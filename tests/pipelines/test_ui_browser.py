@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from assets.checks import CHECKS
 from core.windows import daily_window
 from pipelines.definitions import CHECK_JOB
+from resources.warehouse.analytics import CHECKS
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 from tests.pipelines.cli_runs import run_cli, source_env

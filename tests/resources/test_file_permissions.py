@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.duckdb_warehouse import DuckDBWarehouse
+from resources.warehouse.duckdb_engine import DuckDBWarehouse
 
 
 @pytest.fixture

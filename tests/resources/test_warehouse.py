@@ -16,8 +16,8 @@ import pytest
 from core import schema
 from core.normalize import normalize_page
 from core.windows import Scope, daily_window
-from resources.duckdb_warehouse import DuckDBWarehouse
-from resources.warehouse import Warehouse, WarehouseError, WindowKey
+from resources.warehouse import Warehouse, WarehouseError, WindowKey, WindowLoad, read_state
+from resources.warehouse.duckdb_engine import DuckDBWarehouse
 
 LIVE_VOICE = Scope("live", "voice")
 DAY = date(2026, 11, 20)
@@ -39,12 +39,13 @@ def load(warehouse: Warehouse, load_id: str, *pages: list[dict], day: date = DAY
     """Stage ``pages`` as one load of the day's live.voice window, then publish it."""
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(day))
     warehouse.ensure_schema()
-    warehouse.begin_load(key, load_id)
+    window_load = WindowLoad(warehouse, key, load_id)
+    window_load.begin()
     for number, page in enumerate(pages, start=1):
         cursor = None if number == len(pages) else f"cursor-{number}"
         batch = normalize_page(page, load_id=load_id, loaded_at=NOW)
-        warehouse.stage(key, load_id, number, batch, cursor)
-    return warehouse.publish(key, load_id).rows
+        window_load.stage(number, batch, cursor)
+    return window_load.publish().rows
 
 
 def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: Warehouse) -> None:
@@ -212,18 +213,19 @@ def test_sync_state_follows_the_load_and_quarantine_keeps_the_raw_record(
 ) -> None:
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
     warehouse.ensure_schema()
-    assert warehouse.read_state(key) is None
-    warehouse.begin_load(key, "L1")
+    assert read_state(warehouse, key) is None
+    l1 = WindowLoad(warehouse, key, "L1")
+    l1.begin()
     page = [record("C1", "2026-11-20T01:00:00Z"), {"id": "C-bad", "started_at": "never"}]
-    warehouse.stage(key, "L1", 1, normalize_page(page, load_id="L1", loaded_at=NOW), "c-1")
-    state = warehouse.read_state(key)
+    l1.stage(1, normalize_page(page, load_id="L1", loaded_at=NOW), "c-1")
+    state = read_state(warehouse, key)
     assert (state.status, state.cursor, state.pages, state.conversations, state.quarantined) == (
         "running", "c-1", 1, 1, 1,
     )  # fmt: skip
-    warehouse.stage(key, "L1", 2, normalize_page([], load_id="L1", loaded_at=NOW), None)
-    assert warehouse.read_state(key).status == "staged"
-    warehouse.publish(key, "L1")
-    assert warehouse.read_state(key).status == "complete"
+    l1.stage(2, normalize_page([], load_id="L1", loaded_at=NOW), None)
+    assert read_state(warehouse, key).status == "staged"
+    l1.publish()
+    assert read_state(warehouse, key).status == "complete"
     (bad,) = warehouse.read_table("quarantine").to_dict("records")
     assert (bad["load_id"], bad["page"], bad["position"]) == ("L1", 1, 1)
     assert bad["conversation_id"] == "C-bad" and "not an ISO 8601" in bad["reason"]
@@ -235,11 +237,11 @@ def test_a_stale_load_cannot_stage_into_a_window_another_load_took_over(
 ) -> None:
     key = WindowKey("acct", "proj", LIVE_VOICE, daily_window(DAY))
     warehouse.ensure_schema()
-    warehouse.begin_load(key, "old")
-    warehouse.begin_load(key, "new")
+    WindowLoad(warehouse, key, "old").begin()
+    WindowLoad(warehouse, key, "new").begin()
     batch = normalize_page([record("C1", "2026-11-20T01:00:00Z")], load_id="old", loaded_at=NOW)
     with pytest.raises(WarehouseError, match="another sync of the same window"):
-        warehouse.stage(key, "old", 1, batch, None)
+        WindowLoad(warehouse, key, "old").stage(1, batch, None)
     with warehouse.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone() == (0,)
 
@@ -305,7 +307,7 @@ TYPE_NAMES = {
 
 def test_every_column_has_the_type_the_schema_declares(warehouse: Warehouse) -> None:
     warehouse.ensure_schema()
-    dialect = warehouse._dialect()
+    dialect = warehouse.dialect()
     names = TYPE_NAMES[warehouse.engine]
     with warehouse.connect(read_only=True) as con:
         for table in schema.metadata.sorted_tables:
@@ -338,7 +340,7 @@ def test_a_schema_named_like_the_file_or_with_quotes_still_loads(
 def test_a_postgresql_schema_with_quotes_semicolons_dollars_and_percents_loads(
     postgres_url: str,
 ) -> None:
-    from resources.postgres_warehouse import PostgresWarehouse
+    from resources.warehouse.postgres_engine import PostgresWarehouse
 
     name = 'odd "schema"; $env 100% ünïcode'
     assert_loads_one_conversation(PostgresWarehouse(url=postgres_url, schema_name=name))
@@ -391,8 +393,7 @@ HOSTILE = [
 def test_values_with_quotes_semicolons_and_placeholders_are_only_ever_data(
     warehouse: Warehouse,
 ) -> None:
-    from assets.analytics_sql import kpi_queries
-    from assets.checks import run_checks
+    from resources.warehouse.analytics import recompute_kpis, run_checks
 
     records = [
         record(f"C{i}-{text}", f"2026-11-20T0{i}:00:00Z", variant_id=text, variant_name=text,
@@ -405,15 +406,12 @@ def test_values_with_quotes_semicolons_and_placeholders_are_only_ever_data(
     for i, text in enumerate(HOSTILE):
         assert stored.loc[f"C{i}-{text}", "variant_name"] == text  # round-trips exactly
     window = daily_window(DAY)
-    kpis = warehouse.recompute_kpis(LIVE_VOICE, window, kpi_queries(warehouse.json))
+    kpis = recompute_kpis(warehouse, LIVE_VOICE, window, [t.name for t in schema.ANALYTICS_TABLES])
     assert kpis["conversation_kpis"] == len(HOSTILE)  # one row per (hostile) variant
     by_variant = warehouse.read_table("conversation_kpis").set_index("variant_id")
     for text in HOSTILE:
         assert json.loads(by_variant.loc[text, "handoffs_by_reason"]) == {text: 1}
-    outcomes = run_checks(
-        lambda: warehouse.connect(read_only=True), warehouse.schema_ref, LIVE_VOICE, window,
-        "L-'quoted'", 0.01,
-    )  # fmt: skip
+    outcomes = run_checks(warehouse, LIVE_VOICE, window, "L-'quoted'", 0.01)
     assert [o.name for o in outcomes if not o.passed] == []
     assert warehouse.row_counts()["turns"] == 2 * len(HOSTILE)  # nothing was dropped
 

@@ -31,6 +31,8 @@ from resources.warehouse import (
     Warehouse,
     WarehouseError,
     WindowKey,
+    WindowLoad,
+    read_state,
 )
 
 MAX_WINDOW_RESTARTS = 3
@@ -119,13 +121,13 @@ def _sync(
     key = WindowKey(client.account_id, client.project_id, scope, window)
     result = WindowSyncResult(scope, window)
     warehouse.ensure_schema()
-    state = warehouse.read_state(key)
+    state = read_state(warehouse, key)
     while True:
         try:
             result.load_id, next_page, cursor = _starting_point(warehouse, key, state, result)
             if next_page is not None:
                 _load(client, warehouse, key, result, next_page, cursor, on_page)
-            final = warehouse.read_state(key)
+            final = read_state(warehouse, key)
             if final is None or final.status != "staged" or final.load_id != result.load_id:
                 raise WarehouseError(
                     f"{scope.key} {window.start:%Y-%m-%d}: load {result.load_id} finished "
@@ -133,14 +135,14 @@ def _sync(
                     "it over. Run it again."
                 )
             _check_quarantine(final, result, max_quarantined_fraction)
-            published = warehouse.publish(key, result.load_id)
+            published = WindowLoad(warehouse, key, result.load_id).publish()
             result.rows, result.replaced = published.rows, published.replaced
             result.collisions = published.collisions
             _report(result, log)
             return result
         except CursorRejectedError as exc:
             if result.restarts >= MAX_WINDOW_RESTARTS:
-                warehouse.discard(key)
+                WindowLoad(warehouse, key, result.load_id).discard()
                 raise
             result.restarts += 1
             state = None
@@ -162,7 +164,7 @@ def _starting_point(
         result.resumed_from_page = state.pages + 1
         return state.load_id, state.pages + 1, state.cursor
     load_id = uuid.uuid4().hex
-    warehouse.begin_load(key, load_id)
+    WindowLoad(warehouse, key, load_id).begin()
     return load_id, 1, None
 
 
@@ -176,13 +178,14 @@ def _load(
     on_page: Callable[[Page], None] | None,
 ) -> None:
     loaded_at = datetime.now(UTC)
+    load = WindowLoad(warehouse, key, result.load_id)
     pages = client.iter_window(key.scope, key.window, stats=result.requests, start_cursor=cursor)
     for offset, page in enumerate(pages):
         number = first_page + offset
         batch = normalize_page(
             page.conversations, load_id=result.load_id, loaded_at=loaded_at, scope=key.scope
         )
-        warehouse.stage(key, result.load_id, number, batch, page.next_cursor)
+        load.stage(number, batch, page.next_cursor)
         result.pages += 1
         result.conversations_fetched += len(page.conversations)
         result.type_issues.update(batch.type_issues)

@@ -20,14 +20,12 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from core import schema
-from resources.warehouse import (
-    PAGE_COLUMN,
-    STAGE_PREFIX,
+from resources.warehouse.resource import (
     JsonFunctions,
     Warehouse,
     WarehouseError,
-    quote,
 )
+from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, quote
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -115,22 +113,22 @@ class PostgresWarehouse(Warehouse):
         # JSON as its text, as DuckDB returns it (and as it was written).
         for name in ("json", "jsonb"):
             raw.adapters.register_loader(name, TextLoader)
+        raw.execute(f"SET search_path TO {self.schema_ref}")  # bare names: the schema's tables
         return PostgresConnection(raw)
 
-    def _dialect(self) -> sa.engine.Dialect:
+    def dialect(self) -> sa.engine.Dialect:
         from sqlalchemy.dialects import postgresql
 
         return postgresql.dialect()
 
-    def _begin_ddl(self, con: Any) -> None:
+    def begin_ddl(self, con: Any) -> None:
         con.execute(
             "SELECT pg_advisory_xact_lock(hashtext($lock))",
             {"lock": f"polyai-sync schema {self.schema_name}"},
         )
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
-        con.execute(f"SET LOCAL search_path TO {self.schema_ref}")
 
-    def _after_ddl(self, con: Any) -> None:
+    def after_ddl(self, con: Any) -> None:
         indexes = {
             # a window's conversations, for publish, the checks and the KPIs
             "conversations": ("environment", "channel", "started_at"),
@@ -141,23 +139,23 @@ class PostgresWarehouse(Warehouse):
         for table, columns in indexes.items():
             name = f"{table}_by_{'_'.join(columns)}".lstrip("_")
             con.execute(
-                f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {self.table_ref(table)} "
+                f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {quote(table)} "
                 f"({', '.join(quote(c) for c in columns)})"
             )
 
-    def _insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
+    def insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
         if page is not None:
             rows = rows.append_column(
                 PAGE_COLUMN, pa.repeat(pa.scalar(page, pa.int64()), len(rows))
             )
         columns = ", ".join(quote(name) for name in rows.column_names)
         with con.raw.cursor() as cursor:
-            statement = f"COPY {self.table_ref(table)} ({columns}) FROM STDIN (FORMAT csv)"
+            statement = f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT csv)"
             with cursor.copy(statement) as copy:
                 copy.write(memoryview(csv_for_copy(rows)))
             return cursor.rowcount
 
-    def _fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
+    def fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         cursor = con.raw.execute(pyformat(sql), params)
         names = [column.name for column in cursor.description]
         types = [_ARROW_TYPES.get(column.type_code) for column in cursor.description]

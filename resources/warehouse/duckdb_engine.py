@@ -36,15 +36,14 @@ from core import schema
 from core.config import duckdb_path
 from core.normalize import LARGE_VALUE_BYTES
 from resources.files import owner_only
-from resources.warehouse import (
-    PAGE_COLUMN,
+from resources.warehouse.resource import (
     JsonFunctions,
     Warehouse,
     WarehouseBusyError,
     WarehouseError,
     WarehouseSizeError,
-    quote,
 )
+from resources.warehouse.sql import PAGE_COLUMN, quote
 
 LOCK_WAIT_SECONDS = 120.0
 HELD_CHECKPOINT_THRESHOLD = "64MB"
@@ -154,6 +153,8 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         connection.execute("SET TimeZone = 'UTC'")
+        with contextlib.suppress(duckdb.CatalogException):  # a new file: begin_ddl creates it
+            connection.execute(f"USE {self.schema_ref}")
         connection.execute(f"SET memory_limit = '{self._baseline_mb(connection)}MB'")
         if held:
             # Checkpoint when the connection is let go, not at every commit that grows the
@@ -175,17 +176,17 @@ class DuckDBWarehouse(Warehouse):
             return True
         return stat.st_size < _HEADERS_BYTES and time.time() - stat.st_mtime < 10
 
-    def _dialect(self) -> sa.engine.Dialect:
+    def dialect(self) -> sa.engine.Dialect:
         import duckdb_engine  # only to render DDL, when the schema is created or migrated
 
         return duckdb_engine.Dialect()
 
-    def _begin_ddl(self, con: Any) -> None:
+    def begin_ddl(self, con: Any) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_ref}")
         con.execute(f"USE {self.schema_ref}")
 
     @contextlib.contextmanager
-    def _room_for(self, con: Any, large_bytes: int, what: str, page: bool) -> Iterator[None]:
+    def room_for(self, con: Any, large_bytes: int, what: str, page: bool) -> Iterator[None]:
         """Raise the cap for the transaction inside, and checkpoint after it while the room is
         still there: the next commit past the checkpoint threshold would otherwise write these
         values out under the base cap, and a checkpoint that fails is FATAL to the file's
@@ -214,14 +215,12 @@ class DuckDBWarehouse(Warehouse):
         """The cap between large transactions: room to read back the window that holds the
         most large values (the lake reads a window whole), within the ceiling."""
         try:
-            row = con.execute(
-                f"SELECT max(large_value_bytes) FROM {self.table_ref('sync_state')}"
-            ).fetchone()
+            row = con.execute("SELECT max(large_value_bytes) FROM sync_state").fetchone()
         except duckdb.Error:  # a new file, or a schema from before the column
             return BASE_MEMORY_MB
         return min(_memory_mb(int(row[0] or 0)), self.memory_ceiling_mb)
 
-    def _insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
+    def insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int:
         extra = f", {int(page)} AS {PAGE_COLUMN}" if page is not None else ""
         step = max(1, rows.num_rows * INSERT_SLICE_BYTES // max(1, rows.nbytes))
         inserted = 0
@@ -229,7 +228,7 @@ class DuckDBWarehouse(Warehouse):
             con.register("batch", rows.slice(offset, step))
             try:
                 row = con.execute(
-                    f"INSERT INTO {self.table_ref(table)} BY NAME SELECT *{extra} FROM batch"
+                    f"INSERT INTO {quote(table)} BY NAME SELECT *{extra} FROM batch"
                 ).fetchone()
             except duckdb.Error:
                 with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it
@@ -239,5 +238,5 @@ class DuckDBWarehouse(Warehouse):
             inserted += int(row[0]) if row else 0
         return inserted
 
-    def _fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
+    def fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         return con.sql(sql, params=params).to_arrow_table()

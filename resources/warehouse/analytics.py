@@ -1,0 +1,364 @@
+"""The analytics SQL, in one place: the KPI queries, the checks on a synced window, and the
+CLI's KPI summary. Written once for DuckDB and PostgreSQL in the style of
+:mod:`resources.warehouse.sql` (bare table names, ``$name`` values), plus the engine's JSON
+aggregates (:class:`resources.warehouse.resource.JsonFunctions`).
+
+KPIs: each query computes one analytics table's rows for one scope's window from the window
+tables; :func:`recompute_kpis` replaces the window's rows with them in one transaction.
+Percentiles are ``percentile_cont`` (linear interpolation between closest ranks, as numpy's
+default). Rates are over finished conversations (containment) or over turns (silence,
+out-of-domain).
+
+Checks: each is one query, scoped to the window, counting the rows that break one rule;
+:func:`run_checks` runs them all after every load, and tests run them on a broken warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from core import schema
+from core.windows import Scope, Window
+from resources.warehouse.quarantine import COLLISION
+from resources.warehouse.resource import JsonFunctions, Warehouse
+from resources.warehouse.sql import IN_WINDOW, column_list, count, quote, window_params
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# --- KPIs --------------------------------------------------------------------------------
+
+_WINDOW = "c.environment = $env AND c.channel = $channel AND c.window_start = $start"
+_KEYS = (
+    "$env AS environment, $channel AS channel, $start AS window_start, "
+    "CAST($start AS DATE) AS conversation_date"
+)
+
+
+def _ratio(numerator: str, denominator: str) -> str:
+    return f"CAST({numerator} AS DOUBLE PRECISION) / nullif({denominator}, 0)"
+
+
+def _percentile(fraction: float, value: str) -> str:
+    return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {value})"
+
+
+def _json_or_empty(column: str) -> str:
+    """The group's JSON object (one per variant: max picks it), or ``{}``."""
+    return f"CAST(coalesce(max(CAST({column} AS TEXT)), '{{}}') AS JSON)"
+
+
+def _handoffs_by(column: str, json: JsonFunctions) -> str:
+    """Handoffs per value of ``column`` as a JSON object; a handoff without one counts under
+    ``""`` (a JSON object's keys cannot be null)."""
+    aggregate = json.object_agg.format(key=column, value="n")
+    return (
+        f"SELECT variant_id, {aggregate} AS by_{column.removeprefix('handoff_')} "
+        f"FROM (SELECT variant_id, coalesce({column}, '') AS {column}, count(*) AS n FROM c "
+        "WHERE handoff "
+        f"GROUP BY variant_id, {column}) AS counted GROUP BY variant_id"
+    )
+
+
+def _conversation_kpis(json: JsonFunctions) -> str:
+    finished = "count(*) FILTER (WHERE NOT c.in_progress)"
+    return f"""
+WITH c AS (SELECT * FROM conversations c WHERE {_WINDOW}),
+turn_counts AS (
+    SELECT c.variant_id, count(t.turn_index) AS turns,
+           count(*) FILTER (WHERE t.is_silence) AS silent,
+           count(*) FILTER (WHERE t.is_ood) AS ood
+    FROM c JOIN turns t ON t.conversation_id = c.id GROUP BY c.variant_id
+),
+reasons AS ({_handoffs_by("handoff_reason", json)}),
+destinations AS ({_handoffs_by("handoff_destination", json)})
+SELECT {_KEYS},
+       coalesce(c.variant_id, '') AS variant_id, max(c.variant_name) AS variant_name,
+       count(*) AS conversations,
+       {finished} AS finished,
+       count(*) FILTER (WHERE c.in_progress) AS in_progress,
+       count(*) FILTER (WHERE c.handoff) AS handoffs,
+       {_ratio("count(*) FILTER (WHERE NOT c.in_progress AND NOT c.handoff)", finished)}
+           AS containment_rate,
+       {_json_or_empty("r.by_reason")} AS handoffs_by_reason,
+       {_json_or_empty("d.by_destination")} AS handoffs_by_destination,
+       avg(c.total_duration) AS mean_duration_s,
+       {_percentile(0.5, "c.total_duration")} AS p50_duration_s,
+       {_percentile(0.95, "c.total_duration")} AS p95_duration_s,
+       {_ratio("max(tc.turns)", "count(*)")} AS turns_per_conversation,
+       {_ratio("max(tc.silent)", "max(tc.turns)")} AS silence_rate,
+       {_ratio("max(tc.ood)", "max(tc.turns)")} AS ood_rate,
+       $now AS computed_at
+FROM c
+LEFT JOIN turn_counts tc ON tc.variant_id IS NOT DISTINCT FROM c.variant_id
+LEFT JOIN reasons r ON r.variant_id IS NOT DISTINCT FROM c.variant_id
+LEFT JOIN destinations d ON d.variant_id IS NOT DISTINCT FROM c.variant_id
+GROUP BY c.variant_id
+"""
+
+
+def _latency_kpis() -> str:
+    return f"""
+WITH c AS (SELECT id FROM conversations c WHERE {_WINDOW}),
+samples AS (
+    SELECT 'overall' AS stage, t.latency AS ms FROM turns t
+    WHERE t.conversation_id IN (SELECT id FROM c) AND t.latency IS NOT NULL
+    UNION ALL
+    SELECT l.stage, l.latency_ms FROM turn_latency l
+    WHERE l.conversation_id IN (SELECT id FROM c) AND l.latency_ms IS NOT NULL
+)
+SELECT {_KEYS}, stage, count(*) AS turns,
+       {_percentile(0.5, "ms")} AS p50_ms, {_percentile(0.9, "ms")} AS p90_ms,
+       {_percentile(0.95, "ms")} AS p95_ms, {_percentile(0.99, "ms")} AS p99_ms,
+       $now AS computed_at
+FROM samples GROUP BY stage
+"""
+
+
+def _genai_kpis(json: JsonFunctions) -> str:
+    tool_calls = json.array_length.format(value="g.function_calls")
+    return f"""
+WITH c AS (SELECT id FROM conversations c WHERE {_WINDOW})
+SELECT {_KEYS}, coalesce(g.model, '') AS model,
+       count(*) AS turns, coalesce(sum(g.input_tokens), 0) AS input_tokens,
+       coalesce(sum(g.output_tokens), 0) AS output_tokens,
+       {_percentile(0.5, "g.time_to_first_token_ms")} AS p50_time_to_first_token_ms,
+       {_percentile(0.95, "g.time_to_first_token_ms")} AS p95_time_to_first_token_ms,
+       coalesce(sum({tool_calls}), 0) AS tool_calls,
+       $now AS computed_at
+FROM turn_genai g WHERE g.conversation_id IN (SELECT id FROM c)
+GROUP BY coalesce(g.model, '')
+"""
+
+
+def kpi_queries(json: JsonFunctions) -> dict[str, str]:
+    """Per analytics table, the query computing its rows for one window (parameters:
+    :func:`resources.warehouse.sql.window_params` and ``$now``)."""
+    return {
+        "conversation_kpis": _conversation_kpis(json),
+        "latency_kpis": _latency_kpis(),
+        "genai_kpis": _genai_kpis(json),
+    }
+
+
+def recompute_kpis(
+    warehouse: Warehouse, scope: Scope, window: Window, tables: list[str]
+) -> dict[str, int]:
+    """Replace one window's rows of each of ``tables`` (analytics tables) with what their KPI
+    query computes from the window tables, in one transaction; the rows each now holds."""
+    key = window_params(scope, window)
+    params = {**key, "now": datetime.now(UTC)}
+    queries = kpi_queries(warehouse.json)
+    rows = {}
+    with warehouse.connect() as con:
+        con.execute("BEGIN")
+        for table in tables:
+            columns = column_list(schema.metadata.tables[table])
+            con.execute(f"DELETE FROM {quote(table)} WHERE {IN_WINDOW}", key)
+            rows[table] = count(
+                con,
+                f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM "
+                f"({queries[table]}) AS computed",
+                params,
+            )
+        con.execute("COMMIT")
+    return rows
+
+
+def replace_window_rows(
+    warehouse: Warehouse, table: str, scope: Scope, window: Window, rows: pd.DataFrame
+) -> None:
+    """Replace one scope's window of an analytics table with ``rows``, atomically."""
+    columns = schema.arrow_schema(schema.metadata.tables[table])
+    # (an empty frame's columns have no dtype Arrow could cast: nothing to convert)
+    batch = (
+        pa.Table.from_pandas(rows, schema=columns, preserve_index=False)
+        if len(rows)
+        else columns.empty_table()
+    )
+    with warehouse.connect() as con:
+        con.execute("BEGIN")
+        con.execute(f"DELETE FROM {quote(table)} WHERE {IN_WINDOW}", window_params(scope, window))
+        if batch.num_rows:
+            warehouse.insert(con, table, batch)
+        con.execute("COMMIT")
+
+
+def kpi_summary(warehouse: Warehouse, first: date, last: date) -> list[tuple[Any, ...]]:
+    """Per day and scope from ``first`` to ``last``: (day, ``env.channel``, conversations,
+    handoffs, containment rate, mean duration in s, p95 overall latency in ms), from the KPI
+    tables (what ``polyai-sync demo`` prints)."""
+    with warehouse.connect(read_only=True) as con:
+        return con.execute(
+            """
+            SELECT k.conversation_date, k.environment || '.' || k.channel AS scope,
+                   sum(k.conversations), sum(k.handoffs),
+                   CAST(sum(k.finished - k.handoffs) AS DOUBLE PRECISION)
+                       / nullif(sum(k.finished), 0),
+                   sum(k.mean_duration_s * k.conversations) / sum(k.conversations),
+                   max(l.p95_ms)
+            FROM conversation_kpis k
+            LEFT JOIN latency_kpis l
+              ON l.environment = k.environment AND l.channel = k.channel
+             AND l.window_start = k.window_start AND l.stage = 'overall'
+            WHERE k.conversation_date BETWEEN $first AND $last
+            GROUP BY k.conversation_date, k.environment, k.channel
+            ORDER BY k.conversation_date, scope
+            """,
+            {"first": first, "last": last},
+        ).fetchall()
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    violations: int
+    description: str
+    warn_only: bool = False
+
+
+@dataclass(frozen=True)
+class WindowCheck:
+    name: str
+    asset: str
+    """The table (and asset) the check is about."""
+    description: str
+    violations_sql: str
+    """A query returning one number: how many rows break the rule in the window (parameters:
+    ``$env``, ``$channel``, ``$start``, ``$end``, ``$load``, ``$max_fraction``)."""
+    warn_only: bool = False
+    """Whether a violation is a warning (worth a look, the data is consistent) rather than an
+    error."""
+
+
+_CONV = f"conversations c WHERE {_WINDOW}"
+_IN_WINDOW = f"SELECT id FROM {_CONV}"
+
+CHECKS: tuple[WindowCheck, ...] = (
+    WindowCheck(
+        "unique_conversation_ids",
+        "conversations",
+        "No conversation id appears twice.",
+        f"SELECT count(*) - count(DISTINCT c.id) FROM {_CONV}",
+    ),
+    WindowCheck(
+        "unique_turn_keys",
+        "turns",
+        "No (conversation_id, turn_index) appears twice.",
+        "SELECT count(*) - count(DISTINCT (conversation_id, turn_index)) FROM turns "
+        f"WHERE conversation_id IN ({_IN_WINDOW})",
+    ),
+    WindowCheck(
+        "turns_have_a_conversation",
+        "turns",
+        "Every turn of the window's scope and dates belongs to a stored conversation.",
+        "SELECT count(*) FROM turns t WHERE t.environment = $env AND t.channel = $channel "
+        "AND t.conversation_date >= CAST($start AS DATE) "
+        "AND t.conversation_date < CAST($end AS DATE) "
+        "AND t.conversation_id NOT IN (SELECT id FROM conversations)",
+    ),
+    WindowCheck(
+        "num_turns_matches_turns_loaded",
+        "conversations",
+        "Each conversation's num_turns equals the turns stored for it.",
+        f"SELECT count(*) FROM {_CONV} AND coalesce(c.num_turns, -1) <> "
+        "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id)",
+    ),
+    WindowCheck(
+        "turn_indexes_have_no_gaps",
+        "turns",
+        "Each conversation's turn indexes run 0, 1, 2, ... without a gap.",
+        "SELECT count(*) FROM (SELECT conversation_id FROM turns "
+        f"WHERE conversation_id IN ({_IN_WINDOW}) GROUP BY conversation_id "
+        "HAVING min(turn_index) <> 0 OR max(turn_index) <> count(*) - 1) AS gapped",
+    ),
+    WindowCheck(
+        "timestamps_inside_the_window",
+        "conversations",
+        "Conversations written by the window's last load started inside the window.",
+        "SELECT count(*) FROM conversations c WHERE c.environment = $env "
+        "AND c.channel = $channel AND c.load_id = $load "
+        "AND NOT (c.started_at >= $start AND c.started_at < $end)",
+        # The API served them for this window: they stay with it (IN_WINDOW), reported.
+        warn_only=True,
+    ),
+    WindowCheck(
+        "latencies_non_negative",
+        "turns",
+        "No turn latency or latency stage is negative.",
+        "SELECT (SELECT count(*) FROM turns WHERE latency < 0 "
+        f"AND conversation_id IN ({_IN_WINDOW})) + (SELECT count(*) FROM turn_latency "
+        f"WHERE latency_ms < 0 AND conversation_id IN ({_IN_WINDOW}))",
+    ),
+    WindowCheck(
+        "unique_latency_keys",
+        "turn_latency",
+        "No (conversation_id, turn_index, stage) appears twice.",
+        "SELECT count(*) - count(DISTINCT (conversation_id, turn_index, stage)) "
+        f"FROM turn_latency WHERE conversation_id IN ({_IN_WINDOW})",
+    ),
+    WindowCheck(
+        "quarantine_under_threshold",
+        "conversations",
+        "The window's last load quarantined no more records than the threshold allows.",
+        "SELECT CASE WHEN q.n > $max_fraction * (q.n + (SELECT count(*) FROM conversations "
+        "WHERE load_id = $load)) THEN q.n ELSE 0 END "
+        "FROM (SELECT count(*) AS n FROM quarantine WHERE load_id = $load "
+        f"AND reason NOT LIKE '{COLLISION}:%') q",
+    ),
+    WindowCheck(
+        "no_conversation_held_by_another_window",
+        "conversations",
+        "The window's last load brought no conversation that another window or scope holds "
+        "(each such copy is in the quarantine table, reason 'collision: ...').",
+        f"SELECT count(*) FROM quarantine WHERE load_id = $load AND reason LIKE '{COLLISION}:%'",
+        warn_only=True,
+    ),
+    WindowCheck(
+        "resync_kept_most_conversations",
+        "conversations",
+        "The window's last load kept at least half of the conversations it held before "
+        "(violations: how many it dropped).",
+        "SELECT coalesce(max(CASE WHEN 2 * n.kept < s.replaced_conversations "
+        "THEN s.replaced_conversations - n.kept ELSE 0 END), 0) "
+        f"FROM sync_state s, (SELECT count(*) AS kept FROM {_CONV}) n "
+        "WHERE s.load_id = $load",
+        warn_only=True,
+    ),
+)
+
+
+def run_checks(
+    warehouse: Warehouse,
+    scope: Scope,
+    window: Window,
+    load_id: str,
+    max_quarantined_fraction: float,
+) -> list[CheckOutcome]:
+    """Every check on one window, with the number of rows breaking each."""
+    params = {
+        **window_params(scope, window),
+        "end": window.end,
+        "load": load_id,
+        "max_fraction": max_quarantined_fraction,
+    }
+    outcomes = []
+    with warehouse.connect(read_only=True) as con:
+        for check in CHECKS:
+            sql = check.violations_sql
+            used = {name: value for name, value in params.items() if f"${name}" in sql}
+            violations = count(con, sql, used)
+            outcomes.append(
+                CheckOutcome(
+                    check.name, violations == 0, violations, check.description, check.warn_only
+                )
+            )
+    return outcomes

@@ -1,0 +1,84 @@
+"""The warehouse's DDL: the tables of :mod:`core.schema`, their staging twins, and the
+migrations a newer version needs, run inside the one transaction
+:meth:`resources.warehouse.resource.Warehouse.ensure_schema` opens.
+
+A migration only adds: a column a later version declares is added in place (null in old rows),
+and the staging tables follow their tables. Nothing is dropped or rewritten, so an older
+version's rows are kept and a newer version can always open an older warehouse.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from core import schema
+from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, quote
+
+
+def is_complete(con: Connection, schema_name: str) -> bool:
+    """Whether every table (and staging table) has every declared column: one read-only
+    query, against taking the write lock to run the DDL."""
+    expected = {(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns}
+    expected |= {(STAGE_PREFIX + t.name, c.name) for t in schema.WINDOW_TABLES for c in t.columns}
+    present = set(
+        con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = $schema",
+            {"schema": schema_name},
+        ).fetchall()
+    )
+    return expected <= present
+
+
+def create_and_migrate(
+    con: Connection,
+    schema_name: str,
+    dialect: sa.engine.Dialect,
+    unenforced_keys: tuple[sa.Table, ...],
+) -> None:
+    """Create what is missing and add the columns older tables lack (in the schema bare names
+    resolve to, inside the caller's transaction)."""
+    for statement in schema.create_statements(dialect, unenforced_keys):
+        con.execute(statement)
+    for table in schema.WINDOW_TABLES:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote(STAGE_PREFIX + table.name)} "
+            f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {quote(table.name)} WITH NO DATA"
+        )
+    for table in schema.metadata.sorted_tables:
+        targets = [table.name]
+        if table in schema.WINDOW_TABLES:
+            targets.append(STAGE_PREFIX + table.name)
+        for target in targets:
+            added = _add_missing_columns(con, schema_name, table, target, dialect)
+            if target == "conversations" and "window_start" in added:
+                _assign_owners(con)
+
+
+def _add_missing_columns(
+    con: Connection, schema_name: str, table: sa.Table, target: str, dialect: sa.engine.Dialect
+) -> list[str]:
+    """Add the columns of ``table`` that ``target`` lacks; their names."""
+    existing = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $schema AND table_name = $table",
+            {"schema": schema_name, "table": target},
+        ).fetchall()
+    }
+    missing = [column for column in table.columns if column.name not in existing]
+    for column in missing:
+        kind = column.type.compile(dialect=dialect)
+        con.execute(f"ALTER TABLE {quote(target)} ADD COLUMN {quote(column.name)} {kind}")
+    return [column.name for column in missing]
+
+
+def _assign_owners(con: Connection) -> None:
+    """Rows written before conversations carried ``window_start`` belong to the window they
+    started in (what publishing replaced then)."""
+    con.execute(
+        "UPDATE conversations AS c SET window_start = s.window_start FROM sync_state AS s "
+        "WHERE s.environment = c.environment AND s.channel = c.channel "
+        "AND c.started_at >= s.window_start AND c.started_at < s.window_end"
+    )
