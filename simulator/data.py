@@ -28,6 +28,8 @@ import orjson
 
 from core import api_contract as api
 from simulator.faults import FaultConfig
+from simulator.turns import PII_PHRASES as PII_PHRASES
+from simulator.turns import Dialogue, draw_dialogue, draw_int, iso
 
 _ENV_WEIGHT = {"live": 1.0, "pre-release": 0.2, "sandbox": 0.1}
 _CHANNEL_WEIGHT = {"voice": 1.0, "chat": 0.6}
@@ -44,46 +46,6 @@ _HANDOFF_REASONS = (
     ("payment_issue", "billing-queue"),
     ("out_of_scope", "+441234000002"),
 )
-# (user input, agent response, English user input or "" when it already is, English response)
-_EXCHANGES = (
-    ("I'd like to book a table for two tonight", "Of course! What time would suit you?", "", ""),
-    ("Can I change my reservation?", "Sure, could you tell me the name on the booking?", "", ""),
-    ("What are your opening hours?", "We're open from 9am to 10pm every day.", "", ""),
-    ("my parcel hasn't arrived 📦", "I'm sorry to hear that. Let me check its status.", "", ""),
-    ("Talk to a human please", "Let me transfer you to a colleague.", "", ""),
-    (
-        "¿Hablan español?",
-        "Sí, puedo ayudarle en español.",
-        "Do you speak Spanish?",
-        "Yes, I can help you in Spanish.",
-    ),
-    (
-        "Je voudrais annuler ma commande",
-        "Bien sûr, je peux vous aider à annuler.",
-        "I would like to cancel my order",
-        "Of course, I can help you cancel.",
-    ),
-    (
-        "予約を変更したいです",
-        "かしこまりました。ご予約のお名前を教えてください。",
-        "I want to change my reservation",
-        "Certainly. May I have the name on the booking?",
-    ),
-)
-_INTENTS = ("book_table", "change_booking", "opening_hours", "cancel_order", "track_parcel")
-_MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "polyai-raven-2")
-_TOOLS = ("lookup_booking", "create_booking", "track_parcel", "transfer_call")
-_TOPICS = ("opening_hours", "cancellation_policy", "delivery_times", "allergens")
-
-
-PII_PHRASES = (
-    "you can email me at jane.doe@example.com",
-    "my number is +44 7700 900123",
-    "the card is 4111 1111 1111 1111",
-    "call me back on 020 7946 0958",
-    "it's 5500-0000-0000-0004, expiry next May",
-)
-"""What callers say that must never be stored when transcripts are redacted."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +90,6 @@ class DayIndex:
     arrivals: tuple[int, ...]
 
 
-def _int(rng: random.Random, lo: int, hi: int) -> int:
-    """Uniform in [lo, hi]: ``randint`` without its argument checks, which dominate here."""
-    return lo + int(rng.random() * (hi - lo + 1))
-
-
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).digest()
     return random.Random(int.from_bytes(digest, "big"))
@@ -144,11 +101,6 @@ def epoch_us(moment: datetime) -> int:
 
 def from_epoch_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
-
-
-def iso(moment: datetime) -> str:
-    """ISO 8601 with microseconds and a ``Z`` suffix, as the v3 API writes timestamps."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def variant_of(seed: int, conversation_id: str) -> tuple[str, str]:
@@ -260,63 +212,35 @@ class Dataset:
         rng = _rng(self.config.seed, "conversation", conversation_id)
         genai_rng = _rng(self.config.seed, "genai", conversation_id) if genai else None
         started_at = from_epoch_us(start_us)
-        now = self.now()
-        planned_turns = _int(rng, 1, self.config.max_turns)
-        turns: list[dict[str, Any]] = []
-        turn_latency: list[dict[str, Any]] = []
-        moment = started_at
-        num_silences = num_ood = 0
-        for index in range(planned_turns):
-            user_at = moment + timedelta(milliseconds=_int(rng, 1500, 9000))
-            stages = {
-                "speech_recognition": _int(rng, 60, 400) if channel == "voice" else 0,
-                "model": _int(rng, 150, 1500),
-                "text_to_speech": _int(rng, 40, 300) if channel == "voice" else 0,
-            }
-            latency = sum(stages.values())
-            agent_at = user_at + timedelta(milliseconds=latency)
-            if agent_at > now:
-                break
-            user, agent, user_en, agent_en = rng.choice(_EXCHANGES)
-            dtmf = str(_int(rng, 0, 9)) if channel == "voice" and rng.random() < 0.05 else ""
-            is_silence = channel == "voice" and not dtmf and rng.random() < 0.07
-            if is_silence:
-                user, user_en = "", ""
-            if self.config.pii_rate and not is_silence and rng.random() < self.config.pii_rate:
-                said = rng.choice(PII_PHRASES)
-                user, user_en = f"{user} {said}", f"{user_en} {said}"
-            is_ood = not is_silence and rng.random() < 0.08
-            num_silences += is_silence
-            num_ood += is_ood
-            turns.append(
-                {
-                    "user_input": user,
-                    "user_input_dtmf": dtmf,
-                    "agent_response": agent,
-                    "user_input_datetime": iso(user_at),
-                    "agent_response_datetime": iso(agent_at),
-                    "latency": latency,
-                    "translated_user_input": user_en,
-                    "english_agent_response": agent_en,
-                    "intents": [] if is_ood else rng.sample(_INTENTS, k=_int(rng, 0, 2)),
-                    "entities": (
-                        [{"type": "party_size", "value": str(_int(rng, 1, 8))}]
-                        if rng.random() < 0.3
-                        else []
-                    ),
-                    "is_ood": is_ood,
-                    "is_silence": is_silence,
-                }
-            )
-            if genai_rng is not None:
-                turns[-1][api.R_GENAI_METADATA] = _genai_metadata(genai_rng, stages["model"])
-            turn_latency.append({"turn_index": index, "stages": stages, "total_ms": latency})
-            moment = agent_at
-        in_progress = len(turns) < planned_turns
-        total_ms = int((moment - started_at).total_seconds() * 1000)
+        dialogue = draw_dialogue(
+            rng,
+            genai_rng,
+            channel,
+            started_at,
+            self.now(),
+            self.config.max_turns,
+            self.config.pii_rate,
+        )
+        return self._body(rng, environment, channel, conversation_id, started_at, dialogue)
+
+    def _body(
+        self,
+        rng: random.Random,
+        environment: str,
+        channel: str,
+        conversation_id: str,
+        started_at: datetime,
+        dialogue: Dialogue,
+    ) -> dict[str, Any]:
+        """The API object around a conversation's turns, its summary drawn from ``rng`` after
+        the turns' draws."""
+        turns, in_progress = dialogue.turns, dialogue.in_progress
+        total_ms = int((dialogue.end - started_at).total_seconds() * 1000)
         handoff = not in_progress and rng.random() < 0.15
         reason, destination = rng.choice(_HANDOFF_REASONS) if handoff else ("", "")
         variant_id, variant_name = variant_of(self.config.seed, conversation_id)
+        voice = channel == "voice"
+        from_number = f"+4477009{draw_int(rng, 0, 99999):05d}" if voice else ""
         return {
             "id": conversation_id,
             "account_id": self.config.account_id,
@@ -327,13 +251,13 @@ class Dataset:
             "in_progress": in_progress,
             "variant_id": variant_id,
             "variant_name": variant_name,
-            "from_number": f"+4477009{_int(rng, 0, 99999):05d}" if channel == "voice" else "",
-            "to_number": "+442071234567" if channel == "voice" else "",
+            "from_number": from_number,
+            "to_number": "+442071234567" if voice else "",
             "num_turns": len(turns),
             "total_duration": total_ms // 1000,
             "polyai_duration": (total_ms // 2000) if handoff else (total_ms // 1000),
-            "num_silences": num_silences,
-            "num_ood": num_ood,
+            "num_silences": sum(t["is_silence"] for t in turns),
+            "num_ood": sum(t["is_ood"] for t in turns),
             "handoff": handoff,
             "handoff_reason": reason,
             "handoff_destination": destination,
@@ -344,8 +268,8 @@ class Dataset:
             "state": {"language": "en-GB", "authenticated": rng.random() < 0.5},
             "turns": turns,
             api.R_LATENCY: {
-                "total_ms": sum(t["total_ms"] for t in turn_latency),
-                "turns": turn_latency,
+                "total_ms": sum(t["total_ms"] for t in dialogue.turn_latency),
+                "turns": dialogue.turn_latency,
             },
         }
 
@@ -393,20 +317,6 @@ class Dataset:
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
             body = self.conversation(environment, channel, start_us, cid, genai=genai)
             yield without_optional_keys(body, latency=latency, genai=genai)
-
-
-def _genai_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:
-    calls = []
-    if rng.random() < 0.25:
-        calls.append({"name": rng.choice(_TOOLS), "arguments": {"party_size": _int(rng, 1, 8)}})
-    return {
-        "model": rng.choice(_MODELS),
-        "input_tokens": _int(rng, 300, 4000),
-        "output_tokens": _int(rng, 10, 200),
-        "time_to_first_token_ms": _int(rng, 80, max(81, model_ms)),
-        "function_calls": calls,
-        "knowledge_topics": rng.sample(_TOPICS, k=_int(rng, 0, 2)),
-    }
 
 
 def without_optional_keys(
