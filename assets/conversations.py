@@ -7,8 +7,11 @@ Everything computed from them (KPIs, lake, QA sample, saved searches) and the wi
 their own steps downstream (:mod:`assets.analytics`, :mod:`assets.window_checks`).
 """
 
+from collections.abc import Iterator
+
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetMaterialization,
     AssetObservation,
     AssetsDefinition,
@@ -35,7 +38,7 @@ from core.errors import PolyAISyncError
 from core.windows import Scope, Window, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import Warehouse
-from sync.window import DEFAULT_MAX_QUARANTINED_FRACTION, WindowSyncResult, sync_window
+from sync.window import WindowSyncResult, sync_window
 
 SYNC_STEP = "polyai_conversations_sync"
 WINDOW_LANDED = "window_landed"
@@ -44,9 +47,9 @@ WINDOW_LANDED = "window_landed"
 
 def build_sync_asset(
     partitions_def: MultiPartitionsDefinition,
-    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
-    windows_per_run: int = 7,
-    freshness_policy: FreshnessPolicy | None = None,
+    max_quarantined_fraction: float,
+    windows_per_run: int,
+    freshness_policy: FreshnessPolicy | None,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -77,51 +80,64 @@ def build_sync_asset(
         table); the four tables' materializations, one per window with that window's
         metadata, when the step ends. A window that fails ends the step: the windows before it
         are recorded as materialized, the window is named in the failure."""
-        landed: list[tuple[str, dict[str, dict[str, object]]]] = []
-        # One connection across the run's windows (let go every second for other
-        # processes): a checkpoint a second instead of one a window.
-        with warehouse.holding():
-            for _, scope, window, key in sorted(window_of(k) for k in context.partition_keys):
-                try:
-                    result = _sync_one(
-                        context, polyai, warehouse, scope, window, max_quarantined_fraction
-                    )
-                except Exception as exc:
-                    for done, by_table in landed:
-                        for asset_key, metadata in by_table.items():
-                            yield AssetMaterialization(
-                                asset_key=asset_key, partition=done, metadata=metadata
-                            )
-                    # Name the window: the run's other windows did not fail, they were not
-                    # reached.
-                    raise Failure(
-                        description=f"{key}: {exc}",
-                        metadata={
-                            "window": str(key),
-                            "error_type": type(exc).__name__,
-                            "transient": isinstance(exc, PolyAISyncError) and exc.transient,
-                        },
-                    ) from exc
-                common = _metadata(scope, window, result)
-                by_table = {}
-                for asset_key in TABLE_DESCRIPTIONS:
-                    metadata = {**common, "dagster/row_count": result.rows[asset_key.path[-1]]}
-                    context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key)
-                    by_table[asset_key] = metadata
-                landed.append((key, by_table))
-                yield AssetObservation(
-                    asset_key=CONVERSATIONS,
-                    partition=key,
-                    metadata={
-                        WINDOW_LANDED: True,
-                        **common,
-                        **{f"rows_{table}": count for table, count in result.rows.items()},
-                    },
-                )
-        for asset_key in TABLE_DESCRIPTIONS:
-            yield MaterializeResult(asset_key=asset_key)
+        yield from _sync_windows(context, polyai, warehouse, max_quarantined_fraction)
 
     return polyai_conversations_sync
+
+
+def _sync_windows(
+    context: AssetExecutionContext,
+    polyai: PolyAIClient,
+    warehouse: Warehouse,
+    max_quarantined_fraction: float,
+) -> Iterator[AssetObservation | AssetMaterialization | MaterializeResult]:
+    landed: list[tuple[str, dict[AssetKey, dict[str, object]]]] = []
+    # One connection across the run's windows (let go every second for other processes): a
+    # checkpoint a second instead of one a window.
+    with warehouse.holding():
+        for _, scope, window, key in sorted(window_of(k) for k in context.partition_keys):
+            try:
+                result = _sync_one(
+                    context, polyai, warehouse, scope, window, max_quarantined_fraction
+                )
+            except Exception as exc:
+                for done, by_table in landed:
+                    for asset_key, metadata in by_table.items():
+                        yield AssetMaterialization(
+                            asset_key=asset_key, partition=done, metadata=metadata
+                        )
+                raise _failure(key, exc) from exc
+            common = _metadata(scope, window, result)
+            by_table = {}
+            for asset_key in TABLE_DESCRIPTIONS:
+                metadata = {**common, "dagster/row_count": result.rows[asset_key.path[-1]]}
+                context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key)
+                by_table[asset_key] = metadata
+            landed.append((key, by_table))
+            yield AssetObservation(
+                asset_key=CONVERSATIONS,
+                partition=key,
+                metadata={
+                    WINDOW_LANDED: True,
+                    **common,
+                    **{f"rows_{table}": count for table, count in result.rows.items()},
+                },
+            )
+    for asset_key in TABLE_DESCRIPTIONS:
+        yield MaterializeResult(asset_key=asset_key)
+
+
+def _failure(key: str, exc: Exception) -> Failure:
+    """The step's failure for window ``key``: named, since the run's other windows did not
+    fail, they were not reached; marked transient when the same command may succeed later."""
+    return Failure(
+        description=f"{key}: {exc}",
+        metadata={
+            "window": str(key),
+            "error_type": type(exc).__name__,
+            "transient": isinstance(exc, PolyAISyncError) and exc.transient,
+        },
+    )
 
 
 def _sync_one(

@@ -600,7 +600,7 @@ def ratio_line(by_size: dict[int, list[Result]]) -> str:
     return f"at N={largest:,}: " + "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--sizes",
@@ -636,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a PostgreSQL server for the PostgreSQL contenders (default: a throwaway cluster "
         "started here from the installed PostgreSQL)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",")})

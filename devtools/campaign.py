@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FIRST_DAY = date(2026, 11, 18)
@@ -331,64 +332,77 @@ def warehouse_faults(scale: int, folder: Path) -> list[Outcome]:
     clear failure (or a wait, for the lock) and no corruption; a run after it clears lands
     everything."""
     from core.windows import Scope
-    from resources.warehouse import warehouse_for
     from simulator import SimulatorServer
 
     scope, windows = Scope("live", "voice"), _windows(scale)
-    outcomes = []
     with SimulatorServer(_sim_config(scale)) as server:
         expected = _expected_ids(server.dataset, windows, scope)
+        return [
+            fault(server, scope, windows, expected, folder)
+            for fault in (_locked_file, _full_disk, _read_only_file)
+        ]
 
-        locked = Outcome("warehouse: file locked for 3 s")
-        warehouse = warehouse_for(f"duckdb:///{folder / 'locked.duckdb'}")
-        warehouse.ensure_schema()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-             "print('locked', flush=True); time.sleep(3)", str(warehouse.path)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        locked.faults += 1
-        locked.runs += 1
-        _sync_all(_client(server), warehouse, scope, windows)  # waits for the lock
-        holder.wait(timeout=30)
-        _tally(locked, warehouse, expected)
-        outcomes.append(locked)
 
-        full = Outcome("warehouse: disk full")
-        warehouse = warehouse_for(f"duckdb:///{folder / 'full.duckdb'}")
-        starved = subprocess.run(
-            _child_command(server, warehouse.url, windows, "--max-file-bytes", "400000"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        full.faults += 1
-        full.runs += 1
-        _refused(full, starved, "sync failed:", "the starved run did not notice the full disk")
-        _stored_ids(warehouse)  # the file still opens and reads: no corruption
-        full.runs += 1
+def _locked_file(server: Any, scope: Any, windows: list, expected: set, folder: Path) -> Outcome:
+    from resources.warehouse import warehouse_for
+
+    locked = Outcome("warehouse: file locked for 3 s")
+    warehouse = warehouse_for(f"duckdb:///{folder / 'locked.duckdb'}")
+    warehouse.ensure_schema()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(3)", str(warehouse.path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    locked.faults += 1
+    locked.runs += 1
+    _sync_all(_client(server), warehouse, scope, windows)  # waits for the lock
+    holder.wait(timeout=30)
+    _tally(locked, warehouse, expected)
+    return locked
+
+
+def _full_disk(server: Any, scope: Any, windows: list, expected: set, folder: Path) -> Outcome:
+    from resources.warehouse import warehouse_for
+
+    full = Outcome("warehouse: disk full")
+    warehouse = warehouse_for(f"duckdb:///{folder / 'full.duckdb'}")
+    starved = subprocess.run(
+        _child_command(server, warehouse.url, windows, "--max-file-bytes", "400000"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    full.faults += 1
+    full.runs += 1
+    _refused(full, starved, "sync failed:", "the starved run did not notice the full disk")
+    _stored_ids(warehouse)  # the file still opens and reads: no corruption
+    full.runs += 1
+    _sync_all(_client(server), warehouse, scope, windows)
+    _tally(full, warehouse, expected)
+    return full
+
+
+def _read_only_file(server: Any, scope: Any, windows: list, expected: set, folder: Path) -> Outcome:
+    from resources.warehouse import warehouse_for
+
+    read_only = Outcome("warehouse: read-only file")
+    with _read_only_place(folder / "ro") as (place, lock, unlock):
+        warehouse = warehouse_for(f"duckdb:///{place / 'ro.duckdb'}")
+        _sync_all(_client(server), warehouse, scope, windows[:1])
+        before = _table_contents(warehouse)
+        lock(warehouse.path)
+        refused = subprocess.run(_child_command(server, warehouse.url, windows),
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        read_only.faults += 1
+        read_only.runs += 2
+        _refused(read_only, refused, "WarehouseError", "a run wrote to a read-only file")
+        if _table_contents(warehouse) != before:
+            read_only.problems.append("the read-only file changed")
+        unlock(warehouse.path)
+        read_only.runs += 1
         _sync_all(_client(server), warehouse, scope, windows)
-        _tally(full, warehouse, expected)
-        outcomes.append(full)
-
-        read_only = Outcome("warehouse: read-only file")
-        with _read_only_place(folder / "ro") as (place, lock, unlock):
-            warehouse = warehouse_for(f"duckdb:///{place / 'ro.duckdb'}")
-            _sync_all(_client(server), warehouse, scope, windows[:1])
-            before = _table_contents(warehouse)
-            lock(warehouse.path)
-            refused = subprocess.run(_child_command(server, warehouse.url, windows),
-                                     capture_output=True, text=True, timeout=300)  # fmt: skip
-            read_only.faults += 1
-            read_only.runs += 2
-            _refused(read_only, refused, "WarehouseError", "a run wrote to a read-only file")
-            if _table_contents(warehouse) != before:
-                read_only.problems.append("the read-only file changed")
-            unlock(warehouse.path)
-            read_only.runs += 1
-            _sync_all(_client(server), warehouse, scope, windows)
-            _tally(read_only, warehouse, expected)
-        outcomes.append(read_only)
-    return outcomes
+        _tally(read_only, warehouse, expected)
+    return read_only
 
 
 @contextlib.contextmanager
