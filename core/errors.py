@@ -7,7 +7,7 @@ mixins, so ``except ValueError`` still catches bad input::
     ├── ConfigError (ValueError)             core.config: a setting missing or malformed
     ├── ScopeError (ValueError)              core.windows: an environment or channel
     ├── QueryError (ValueError)              core.query: an API query that cannot be sent
-    ├── RecordError (ValueError)             core.normalize: a record that cannot be a row
+    ├── RecordError (ValueError)             core.records: a record that cannot be a row
     ├── PaginationError (RuntimeError)       core.pagination: pages that do not advance
     ├── PolyAIError                          resources.polyai_api: talking to the API
     │   ├── PolyAIHTTPError                  an error status
@@ -19,7 +19,7 @@ mixins, so ``except ValueError`` still catches bad input::
     ├── WarehouseError                       resources.warehouse: opening or writing
     │   ├── WarehouseBusyError *             another process held the file too long
     │   └── WarehouseSizeError               more than WAREHOUSE_MAX_MEMORY_MB allows
-    ├── QuarantineThresholdError (RuntimeError)  assets.window_sync: too many bad records
+    ├── QuarantineThresholdError (RuntimeError)  sync.window: too many bad records
     └── UsageError (ValueError)              pipelines.cli: a bad command-line argument
 
 ``*``: *transient*, the same command may succeed later unchanged (the CLI says so); every

@@ -9,15 +9,15 @@ import pytest
 
 from core.errors import PolyAISyncError, transient_error_names
 
-PACKAGES = ("core", "resources", "assets", "pipelines")
+PACKAGES = ("core", "resources", "sync", "assets", "pipelines")
 PRIVATE = {"_Transient"}  # the client's retry signal: never leaves the client
 
 
 def _error_classes() -> list[type[BaseException]]:
     found = []
     for package in PACKAGES:
-        for module in pkgutil.iter_modules([package]):
-            loaded = importlib.import_module(f"{package}.{module.name}")
+        for module in pkgutil.walk_packages([package], prefix=f"{package}."):
+            loaded = importlib.import_module(module.name)
             found += [
                 cls
                 for _, cls in inspect.getmembers(loaded, inspect.isclass)
