@@ -14,41 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
+from core.env import DEFAULTS, SOURCE_VARIABLES, Env
 from core.errors import PolyAISyncError
 from core.windows import GRANULARITIES, Scope, scopes_for
-
-LOCAL_DIR: Final = Path(".polyai-sync")
-"""Project-local folder (git-ignored) for the default warehouse and Dagster instance."""
-
-DEFAULTS: Final[dict[str, str]] = {
-    "POLYAI_ENVIRONMENTS": "live",
-    "POLYAI_CHANNELS": "voice,chat",
-    "POLYAI_SYNC_START": "2025-01-01",
-    "WAREHOUSE_URL": f"duckdb:///{LOCAL_DIR / 'warehouse.duckdb'}",
-    "WAREHOUSE_SCHEMA": "polyai",
-    "POLYAI_QUARANTINE_MAX_FRACTION": "0.01",
-    "POLYAI_LOOKBACK_DAYS": "2",
-    "POLYAI_SCHEDULE_HOUR": "2",
-    "POLYAI_WINDOWS_PER_RUN": "7",
-    "POLYAI_WINDOW": "daily",
-    "LAKE_URL": str(LOCAL_DIR / "lake"),
-    "POLYAI_QA_SAMPLE_SIZE": "20",
-    "POLYAI_SAVED_SEARCHES": "",
-    "POLYAI_PAGE_SIZE": "1000",
-    "POLYAI_REQUEST_DEADLINE_SECONDS": "300",
-    "POLYAI_ALLOW_INSECURE_HTTP": "false",
-}
-
-SOURCE_VARIABLES: Final = (
-    "POLYAI_BASE_URL or POLYAI_REGION",
-    "POLYAI_API_KEY",
-    "POLYAI_ACCOUNT_ID",
-    "POLYAI_PROJECT_ID",
-)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -70,29 +41,32 @@ class SavedSearch:
 def parse_saved_searches(value: str) -> tuple[SavedSearch, ...]:
     """``name=type:query`` entries separated by ``;``, e.g.
     ``cancel=transcript:cancel;human=semantic:talk to a human``."""
+    setting = Env.POLYAI_SAVED_SEARCHES
     searches = []
     for entry in filter(None, (part.strip() for part in value.split(";"))):
         name, eq, rest = entry.partition("=")
         query_type, colon, query = rest.partition(":")
         if not (eq and colon and name.strip() and query.strip()):
             raise ConfigError(
-                f"POLYAI_SAVED_SEARCHES: {entry!r} is not name=transcript:text or "
-                "name=semantic:text"
+                f"{setting}: {entry!r} is not name=transcript:text or name=semantic:text"
             )
         if query_type.strip() not in QUERY_TYPES:
             raise ConfigError(
-                f"POLYAI_SAVED_SEARCHES: {entry!r} has type {query_type.strip()!r}; "
+                f"{setting}: {entry!r} has type {query_type.strip()!r}; "
                 f"expected one of {', '.join(QUERY_TYPES)}"
             )
         searches.append(SavedSearch(name.strip(), query_type.strip(), query.strip()))
     names = [s.name for s in searches]
     if len(set(names)) != len(names):
-        raise ConfigError(f"POLYAI_SAVED_SEARCHES: names must be unique, got {names}")
+        raise ConfigError(f"{setting}: names must be unique, got {names}")
     return tuple(searches)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
+    """Every setting, validated. No field has a default of its own (:data:`DEFAULTS` holds
+    them): build one with :meth:`from_env`."""
+
     base_url: str | None
     api_key: str | None = field(repr=False)
     account_id: str | None
@@ -102,132 +76,79 @@ class Settings:
     sync_start: date
     warehouse_url: str
     warehouse_schema: str
-    quarantine_max_fraction: float = 0.01
-    lookback_days: int = 2
-    schedule_hour: int = 2
-    windows_per_run: int = 7
-    granularity: str = "daily"
-    lake_url: str = str(LOCAL_DIR / "lake")
-    qa_sample_size: int = 20
-    saved_searches: tuple[SavedSearch, ...] = ()
-    page_size: int = 1000
-    request_deadline_seconds: int = 300
-    warehouse_max_memory_mb: int | None = None
+    quarantine_max_fraction: float
+    lookback_days: int
+    schedule_hour: int
+    windows_per_run: int
+    granularity: str
+    lake_url: str
+    qa_sample_size: int
+    saved_searches: tuple[SavedSearch, ...]
+    page_size: int
+    request_deadline_seconds: int
+    warehouse_max_memory_mb: int | None
     """DuckDB only: the most memory one transaction may take (None: half the machine's)."""
-    allow_insecure_http: bool = False
-    hash_phone_numbers: bool = False
-    phone_hash_salt: str = field(default="", repr=False)
+    allow_insecure_http: bool
+    hash_phone_numbers: bool
+    phone_hash_salt: str = field(repr=False)
     """Secret: keys the phone-number hashes. Never printed."""
-    redact_transcripts: bool = False
+    redact_transcripts: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read and validate every setting; raise :class:`ConfigError` naming a bad one."""
+        """Read and validate every setting; raise :class:`ConfigError` naming a bad one.
 
-        def get(name: str) -> str:
-            value = environ.get(name, "").strip()
-            return value or DEFAULTS.get(name, "")
-
-        environments = _split_list("POLYAI_ENVIRONMENTS", get("POLYAI_ENVIRONMENTS"))
-        for env in environments:
-            if env not in ENVIRONMENTS:
-                raise ConfigError(
-                    f"POLYAI_ENVIRONMENTS: unknown environment {env!r}; "
-                    f"expected a comma-separated subset of {', '.join(ENVIRONMENTS)}"
-                )
-        channels = _split_list("POLYAI_CHANNELS", get("POLYAI_CHANNELS"))
-        for channel in channels:
-            if not _CHANNEL.match(channel):
-                raise ConfigError(
-                    f"POLYAI_CHANNELS: channel {channel!r} may hold only letters, digits, "
-                    "'-' and '_'"
-                )
-        try:
-            sync_start = date.fromisoformat(get("POLYAI_SYNC_START"))
-        except ValueError:
-            raise ConfigError(
-                f"POLYAI_SYNC_START: {get('POLYAI_SYNC_START')!r} is not a date (YYYY-MM-DD)"
-            ) from None
-        region = get("POLYAI_REGION")
-        if region and region not in REGION_BASE_URLS:
-            raise ConfigError(
-                f"POLYAI_REGION: unknown region {region!r}; expected one of "
-                f"{', '.join(REGION_BASE_URLS)} (or set POLYAI_BASE_URL)"
-            )
-        base_url = get("POLYAI_BASE_URL") or REGION_BASE_URLS.get(region) or None
-        if base_url and not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"POLYAI_BASE_URL: {display_url(base_url)!r} is not an http(s) URL")
-        allow_insecure_http = _bool_setting(get, "POLYAI_ALLOW_INSECURE_HTTP")
+        Settings are checked in the order below, so of several bad ones the first is named.
+        """
+        get = _reader(environ)
+        environments = _environments(get)
+        channels = _channels(get)
+        sync_start = _sync_start(get)
+        base_url = _base_url(get)
+        allow_insecure_http = _bool_setting(get, Env.POLYAI_ALLOW_INSECURE_HTTP)
         check_source(
             base_url,
-            get("POLYAI_API_KEY"),
-            get("POLYAI_ACCOUNT_ID"),
-            get("POLYAI_PROJECT_ID"),
+            get(Env.POLYAI_API_KEY),
+            get(Env.POLYAI_ACCOUNT_ID),
+            get(Env.POLYAI_PROJECT_ID),
             allow_insecure_http,
         )
-        warehouse_url = get("WAREHOUSE_URL")
-        if not warehouse_url.startswith(WAREHOUSE_SCHEMES):
-            raise ConfigError(
-                f"WAREHOUSE_URL: {display_url(warehouse_url)!r} is not supported; use "
-                "duckdb:///path/to/file.duckdb or postgresql://user@host:port/database"
-            )
-        schema = get("WAREHOUSE_SCHEMA")
-        if not _IDENTIFIER.match(schema):
-            raise ConfigError(f"WAREHOUSE_SCHEMA: {schema!r} is not a valid SQL identifier")
-        try:
-            quarantine_max_fraction = float(get("POLYAI_QUARANTINE_MAX_FRACTION"))
-        except ValueError:
-            quarantine_max_fraction = -1.0
-        if not 0.0 <= quarantine_max_fraction <= 1.0:
-            raise ConfigError(
-                "POLYAI_QUARANTINE_MAX_FRACTION: "
-                f"{get('POLYAI_QUARANTINE_MAX_FRACTION')!r} is not a number between 0 and 1"
-            )
-        lookback_days = _int_setting(get, "POLYAI_LOOKBACK_DAYS", 0, 366)
-        schedule_hour = _int_setting(get, "POLYAI_SCHEDULE_HOUR", 0, 23)
-        windows_per_run = _int_setting(get, "POLYAI_WINDOWS_PER_RUN", 1, 1000)
-        hash_phone_numbers = _bool_setting(get, "POLYAI_HASH_PHONE_NUMBERS")
-        salt = environ.get("POLYAI_PHONE_HASH_SALT", "")
-        if hash_phone_numbers and len(salt) < MIN_SALT_LENGTH:
-            raise ConfigError(
-                "POLYAI_HASH_PHONE_NUMBERS is on: set POLYAI_PHONE_HASH_SALT to a secret of at "
-                f"least {MIN_SALT_LENGTH} characters (it is "
-                f"{'missing' if not salt else f'{len(salt)} characters'})"
-            )
-        granularity = get("POLYAI_WINDOW")
-        if granularity not in GRANULARITIES:
-            raise ConfigError(
-                f"POLYAI_WINDOW: {granularity!r} is not one of {', '.join(GRANULARITIES)}"
-            )
+        warehouse_url = _warehouse_url(get)
+        warehouse_schema = _warehouse_schema(get)
+        quarantine_max_fraction = _quarantine_max_fraction(get)
+        lookback_days = _int_setting(get, Env.POLYAI_LOOKBACK_DAYS, 0, 366)
+        schedule_hour = _int_setting(get, Env.POLYAI_SCHEDULE_HOUR, 0, 23)
+        windows_per_run = _int_setting(get, Env.POLYAI_WINDOWS_PER_RUN, 1, 1000)
+        hash_phone_numbers = _bool_setting(get, Env.POLYAI_HASH_PHONE_NUMBERS)
+        phone_hash_salt = _phone_hash_salt(environ, hash_phone_numbers)
+        granularity = _granularity(get)
         return cls(
             base_url=base_url,
-            api_key=get("POLYAI_API_KEY") or None,
-            account_id=get("POLYAI_ACCOUNT_ID") or None,
-            project_id=get("POLYAI_PROJECT_ID") or None,
+            api_key=get(Env.POLYAI_API_KEY) or None,
+            account_id=get(Env.POLYAI_ACCOUNT_ID) or None,
+            project_id=get(Env.POLYAI_PROJECT_ID) or None,
             environments=environments,
             channels=channels,
             sync_start=sync_start,
             warehouse_url=warehouse_url,
-            warehouse_schema=schema,
+            warehouse_schema=warehouse_schema,
             quarantine_max_fraction=quarantine_max_fraction,
             lookback_days=lookback_days,
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
             granularity=granularity,
-            lake_url=_lake_folder(get("LAKE_URL")),
-            qa_sample_size=_int_setting(get, "POLYAI_QA_SAMPLE_SIZE", 0, 1000),
-            saved_searches=parse_saved_searches(get("POLYAI_SAVED_SEARCHES")),
-            page_size=_int_setting(get, "POLYAI_PAGE_SIZE", 1, 1000),
-            request_deadline_seconds=_int_setting(get, "POLYAI_REQUEST_DEADLINE_SECONDS", 1, 3600),
-            warehouse_max_memory_mb=(
-                _int_setting(get, "WAREHOUSE_MAX_MEMORY_MB", MIN_MAX_MEMORY_MB, 1 << 24)
-                if get("WAREHOUSE_MAX_MEMORY_MB")
-                else None
+            lake_url=_lake_folder(get(Env.LAKE_URL)),
+            qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
+            saved_searches=parse_saved_searches(get(Env.POLYAI_SAVED_SEARCHES)),
+            page_size=_int_setting(get, Env.POLYAI_PAGE_SIZE, 1, 1000),
+            request_deadline_seconds=_int_setting(
+                get, Env.POLYAI_REQUEST_DEADLINE_SECONDS, 1, 3600
             ),
+            warehouse_max_memory_mb=_warehouse_max_memory_mb(get),
             allow_insecure_http=allow_insecure_http,
             hash_phone_numbers=hash_phone_numbers,
-            phone_hash_salt=salt if hash_phone_numbers else "",
-            redact_transcripts=_bool_setting(get, "POLYAI_REDACT_TRANSCRIPTS"),
+            phone_hash_salt=phone_hash_salt,
+            redact_transcripts=_bool_setting(get, Env.POLYAI_REDACT_TRANSCRIPTS),
         )
 
     @property
@@ -236,18 +157,127 @@ class Settings:
 
     def require_source(self) -> None:
         """Fail at once, naming every missing variable, if the API cannot be reached."""
-        values = {
-            "POLYAI_BASE_URL or POLYAI_REGION": self.base_url,
-            "POLYAI_API_KEY": self.api_key,
-            "POLYAI_ACCOUNT_ID": self.account_id,
-            "POLYAI_PROJECT_ID": self.project_id,
-        }
-        missing = [name for name in SOURCE_VARIABLES if not values[name]]
+        values = (self.base_url, self.api_key, self.account_id, self.project_id)
+        missing = [name for name, value in zip(SOURCE_VARIABLES, values, strict=True) if not value]
         if missing:
             raise ConfigError(
                 f"missing configuration: set {', '.join(missing)} "
                 "(see the Configuration section of README.md)"
             )
+
+
+Getter = Callable[[str], str]
+"""``get(name)``: a variable's value, trimmed, or its default when unset or blank."""
+
+
+def _reader(environ: Mapping[str, str]) -> Getter:
+    def get(name: str) -> str:
+        value = environ.get(name, "").strip()
+        return value or DEFAULTS.get(name, "")
+
+    return get
+
+
+def _environments(get: Getter) -> tuple[str, ...]:
+    name = Env.POLYAI_ENVIRONMENTS
+    environments = _split_list(name, get(name))
+    for env in environments:
+        if env not in ENVIRONMENTS:
+            raise ConfigError(
+                f"{name}: unknown environment {env!r}; "
+                f"expected a comma-separated subset of {', '.join(ENVIRONMENTS)}"
+            )
+    return environments
+
+
+def _channels(get: Getter) -> tuple[str, ...]:
+    name = Env.POLYAI_CHANNELS
+    channels = _split_list(name, get(name))
+    for channel in channels:
+        if not _CHANNEL.match(channel):
+            raise ConfigError(
+                f"{name}: channel {channel!r} may hold only letters, digits, '-' and '_'"
+            )
+    return channels
+
+
+def _sync_start(get: Getter) -> date:
+    name = Env.POLYAI_SYNC_START
+    try:
+        return date.fromisoformat(get(name))
+    except ValueError:
+        raise ConfigError(f"{name}: {get(name)!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _base_url(get: Getter) -> str | None:
+    """``POLYAI_BASE_URL``, else the URL of ``POLYAI_REGION``, else None."""
+    region = get(Env.POLYAI_REGION)
+    if region and region not in REGION_BASE_URLS:
+        raise ConfigError(
+            f"{Env.POLYAI_REGION}: unknown region {region!r}; expected one of "
+            f"{', '.join(REGION_BASE_URLS)} (or set {Env.POLYAI_BASE_URL})"
+        )
+    base_url = get(Env.POLYAI_BASE_URL) or REGION_BASE_URLS.get(region) or None
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{Env.POLYAI_BASE_URL}: {display_url(base_url)!r} is not an http(s) URL")
+    return base_url
+
+
+def _warehouse_url(get: Getter) -> str:
+    name = Env.WAREHOUSE_URL
+    warehouse_url = get(name)
+    if not warehouse_url.startswith(WAREHOUSE_SCHEMES):
+        raise ConfigError(
+            f"{name}: {display_url(warehouse_url)!r} is not supported; use "
+            "duckdb:///path/to/file.duckdb or postgresql://user@host:port/database"
+        )
+    return warehouse_url
+
+
+def _warehouse_schema(get: Getter) -> str:
+    name = Env.WAREHOUSE_SCHEMA
+    schema = get(name)
+    if not _IDENTIFIER.match(schema):
+        raise ConfigError(f"{name}: {schema!r} is not a valid SQL identifier")
+    return schema
+
+
+def _quarantine_max_fraction(get: Getter) -> float:
+    name = Env.POLYAI_QUARANTINE_MAX_FRACTION
+    try:
+        fraction = float(get(name))
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"{name}: {get(name)!r} is not a number between 0 and 1")
+    return fraction
+
+
+def _phone_hash_salt(environ: Mapping[str, str], hash_phone_numbers: bool) -> str:
+    """The salt when hashing is on (taken as set, untrimmed: it is a secret), else empty."""
+    salt = environ.get(Env.POLYAI_PHONE_HASH_SALT, "")
+    if hash_phone_numbers and len(salt) < MIN_SALT_LENGTH:
+        raise ConfigError(
+            f"{Env.POLYAI_HASH_PHONE_NUMBERS} is on: set {Env.POLYAI_PHONE_HASH_SALT} to a "
+            f"secret of at least {MIN_SALT_LENGTH} characters (it is "
+            f"{'missing' if not salt else f'{len(salt)} characters'})"
+        )
+    return salt if hash_phone_numbers else ""
+
+
+def _granularity(get: Getter) -> str:
+    name = Env.POLYAI_WINDOW
+    granularity = get(name)
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"{name}: {granularity!r} is not one of {', '.join(GRANULARITIES)}")
+    return granularity
+
+
+def _warehouse_max_memory_mb(get: Getter) -> int | None:
+    name = Env.WAREHOUSE_MAX_MEMORY_MB
+    if not get(name):
+        return None
+    return _int_setting(get, name, MIN_MAX_MEMORY_MB, 1 << 24)
 
 
 def _lake_folder(value: str) -> str:
@@ -259,12 +289,12 @@ def _lake_folder(value: str) -> str:
     if scheme.group(1).lower() == "file":
         return urlsplit(value).path
     raise ConfigError(
-        f"LAKE_URL: {display_url(value)!r}: the lake is written to a local folder; "
+        f"{Env.LAKE_URL}: {display_url(value)!r}: the lake is written to a local folder; "
         f"{scheme.group(1)}:// is not supported (give a path such as /data/lake)"
     )
 
 
-def _int_setting(get: Callable[[str], str], name: str, lo: int, hi: int) -> int:
+def _int_setting(get: Getter, name: str, lo: int, hi: int) -> int:
     value = get(name)
     try:
         number = int(value)
@@ -283,7 +313,7 @@ _FALSE = ("", "0", "false", "no", "off")
 MIN_SALT_LENGTH = 16
 
 
-def _bool_setting(get: Callable[[str], str], name: str) -> bool:
+def _bool_setting(get: Getter, name: str) -> bool:
     value = get(name).lower()
     if value not in _TRUE + _FALSE:
         raise ConfigError(f"{name}: {get(name)!r} is not true or false")
@@ -320,21 +350,21 @@ def check_source(
         parts = urlsplit(base_url)
         if parts.username is not None or parts.password is not None:
             raise ConfigError(
-                f"POLYAI_BASE_URL: {display_url(base_url)!r} carries credentials; the API "
-                "authenticates with POLYAI_API_KEY alone: remove the 'user:password@' part"
+                f"{Env.POLYAI_BASE_URL}: {display_url(base_url)!r} carries credentials; the API "
+                f"authenticates with {Env.POLYAI_API_KEY} alone: remove the 'user:password@' part"
             )
         if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not allow_insecure_http:
             raise ConfigError(
-                f"POLYAI_BASE_URL: {base_url!r} is plain http to another machine: the API key "
-                "would travel unencrypted. Use https://, or set POLYAI_ALLOW_INSECURE_HTTP=true "
-                "if the network is trusted"
+                f"{Env.POLYAI_BASE_URL}: {base_url!r} is plain http to another machine: the API "
+                "key would travel unencrypted. Use https://, or set "
+                f"{Env.POLYAI_ALLOW_INSECURE_HTTP}=true if the network is trusted"
             )
     if api_key and not _KEY_CHARACTERS.fullmatch(api_key):
         raise ConfigError(
-            "POLYAI_API_KEY holds whitespace or a control character (a newline from the file "
-            "it was read from?); a key is printable characters only (the key is not shown)"
+            f"{Env.POLYAI_API_KEY} holds whitespace or a control character (a newline from the "
+            "file it was read from?); a key is printable characters only (the key is not shown)"
         )
-    for name, value in (("POLYAI_ACCOUNT_ID", account_id), ("POLYAI_PROJECT_ID", project_id)):
+    for name, value in ((Env.POLYAI_ACCOUNT_ID, account_id), (Env.POLYAI_PROJECT_ID, project_id)):
         if value and (not _ID.fullmatch(value) or ".." in value):
             raise ConfigError(
                 f"{name}: {value[:80]!r} is not an id (letters, digits and _ . : - only, as "

@@ -9,7 +9,7 @@ mixins, so ``except ValueError`` still catches bad input::
     ├── QueryError (ValueError)              core.query: an API query that cannot be sent
     ├── RecordError (ValueError)             core.records: a record that cannot be a row
     ├── PaginationError (RuntimeError)       core.pagination: pages that do not advance
-    ├── PolyAIError                          resources.polyai_api: talking to the API
+    ├── PolyAIError                          resources.polyai_errors: talking to the API
     │   ├── PolyAIHTTPError                  an error status
     │   │   ├── PolyAIAuthError              401/403: the key, ids or region
     │   │   ├── CursorRejectedError          400 on a cursor: the window restarts

@@ -11,13 +11,16 @@ import os
 from datetime import timedelta
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
     AutomationConditionSensorDefinition,
+    ConfigurableResource,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
     EnvVar,
     FreshnessPolicy,
+    MultiPartitionsDefinition,
     ScheduleDefinition,
     define_asset_job,
 )
@@ -29,6 +32,7 @@ from assets.qa_sample import qa_sample_asset
 from assets.saved_searches import saved_search_asset
 from assets.window_checks import build_check_job, build_window_checks
 from core.config import Settings, display_url
+from core.env import Env
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
 from pipelines.schedules import build_nightly_schedule
@@ -52,20 +56,7 @@ def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
     per_run = settings.windows_per_run
     sync_asset = build_sync_asset(partitions, settings.quarantine_max_fraction, per_run, FRESHNESS)
-    downstream = [
-        *kpi_assets(partitions, per_run, FRESHNESS),
-        lake_asset(partitions, per_run, FRESHNESS),
-        *(
-            [qa_sample_asset(partitions, per_run, settings.qa_sample_size)]
-            if settings.qa_sample_size
-            else []
-        ),
-        *(
-            [saved_search_asset(partitions, per_run, settings.saved_searches)]
-            if settings.saved_searches
-            else []
-        ),
-    ]
+    downstream = _downstream_assets(partitions, settings)
     window_checks = build_window_checks(partitions, settings.quarantine_max_fraction)
     sync_job = define_asset_job(
         SYNC_JOB,
@@ -98,42 +89,70 @@ def build_definitions(settings: Settings) -> Definitions:
                 default_status=DefaultScheduleStatus.RUNNING,
             ),
         ],
-        sensors=[
-            # Under the daemon: when only the tables of some windows were materialized, bring
-            # those windows' KPIs, lake, sample and searches up to date (their automation
-            # condition, assets/analytics.py).
-            AutomationConditionSensorDefinition(
-                DOWNSTREAM_SENSOR,
-                target=AssetSelection.assets(*downstream),
-                default_status=DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=30,
-            ),
-        ],
+        sensors=[_downstream_sensor(downstream)],
         # Every step in the run's own process, the run tagged with that process, so a run whose
         # process is gone can be told from a live one (pipelines/run_workers.py).
         executor=run_worker_executor,
-        resources={
-            "polyai": PolyAIClient(
-                # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails
-                # naming the variable.
-                base_url=settings.base_url or EnvVar("POLYAI_BASE_URL"),
-                api_key=EnvVar("POLYAI_API_KEY"),
-                account_id=EnvVar("POLYAI_ACCOUNT_ID"),
-                project_id=EnvVar("POLYAI_PROJECT_ID"),
-                page_size=settings.page_size,
-                request_deadline_seconds=settings.request_deadline_seconds,
-                allow_insecure_http=settings.allow_insecure_http,
-                hash_phone_numbers=settings.hash_phone_numbers,
-                # Bound by name, so the UI and run config show the variable, not the salt.
-                phone_hash_salt=EnvVar("POLYAI_PHONE_HASH_SALT")
-                if settings.hash_phone_numbers
-                else "",
-                redact_transcripts=settings.redact_transcripts,
-            ),
-            "lake": ParquetLake(root=settings.lake_url),
-            "warehouse": _warehouse(settings),
-        },
+        resources=_resources(settings),
     )
+
+
+def _downstream_assets(
+    partitions: MultiPartitionsDefinition, settings: Settings
+) -> list[AssetsDefinition]:
+    """What is computed from the synced tables: KPIs and lake always, the QA sample and the
+    saved searches when configured."""
+    per_run = settings.windows_per_run
+    return [
+        *kpi_assets(partitions, per_run, FRESHNESS),
+        lake_asset(partitions, per_run, FRESHNESS),
+        *(
+            [qa_sample_asset(partitions, per_run, settings.qa_sample_size)]
+            if settings.qa_sample_size
+            else []
+        ),
+        *(
+            [saved_search_asset(partitions, per_run, settings.saved_searches)]
+            if settings.saved_searches
+            else []
+        ),
+    ]
+
+
+def _downstream_sensor(downstream: list[AssetsDefinition]) -> AutomationConditionSensorDefinition:
+    """Under the daemon: when only the tables of some windows were materialized, bring those
+    windows' KPIs, lake, sample and searches up to date (their automation condition,
+    assets/analytics.py)."""
+    return AutomationConditionSensorDefinition(
+        DOWNSTREAM_SENSOR,
+        target=AssetSelection.assets(*downstream),
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+    )
+
+
+def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    return {
+        "polyai": PolyAIClient(
+            # From POLYAI_BASE_URL or POLYAI_REGION; when neither is set, a run fails
+            # naming the variable.
+            base_url=settings.base_url or EnvVar(Env.POLYAI_BASE_URL),
+            api_key=EnvVar(Env.POLYAI_API_KEY),
+            account_id=EnvVar(Env.POLYAI_ACCOUNT_ID),
+            project_id=EnvVar(Env.POLYAI_PROJECT_ID),
+            page_size=settings.page_size,
+            request_deadline_seconds=settings.request_deadline_seconds,
+            allow_insecure_http=settings.allow_insecure_http,
+            hash_phone_numbers=settings.hash_phone_numbers,
+            # Bound by name, so the UI and run config show the variable, not the salt.
+            phone_hash_salt=EnvVar(Env.POLYAI_PHONE_HASH_SALT)
+            if settings.hash_phone_numbers
+            else "",
+            redact_transcripts=settings.redact_transcripts,
+        ),
+        "lake": ParquetLake(root=settings.lake_url),
+        "warehouse": _warehouse(settings),
+    }
 
 
 def _warehouse(settings: Settings) -> Warehouse:
@@ -143,7 +162,7 @@ def _warehouse(settings: Settings) -> Warehouse:
         settings.warehouse_url, settings.warehouse_schema, settings.warehouse_max_memory_mb
     )
     if display_url(settings.warehouse_url) != settings.warehouse_url:
-        return type(warehouse)(url=EnvVar("WAREHOUSE_URL"), schema_name=settings.warehouse_schema)
+        return type(warehouse)(url=EnvVar(Env.WAREHOUSE_URL), schema_name=settings.warehouse_schema)
     return warehouse
 
 

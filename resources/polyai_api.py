@@ -8,16 +8,17 @@ the status and the server's message. One keep-alive connection serves every page
 
 The API key travels only in the ``x-api-key`` header: it is kept out of the resource's repr,
 and no error message is built from request headers.
+
+Import the client's errors from here; they are declared in :mod:`resources.polyai_errors`, and
+reading one response (within its deadline and size, then as JSON) is
+:mod:`resources.polyai_responses`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import re
 import ssl
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
-import orjson
 from dagster import ConfigurableResource
 from pydantic import Field
 from tenacity import (
@@ -38,12 +38,25 @@ from tenacity import (
 
 from core import api_contract as api
 from core.config import ConfigError, check_source
-from core.errors import PolyAISyncError
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
 from core.retry import is_retryable_status, parse_retry_after
 from core.windows import Scope, Window
+from resources.polyai_errors import (
+    CursorRejectedError,
+    PolyAIAuthError,
+    PolyAIError,
+    PolyAIHTTPError,
+    PolyAIResponseError,
+    PolyAITransportError,
+    PolyAIUnavailableError,
+    _Transient,
+)
+from resources.polyai_responses import error_detail, parse_body, read_body
+
+# The contract tests read the lenient JSON parser from here, where it used to live.
+from resources.polyai_responses import lenient_json as _lenient_json  # noqa: F401
 
 __all__ = [
     "CursorRejectedError",
@@ -60,64 +73,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class PolyAIError(PolyAISyncError):
-    """Base of every error the client raises."""
-
-
-class PolyAIHTTPError(PolyAIError):
-    """The API answered with an error status; the message carries the server's detail."""
-
-    def __init__(self, status: int, detail: str, where: str) -> None:
-        super().__init__(f"PolyAI API returned HTTP {status} for {where}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class PolyAIAuthError(PolyAIHTTPError):
-    """401/403: the key is missing, wrong, or not scoped to this project and region."""
-
-    def __init__(self, status: int, detail: str, where: str) -> None:
-        super().__init__(status, detail, where)
-        # What a person can act on: the settings that decide which key is sent where.
-        self.args = (
-            f"{self.args[0]}. The API refused the key: check POLYAI_API_KEY (a key of this "
-            "project), POLYAI_ACCOUNT_ID and POLYAI_PROJECT_ID, and POLYAI_REGION or "
-            "POLYAI_BASE_URL (keys are scoped to one region)",
-        )
-
-
-class CursorRejectedError(PolyAIHTTPError):
-    """400 for a request that carried a cursor: the window must be restarted."""
-
-
-class PolyAIResponseError(PolyAIError):
-    """The API answered 200 with a body that is not the documented shape."""
-
-
-class PolyAIUnavailableError(PolyAIHTTPError):
-    """429 or 5xx on every attempt: the API is busy or down; later may do."""
-
-    transient = True
-
-
-class PolyAITransportError(PolyAIError):
-    """The API could not be reached (connection refused, timeouts) after every retry."""
-
-    transient = True
-
-
-class _Transient(Exception):
-    """A failure worth retrying; carries the server's Retry-After when it gave one."""
-
-    def __init__(
-        self, reason: str, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -315,14 +270,20 @@ class PolyAIClient(ConfigurableResource):
     ) -> dict[str, Any]:
         stats.requests += 1
         try:
-            response, content = self._fetch(http, url, query)
+            response, content = read_body(
+                http,
+                url,
+                query,
+                deadline_seconds=self.request_deadline_seconds,
+                max_bytes=self.max_response_bytes,
+            )
         except httpx.TimeoutException as exc:
             raise _Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
         if response.status_code != httpx.codes.OK:
-            detail = self._scrub(_detail(response, content))
+            detail = self._scrub(error_detail(response, content))
             if is_retryable_status(response.status_code):
                 retry_after = parse_retry_after(
                     response.headers.get("retry-after"), datetime.now(UTC)
@@ -334,7 +295,7 @@ class PolyAIClient(ConfigurableResource):
             if response.status_code == 400 and api.P_CURSOR in params:
                 raise CursorRejectedError(response.status_code, detail, where)
             raise PolyAIHTTPError(response.status_code, detail, where)
-        body = self._parse(content, query)
+        body = parse_body(content, query)
         if not isinstance(body, dict):
             raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
         error = body.get("error")
@@ -344,63 +305,6 @@ class PolyAIClient(ConfigurableResource):
             raise PolyAIResponseError(
                 f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
             )
-        return body
-
-    def _fetch(
-        self, http: httpx.Client, url: str, query: ConversationQuery
-    ) -> tuple[httpx.Response, bytes]:
-        """One GET, its body read (inflated) to the end within ``request_deadline_seconds``
-        and ``max_response_bytes``: a server that sends a byte a second, or a small gzip
-        body that inflates without end, is stopped, not waited for."""
-        deadline = time.monotonic() + self.request_deadline_seconds
-        with http.stream("GET", url) as response:
-            chunks = []
-            try:
-                for chunk in self._chunks(response, deadline, query):
-                    chunks.append(chunk)
-            except httpx.DecodingError:
-                raise PolyAIResponseError(
-                    f"response for {query.describe()} cannot be read as its Content-Encoding "
-                    f"({response.headers.get('content-encoding')!r}) says"
-                ) from None
-        return response, b"".join(chunks)
-
-    def _chunks(
-        self, response: httpx.Response, deadline: float, query: ConversationQuery
-    ) -> Iterator[bytes]:
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise PolyAIResponseError(
-                    f"response for {query.describe()} is larger than "
-                    f"{self.max_response_bytes:,} bytes (inflated); lower POLYAI_PAGE_SIZE"
-                )
-            if time.monotonic() > deadline:
-                raise _Transient(
-                    f"the response took longer than {self.request_deadline_seconds:g}s "
-                    f"(POLYAI_REQUEST_DEADLINE_SECONDS); {size:,} bytes had arrived"
-                )
-            yield chunk
-
-    def _parse(self, content: bytes, query: ConversationQuery) -> Any:
-        """The body as JSON; integers beyond 64 bits kept exact (orjson reads them as floats,
-        so a body holding a 19-digit run is read by Python's parser)."""
-        try:
-            if _LONG_DIGIT_RUN.search(content) is None:
-                try:
-                    return orjson.loads(content)
-                except orjson.JSONDecodeError as exc:
-                    if "depth" in str(exc):
-                        raise RecursionError(str(exc)) from None
-            body = _lenient_json(content)
-        except RecursionError:
-            raise PolyAIResponseError(
-                f"response for {query.describe()} is nested more deeply than JSON parsers read"
-            ) from None
-        if body is None:
-            # A body cut short on the wire reads as bad JSON: worth another try.
-            raise _Transient("unreadable response body (not JSON)")
         return body
 
     def _scrub(self, text: str) -> str:
@@ -427,28 +331,3 @@ class PolyAIClient(ConfigurableResource):
             "retrying %s in %.2fs (attempt %d of %d): %s",
             query.describe(), wait, state.attempt_number + 1, self.max_attempts, exc,
         )  # fmt: skip
-
-
-_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
-"""19 digits in a row: maybe an integer beyond 64 bits (or only a long digit string)."""
-
-
-def _lenient_json(content: bytes) -> Any:
-    """The body as Python's own parser reads it (None if it cannot; ``RecursionError`` if it
-    nests beyond the interpreter's limit): unlike orjson it takes an unpaired surrogate
-    escape (``"\\ud800"``) in a string, so one such record does not make its whole page
-    unreadable (the normalizer quarantines it), and integers of any size."""
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
-
-
-def _detail(response: httpx.Response, content: bytes) -> str:
-    try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        return content[:500].decode("utf-8", "replace") or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)[:500]

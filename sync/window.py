@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
 from core.normalize import normalize_page
 from core.windows import Scope, Window
@@ -39,7 +40,7 @@ MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
 most: more than that means the API keeps invalidating cursors and a human should look."""
 
-DEFAULT_MAX_QUARANTINED_FRACTION = 0.01
+DEFAULT_MAX_QUARANTINED_FRACTION = float(DEFAULTS[Env.POLYAI_QUARANTINE_MAX_FRACTION])
 
 _log = logging.getLogger(__name__)
 
