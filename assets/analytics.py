@@ -37,6 +37,7 @@ from assets.keys import (
     analytics_spec,
     window_of,
 )
+from core.env import Env
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
@@ -157,7 +158,7 @@ def lake_asset(
         LAKE,
         {"parquet"},
         "The window tables as Parquet in hive folders <table>/environment=/channel=/date=, "
-        "under LAKE_URL; one file per window and table, replaced atomically.",
+        f"under {Env.LAKE_URL}; one file per window and table, replaced atomically.",
         (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI),
         freshness_policy,
     )

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MultiPartitionsDefi
 
 from assets.analytics import window_asset
 from assets.keys import CONVERSATIONS, QA_SAMPLES, analytics_spec
+from core.env import Env
 from core.windows import Scope, Window
 from sync.qa_sample import draw_sample
 
@@ -18,7 +19,7 @@ def qa_sample_asset(
     spec = analytics_spec(
         QA_SAMPLES,
         {"duckdb", "csv"},
-        f"A random sample of {size} conversations (POLYAI_QA_SAMPLE_SIZE) per window and "
+        f"A random sample of {size} conversations ({Env.POLYAI_QA_SAMPLE_SIZE}) per window and "
         "scope (the API's sample=random mode) with a readable transcript, for QA review.",
         (CONVERSATIONS,),
         table="qa_samples",

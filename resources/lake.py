@@ -21,6 +21,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from core import schema
+from core.env import Env
 from core.windows import Scope, Window
 from resources.files import owner_only
 from resources.warehouse import Warehouse
@@ -32,7 +33,7 @@ _FOLDER_COLUMNS = ("environment", "channel")
 class ParquetLake(ConfigurableResource):
     """A folder (local path) that receives one Parquet file per window and table."""
 
-    root: str = Field(description="LAKE_URL: a local folder, or file:///path")
+    root: str = Field(description=f"{Env.LAKE_URL}: a local folder, or file:///path")
 
     @property
     def path(self) -> Path:

@@ -204,7 +204,7 @@ def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: 
             f"{result.scope.key} {result.window.start:%Y-%m-%d}: {state.quarantined} of {seen} "
             f"records failed validation, more than the allowed {max_fraction:.1%}; they are in "
             f"the quarantine table under load_id {state.load_id}. The window was not published; "
-            "re-run after fixing the source or raising POLYAI_QUARANTINE_MAX_FRACTION."
+            f"re-run after fixing the source or raising {Env.POLYAI_QUARANTINE_MAX_FRACTION}."
         )
 
 

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from core import schema
 from core.config import duckdb_path
+from core.env import Env
 from core.normalize import LARGE_VALUE_BYTES
 from resources.files import owner_only
 from resources.warehouse.resource import (
@@ -94,7 +95,7 @@ class DuckDBWarehouse(Warehouse):
 
     max_memory_mb: int | None = Field(
         default=None,
-        description="WAREHOUSE_MAX_MEMORY_MB: the most memory one transaction may take "
+        description=f"{Env.WAREHOUSE_MAX_MEMORY_MB}: the most memory one transaction may take "
         "(None: half the machine's)",
     )
 
@@ -129,8 +130,9 @@ class DuckDBWarehouse(Warehouse):
                 raise
             first_line = str(exc).strip().splitlines()[0]  # not DuckDB's advice to SET it
             raise WarehouseSizeError(
-                f"DuckDB ran out of memory ({first_line}). Raise WAREHOUSE_MAX_MEMORY_MB (now "
-                f"{self.memory_ceiling_mb:,} MB) or use PostgreSQL; what was committed is kept."
+                f"DuckDB ran out of memory ({first_line}). Raise "
+                f"{Env.WAREHOUSE_MAX_MEMORY_MB} (now {self.memory_ceiling_mb:,} MB) or use "
+                "PostgreSQL; what was committed is kept."
             ) from exc
 
     def _open(self, read_only: bool, held: bool) -> duckdb.DuckDBPyConnection:
@@ -197,14 +199,14 @@ class DuckDBWarehouse(Warehouse):
         need_mb = _memory_mb(large_bytes)
         ceiling = self.memory_ceiling_mb
         if need_mb > ceiling:
-            smaller = ", a smaller POLYAI_PAGE_SIZE" if page else ""
+            smaller = f", a smaller {Env.POLYAI_PAGE_SIZE}" if page else ""
             again = "resumes at this page" if page else "publishes the staged pages"
             raise WarehouseSizeError(
                 f"{what}: {large_bytes / (1 << 20):,.0f} MB of text values of "
                 f"{LARGE_VALUE_BYTES // 1024} KiB or more, "
                 f"which DuckDB holds in memory until the commit: it needs about {need_mb:,} MB, "
-                f"more than WAREHOUSE_MAX_MEMORY_MB ({ceiling:,} MB). Raise it{smaller}, or use "
-                f"PostgreSQL; nothing committed is lost, and a re-run {again}."
+                f"more than {Env.WAREHOUSE_MAX_MEMORY_MB} ({ceiling:,} MB). Raise it{smaller}, or "
+                f"use PostgreSQL; nothing committed is lost, and a re-run {again}."
             )
         con.execute(f"SET memory_limit = '{need_mb}MB'")
         yield

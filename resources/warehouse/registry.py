@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from core.config import display_url
+from core.env import Env
 from resources.warehouse.resource import Warehouse, WarehouseError
 
 ENGINES: dict[str, str] = {
@@ -25,7 +26,7 @@ def engine_class(url: str) -> type[Warehouse]:
     scheme = url.split(":", 1)[0].lower().split("+")[0]
     if scheme not in ENGINES:
         raise WarehouseError(
-            f"WAREHOUSE_URL {display_url(url)!r}: unsupported engine {scheme!r}; "
+            f"{Env.WAREHOUSE_URL} {display_url(url)!r}: unsupported engine {scheme!r}; "
             "use duckdb:///path/file.duckdb or postgresql://user@host:port/database"
         )
     module, _, name = ENGINES[scheme].partition(":")

@@ -28,6 +28,7 @@ from pydantic import Field, PrivateAttr
 
 from core import schema
 from core.config import display_url
+from core.env import Env
 from core.errors import PolyAISyncError
 from core.windows import Scope, Window
 from resources.warehouse import ddl
@@ -74,7 +75,9 @@ class Warehouse(ConfigurableResource):
     """The analytics warehouse; a subclass per engine (build one with
     :func:`resources.warehouse.registry.warehouse_for`)."""
 
-    url: str = Field(description="WAREHOUSE_URL: duckdb:///path/file.duckdb or postgresql://…")
+    url: str = Field(
+        description=f"{Env.WAREHOUSE_URL}: duckdb:///path/file.duckdb or postgresql://…"
+    )
     schema_name: str = Field(default="polyai", description="SQL schema holding the tables")
     _holding: int = PrivateAttr(default=0)
     _held: Any = PrivateAttr(default=None)
