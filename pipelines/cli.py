@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -18,9 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.config import LOCAL_DIR, ConfigError, Settings, display_url
+from core.config import ConfigError, Settings
+from core.env import LOCAL_DIR
 from core.errors import PolyAISyncError
-from core.windows import Scope, days_between, windows_of_days
+from core.windows import Scope, days_between
+from pipelines.sync_command import UI_PORT, run_sync
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 DEMO_DIR = LOCAL_DIR / "demo"
 DEMO_DAYS = 3
 DEMO_PARTITION_DAYS = 30
-UI_PORT = 3000
 
 
 class UsageError(PolyAISyncError, ValueError):
@@ -82,99 +82,6 @@ def _select_days(settings: Settings, start: date, end: date) -> list[date]:
     return list(days_between(start, end))
 
 
-def _run_sync(
-    settings: Settings,
-    days: list[date],
-    scopes: list[Scope],
-    home: Path,
-    verbose: bool = False,
-) -> int:
-    """Backfill every (day, scope) partition through Dagster; 0 when all succeeded."""
-    # Imported here so that `--help` and configuration errors answer without loading Dagster.
-    from pipelines.instance import dagster_home
-    from pipelines.partitions import partition_key
-    from pipelines.progress import SyncProgress
-    from pipelines.runner import WindowOutcome, cli_instance, code_location, run_backfill
-
-    home = dagster_home(home)
-    windows = windows_of_days(days, settings.granularity)
-    keys = [str(partition_key(window, scope)) for scope in scopes for window in windows]
-    progress = SyncProgress(total=len(keys), write=lambda line: print(line, flush=True))
-
-    def report(outcome: WindowOutcome) -> None:
-        label = outcome.key.replace("|", " ")
-        if outcome.success:
-            progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds)
-            for note in outcome.notes:
-                print(f"  warning: {label}: {note}", flush=True)
-        else:
-            progress.window_failed(label, outcome.error or "failed")
-
-    print(
-        f"Syncing {len(days)} day(s) ({len(windows)} {settings.granularity} window(s)) x "
-        f"{len(scopes)} scope(s) into {display_url(settings.warehouse_url)} "
-        f"(Dagster instance {home})",
-        flush=True,
-    )
-    # Dagster's own console output (and its tracebacks) only with --verbose: the lines below
-    # say what happened, and every event is in the instance for the UI.
-    level = "DEBUG" if verbose else "CRITICAL"
-    with (
-        _stopping_on_sigterm(),
-        cli_instance(str(home)) as instance,
-        code_location(instance) as workspace,
-    ):
-        result = run_backfill(
-            instance,
-            workspace,
-            keys,
-            None,
-            title=f"polyai-sync sync {days[0]}..{days[-1]}",
-            on_window=report,
-            on_notice=lambda line: print(line, flush=True),
-            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
-        )
-    landed = [w for w in result.windows if w.success]
-    print(
-        f"\n{len(landed)} of {len(keys)} window(s) synced, {len(result.failed)} failed: "
-        f"{sum(w.conversations for w in landed):,} conversations, "
-        f"{sum(w.turns for w in landed):,} turns",
-        flush=True,
-    )
-    for window in result.failed:
-        print(f"  {window.key.replace('|', ' ')}: {window.error}", file=sys.stderr, flush=True)
-    errors = [p for p in result.problems if p.error]
-    for problem in result.problems:
-        kind = "FAILED" if problem.error else "warning"
-        print(f"  {kind}: {problem.where}: {problem.text}", file=sys.stderr, flush=True)
-    ui = os.environ.get("DAGSTER_UI_URL", f"http://127.0.0.1:{UI_PORT}").rstrip("/")
-    print(
-        f"Backfill {result.backfill_id}, runs {', '.join(result.run_ids) or '(none)'}\n"
-        f"In the Dagster UI (polyai-sync ui): {ui}/runs/b/{result.backfill_id}",
-        flush=True,
-    )
-    if result.interrupted:
-        print(
-            "Interrupted: what was committed stays; run the same command to resume.",
-            file=sys.stderr,
-        )
-        return 130
-    return 1 if result.failed or errors or len(landed) < len(keys) else 0
-
-
-@contextlib.contextmanager
-def _stopping_on_sigterm():
-    """SIGTERM (systemd, kill, a CI timeout) stops a sync the way Ctrl-C does: through whatever
-    handles SIGINT at that moment (Dagster defers it to a safe point inside a run)."""
-    previous = signal.signal(
-        signal.SIGTERM, lambda signum, frame: signal.getsignal(signal.SIGINT)(signum, frame)
-    )
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     settings.require_source()
@@ -182,7 +89,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     end = _parse_date("--end", args.end)
     scopes = _select_scopes(settings, args.environment or [], args.channel or [])
     days = _select_days(settings, start, end)
-    return _run_sync(settings, days, scopes, LOCAL_DIR / "dagster_home", verbose=args.verbose)
+    return run_sync(settings, days, scopes, LOCAL_DIR / "dagster_home", verbose=args.verbose)
 
 
 def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date) -> dict[str, str]:
@@ -207,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         settings = Settings.from_env(os.environ)
         print(f"Simulator serving on {server.base_url}", flush=True)
-        status = _run_sync(settings, days, settings.scopes, root / "dagster_home")
+        status = run_sync(settings, days, settings.scopes, root / "dagster_home")
         expected = _simulator_counts(server, days, settings.scopes)
 
     from resources.warehouse import warehouse_for

@@ -1,0 +1,131 @@
+"""``polyai-sync sync`` (and the demo's sync) as the terminal shows it: a line per window as it
+lands, a summary, what failed on stderr, and where the backfill is in the Dagster UI.
+
+The backfill itself is :func:`pipelines.runner.run_backfill`; Dagster is imported only once a
+sync starts, so that ``--help`` and configuration errors answer without loading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.config import Settings, display_url
+from core.windows import Scope, windows_of_days
+
+if TYPE_CHECKING:
+    from pipelines.progress import SyncProgress
+    from pipelines.run_outcomes import BackfillResult, WindowOutcome
+
+UI_PORT = 3000
+"""Where ``polyai-sync ui`` serves by default; a sync's last line links there."""
+
+
+def run_sync(
+    settings: Settings,
+    days: list[date],
+    scopes: list[Scope],
+    home: Path,
+    verbose: bool = False,
+) -> int:
+    """Backfill every (day, scope) partition through Dagster; 0 when all succeeded."""
+    # Imported here so that `--help` and configuration errors answer without loading Dagster.
+    from pipelines.instance import dagster_home
+    from pipelines.partitions import partition_key
+    from pipelines.progress import SyncProgress
+    from pipelines.runner import cli_instance, code_location, run_backfill
+
+    home = dagster_home(home)
+    windows = windows_of_days(days, settings.granularity)
+    keys = [str(partition_key(window, scope)) for scope in scopes for window in windows]
+    progress = SyncProgress(total=len(keys), write=lambda line: print(line, flush=True))
+    print(
+        f"Syncing {len(days)} day(s) ({len(windows)} {settings.granularity} window(s)) x "
+        f"{len(scopes)} scope(s) into {display_url(settings.warehouse_url)} "
+        f"(Dagster instance {home})",
+        flush=True,
+    )
+    # Dagster's own console output (and its tracebacks) only with --verbose: the lines below
+    # say what happened, and every event is in the instance for the UI.
+    level = "DEBUG" if verbose else "CRITICAL"
+    with (
+        _stopping_on_sigterm(),
+        cli_instance(str(home)) as instance,
+        code_location(instance) as workspace,
+    ):
+        result = run_backfill(
+            instance,
+            workspace,
+            keys,
+            None,
+            title=f"polyai-sync sync {days[0]}..{days[-1]}",
+            on_window=_window_printer(progress),
+            on_notice=lambda line: print(line, flush=True),
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        )
+    return _print_result(result, len(keys))
+
+
+def _window_printer(progress: SyncProgress) -> Callable[[WindowOutcome], None]:
+    """A progress line for each window as it lands or fails, and a line per warning."""
+
+    def report(outcome: WindowOutcome) -> None:
+        label = outcome.key.replace("|", " ")
+        if outcome.success:
+            progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds)
+            for note in outcome.notes:
+                print(f"  warning: {label}: {note}", flush=True)
+        else:
+            progress.window_failed(label, outcome.error or "failed")
+
+    return report
+
+
+def _print_result(result: BackfillResult, windows: int) -> int:
+    """The summary, what failed, where to look in the UI; the exit status: 0 when all of the
+    ``windows`` landed with no error, 130 when interrupted, else 1."""
+    landed = [w for w in result.windows if w.success]
+    print(
+        f"\n{len(landed)} of {windows} window(s) synced, {len(result.failed)} failed: "
+        f"{sum(w.conversations for w in landed):,} conversations, "
+        f"{sum(w.turns for w in landed):,} turns",
+        flush=True,
+    )
+    for window in result.failed:
+        print(f"  {window.key.replace('|', ' ')}: {window.error}", file=sys.stderr, flush=True)
+    errors = [p for p in result.problems if p.error]
+    for problem in result.problems:
+        kind = "FAILED" if problem.error else "warning"
+        print(f"  {kind}: {problem.where}: {problem.text}", file=sys.stderr, flush=True)
+    ui = os.environ.get("DAGSTER_UI_URL", f"http://127.0.0.1:{UI_PORT}").rstrip("/")
+    print(
+        f"Backfill {result.backfill_id}, runs {', '.join(result.run_ids) or '(none)'}\n"
+        f"In the Dagster UI (polyai-sync ui): {ui}/runs/b/{result.backfill_id}",
+        flush=True,
+    )
+    if result.interrupted:
+        print(
+            "Interrupted: what was committed stays; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    return 1 if result.failed or errors or len(landed) < windows else 0
+
+
+@contextlib.contextmanager
+def _stopping_on_sigterm():
+    """SIGTERM (systemd, kill, a CI timeout) stops a sync the way Ctrl-C does: through whatever
+    handles SIGINT at that moment (Dagster defers it to a safe point inside a run)."""
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: signal.getsignal(signal.SIGINT)(signum, frame)
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

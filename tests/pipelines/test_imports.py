@@ -1,0 +1,34 @@
+"""Only the code location reads the environment when imported: the runner and the command line
+load the definitions when a sync needs them, so a bad setting cannot break an import (``--help``,
+a benchmark that sets the environment after its imports)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.pipelines.cli_runs import clean_env
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_SETTING = clean_env(POLYAI_WINDOWS_PER_RUN="abc")
+
+
+def _import(modules: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", f"import {modules}"],
+        env=BAD_SETTING,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_runner_and_cli_import_under_a_bad_setting() -> None:
+    done = _import("pipelines.runner, pipelines.cli")
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_code_location_fails_at_import_naming_the_bad_setting() -> None:
+    done = _import("pipelines.definitions")
+    assert done.returncode != 0
+    assert "POLYAI_WINDOWS_PER_RUN" in done.stderr
