@@ -30,7 +30,6 @@ from assets.keys import (
     CONVERSATIONS,
     KPI_KEYS,
     LAKE,
-    POOL,
     TURN_GENAI,
     TURN_LATENCY,
     TURNS,
@@ -38,6 +37,7 @@ from assets.keys import (
     window_of,
 )
 from core.env import Env
+from core.names import POOL
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse

@@ -27,22 +27,16 @@ from dagster import (
 
 from assets.keys import (
     CONVERSATIONS,
-    GROUP,
-    OWNER,
-    POOL,
     TABLE_DESCRIPTIONS,
     column_schema,
     window_of,
 )
 from core.errors import PolyAISyncError
+from core.names import GROUP, OWNER, POOL, SYNC_STEP, WINDOW_LANDED
 from core.windows import Scope, Window, window_key
 from resources.polyai_api import Page, PolyAIClient
 from resources.warehouse import Warehouse
 from sync.window import WindowSyncResult, sync_window
-
-SYNC_STEP = "polyai_conversations_sync"
-WINDOW_LANDED = "window_landed"
-"""Metadata flag of the observation a window's landing records (progress, read by the CLI)."""
 
 
 def build_sync_asset(

@@ -23,13 +23,12 @@ from dagster import (
     asset_check,
 )
 
-from assets.keys import GROUP, OWNER, SYNC_STATE, column_schema
+from assets.keys import SYNC_STATE, column_schema
+from core.names import FRESHNESS_CHECK as CHECK_NAME
+from core.names import GROUP, OWNER
 from core.windows import Scope, expected_newest_day
 from resources.warehouse import Warehouse
 from resources.warehouse.state import newest_synced_days
-
-CHECK_NAME = "every_scope_is_fresh"
-
 
 SYNC_STATE_SPEC = AssetSpec(
     SYNC_STATE,

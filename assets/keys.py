@@ -1,5 +1,5 @@
-"""Names shared by the asset modules: asset keys, groups, the pool, partition dimensions, and
-the column schemas Dagster shows (read from core.schema)."""
+"""What the asset modules share: asset keys (their names in :mod:`core.names`), specs, the
+column schemas Dagster shows (read from core.schema), and partition keys read as windows."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,22 +15,16 @@ from dagster import (
     TableSchema,
 )
 
-from core import schema
+from core import names, schema
+from core.names import ANALYTICS_GROUP, DATE_DIMENSION, OWNER, SCOPE_DIMENSION
 from core.windows import Scope, Window, window_from_key
 
-DATE_DIMENSION = "date"
-SCOPE_DIMENSION = "scope"
-GROUP = "polyai"
-OWNER = "team:data-platform"
-POOL = "polyai_sync"
-"""Concurrency pool of the sync op: its limit (pipelines/dagster.yaml) bounds parallel syncs."""
-CONVERSATIONS = AssetKey(["polyai", "conversations"])
+CONVERSATIONS = AssetKey(names.CONVERSATIONS)
 TURNS = AssetKey(["polyai", "turns"])
 TURN_LATENCY = AssetKey(["polyai", "turn_latency"])
 TURN_GENAI = AssetKey(["polyai", "turn_genai"])
 
 TABLE_KEYS = {key.path[-1]: key for key in (CONVERSATIONS, TURNS, TURN_LATENCY, TURN_GENAI)}
-ANALYTICS_GROUP = "polyai_analytics"
 KPI_KEYS = {table.name: AssetKey(["polyai", table.name]) for table in schema.ANALYTICS_TABLES}
 LAKE = AssetKey(["polyai", "lake"])
 QA_SAMPLES = AssetKey(["polyai", "qa_samples"])

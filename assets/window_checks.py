@@ -25,12 +25,11 @@ from dagster import (
     op,
 )
 
-from assets.keys import POOL, TABLE_KEYS, window_of
+from assets.keys import TABLE_KEYS, window_of
+from core.names import POOL, WINDOW_CHECKS
 from resources.warehouse import Warehouse
 from resources.warehouse.analytics import CHECKS, run_checks
 from resources.warehouse.state import last_load
-
-WINDOW_CHECKS = "polyai_window_checks"
 
 
 def build_window_checks(

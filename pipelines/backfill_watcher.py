@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -33,8 +34,8 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from assets.conversations import WINDOW_LANDED
-from assets.keys import CONVERSATIONS, POOL
+from core import names
+from core.names import POOL, WINDOW_LANDED
 from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_failure
 
 POLL_SECONDS = 0.5
@@ -126,7 +127,7 @@ class BackfillWatcher:
             observation = event.asset_observation_data.asset_observation
             key = observation.partition
             if (
-                observation.asset_key != CONVERSATIONS
+                observation.asset_key != AssetKey(names.CONVERSATIONS)
                 or WINDOW_LANDED not in observation.metadata
                 or key is None
                 or key not in self.keys

@@ -143,25 +143,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_kpis(store: Warehouse, days: list[date]) -> None:
     """A short KPI table for the synced days, from the KPI tables the sync just computed."""
-    with store.connect(read_only=True) as con:
-        rows = con.execute(
-            f"""
-            SELECT k.conversation_date, k.environment || '.' || k.channel AS scope,
-                   sum(k.conversations), sum(k.handoffs),
-                   CAST(sum(k.finished - k.handoffs) AS DOUBLE PRECISION)
-                       / nullif(sum(k.finished), 0),
-                   sum(k.mean_duration_s * k.conversations) / sum(k.conversations),
-                   max(l.p95_ms)
-            FROM {store.schema_ref}.conversation_kpis k
-            LEFT JOIN {store.schema_ref}.latency_kpis l
-              ON l.environment = k.environment AND l.channel = k.channel
-             AND l.window_start = k.window_start AND l.stage = 'overall'
-            WHERE k.conversation_date BETWEEN $first AND $last
-            GROUP BY k.conversation_date, k.environment, k.channel
-            ORDER BY k.conversation_date, scope
-            """,
-            {"first": days[0], "last": days[-1]},
-        ).fetchall()
+    from resources.warehouse.analytics import kpi_summary
+
+    rows = kpi_summary(store, days[0], days[-1])
     print("\nKPIs (polyai.conversation_kpis, polyai.latency_kpis):")
     print(f"  {'day':<11}{'scope':<12}{'convs':>6}{'handoffs':>9}{'contained':>10}"
           f"{'avg dur':>8}{'p95 latency':>12}")  # fmt: skip

@@ -33,6 +33,7 @@ from assets.saved_searches import saved_search_asset
 from assets.window_checks import build_check_job, build_window_checks
 from core.config import Settings, display_url
 from core.env import Env
+from core.names import CHECK_JOB, DOWNSTREAM_SENSOR, FRESHNESS_JOB, SYNC_JOB
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
 from pipelines.schedules import build_nightly_schedule
@@ -40,10 +41,6 @@ from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse, warehouse_for
 
-SYNC_JOB = "polyai_sync"
-FRESHNESS_JOB = "polyai_scope_freshness"
-CHECK_JOB = "polyai_check_windows"
-DOWNSTREAM_SENSOR = "polyai_downstream"
 # One freshness policy for every table, decided here: the nightly run lands yesterday a few
 # hours after the schedule hour, so a table last materialized more than a day and a half ago
 # is late. (Applied through the asset factory: Definitions.map_asset_specs is still preview.)

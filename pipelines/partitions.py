@@ -13,8 +13,8 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from assets.keys import DATE_DIMENSION, SCOPE_DIMENSION
 from core.config import Settings
+from core.names import DATE_DIMENSION, SCOPE_DIMENSION
 from core.windows import Scope, Window, daily_window, window_key
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from dagster import AssetCheckEvaluation, AssetCheckSeverity, DagsterEventType, DagsterInstance
 
-from assets.conversations import SYNC_STEP
 from core.errors import transient_error_names
+from core.names import SYNC_STEP
 from pipelines.run_launcher import was_interrupted
 
 

@@ -37,7 +37,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_jobs
 
-from assets.keys import CONVERSATIONS
+from core import names
 from pipelines.backfill_watcher import POLL_SECONDS, BackfillWatcher
 from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_problems
 from pipelines.run_workers import (
@@ -144,7 +144,7 @@ def run_backfill(
         run_config=run_config,
     )
     instance.add_backfill(backfill)
-    partitions_def = asset_graph.get(CONVERSATIONS).partitions_def
+    partitions_def = asset_graph.get(AssetKey(names.CONVERSATIONS)).partitions_def
     assert partitions_def is not None
     watcher = BackfillWatcher(
         instance, result, set(partition_keys), on_window, on_notice, partitions_def

@@ -173,7 +173,8 @@ def sync_job(
     """The Dagster sync job, configured for the simulator, the test's warehouse and a lake
     beside it."""
     from core.config import Settings
-    from pipelines.definitions import SYNC_JOB, build_definitions
+    from core.names import SYNC_JOB
+    from pipelines.definitions import build_definitions
 
     for name, value in simulator.source_variables().items():
         monkeypatch.setenv(name, value)

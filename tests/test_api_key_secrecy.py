@@ -11,8 +11,9 @@ import pytest
 from dagster import DagsterInstance
 
 from core.config import Settings
+from core.names import SYNC_JOB
 from core.windows import Scope
-from pipelines.definitions import SYNC_JOB, build_definitions
+from pipelines.definitions import build_definitions
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from tests.conftest import SYNC_DAY, Serve, everything_stored

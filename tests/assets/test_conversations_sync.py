@@ -10,8 +10,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from assets.conversations import SYNC_STEP
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
+from core.names import SYNC_STEP
 from core.windows import Scope, daily_window
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 from dagster import DagsterInstance
 
 from core.config import Settings
+from core.names import FRESHNESS_JOB
 from core.windows import Scope, daily_window, expected_newest_day
-from pipelines.definitions import FRESHNESS_JOB, build_definitions
+from pipelines.definitions import build_definitions
 from resources.warehouse import Warehouse
 from sync.window import sync_window
 from tests.conftest import Serve, client_for

@@ -9,10 +9,8 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from assets.conversations import SYNC_STEP
-from assets.freshness import CHECK_NAME as FRESHNESS_CHECK
 from assets.keys import CONVERSATIONS, TURNS
-from assets.window_checks import WINDOW_CHECKS
+from core.names import FRESHNESS_CHECK, SYNC_STEP, WINDOW_CHECKS
 from core.windows import daily_window
 from pipelines.cli import main
 from simulator import SimulatorServer

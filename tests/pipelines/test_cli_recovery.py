@@ -19,7 +19,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from assets.keys import POOL
+from core.names import POOL
 from core.windows import daily_window
 from devtools import postgres
 from simulator import SimulatorServer

@@ -4,13 +4,11 @@ import pytest
 from dagster import AssetKey, BackfillPolicy
 
 from assets.analytics import WHEN_TABLES_CHANGE
-from assets.conversations import SYNC_STEP
-from assets.freshness import CHECK_NAME
-from assets.keys import POOL
-from assets.window_checks import WINDOW_CHECKS
 from core import schema
 from core.config import Settings
-from pipelines.definitions import FRESHNESS, SYNC_JOB, build_definitions
+from core.names import FRESHNESS_CHECK as CHECK_NAME
+from core.names import POOL, SYNC_JOB, SYNC_STEP, WINDOW_CHECKS
+from pipelines.definitions import FRESHNESS, build_definitions
 from resources.warehouse.analytics import CHECKS
 
 TABLES = ("conversations", "turns", "turn_latency", "turn_genai")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 
-from assets.keys import POOL
+from core.names import POOL
 from pipelines.instance import get_instance
 from pipelines.run_launcher import LocalRunLauncher
 from pipelines.run_workers import (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from core.names import CHECK_JOB
 from core.windows import daily_window
-from pipelines.definitions import CHECK_JOB
 from resources.warehouse.analytics import CHECKS
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
