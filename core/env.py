@@ -10,6 +10,8 @@ from enum import StrEnum, auto
 from pathlib import Path
 from typing import Final
 
+from core.api_contract import MAX_LIMIT
+
 LOCAL_DIR: Final = Path(".polyai-sync")
 """Project-local folder (git-ignored) for the default warehouse and Dagster instance."""
 
@@ -63,7 +65,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.LAKE_URL: str(LOCAL_DIR / "lake"),
     Env.POLYAI_QA_SAMPLE_SIZE: "20",
     Env.POLYAI_SAVED_SEARCHES: "",
-    Env.POLYAI_PAGE_SIZE: "1000",
+    Env.POLYAI_PAGE_SIZE: str(MAX_LIMIT),
     Env.POLYAI_REQUEST_DEADLINE_SECONDS: "300",
     Env.POLYAI_ALLOW_INSECURE_HTTP: "false",
 }

@@ -38,6 +38,7 @@ from tenacity import (
 
 from core import api_contract as api
 from core.config import ConfigError, check_source
+from core.env import DEFAULTS, Env
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
@@ -119,10 +120,14 @@ class PolyAIClient(ConfigurableResource):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
     request_deadline_seconds: float = Field(
-        default=300.0, gt=0, description="the longest one request may take, body included"
+        default=float(DEFAULTS[Env.POLYAI_REQUEST_DEADLINE_SECONDS]),
+        gt=0,
+        description="the longest one request may take, body included",
     )
     allow_insecure_http: bool = Field(
-        default=False, description="allow plain http:// to a host other than loopback"
+        default=False,
+        description=f"{Env.POLYAI_ALLOW_INSECURE_HTTP}: allow plain http:// to a host other "
+        "than loopback",
     )
     max_response_bytes: int = Field(
         default=512 * 1024 * 1024, gt=0, description="the largest response body, inflated"

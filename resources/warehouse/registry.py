@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from core.config import display_url
-from core.env import Env
+from core.env import DEFAULTS, Env
 from resources.warehouse.resource import Warehouse, WarehouseError
 
 ENGINES: dict[str, str] = {
@@ -34,7 +34,7 @@ def engine_class(url: str) -> type[Warehouse]:
 
 
 def warehouse_for(
-    url: str, schema_name: str = "polyai", max_memory_mb: int | None = None
+    url: str, schema_name: str = DEFAULTS[Env.WAREHOUSE_SCHEMA], max_memory_mb: int | None = None
 ) -> Warehouse:
     """The warehouse ``url`` names (``duckdb:///…`` or ``postgresql://…``); ``max_memory_mb``
     is DuckDB's (``WAREHOUSE_MAX_MEMORY_MB``), which PostgreSQL does not need."""

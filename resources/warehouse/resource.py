@@ -28,7 +28,7 @@ from pydantic import Field, PrivateAttr
 
 from core import schema
 from core.config import display_url
-from core.env import Env
+from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
 from core.windows import Scope, Window
 from resources.warehouse import ddl
@@ -78,7 +78,9 @@ class Warehouse(ConfigurableResource):
     url: str = Field(
         description=f"{Env.WAREHOUSE_URL}: duckdb:///path/file.duckdb or postgresql://…"
     )
-    schema_name: str = Field(default="polyai", description="SQL schema holding the tables")
+    schema_name: str = Field(
+        default=DEFAULTS[Env.WAREHOUSE_SCHEMA], description="SQL schema holding the tables"
+    )
     _holding: int = PrivateAttr(default=0)
     _held: Any = PrivateAttr(default=None)
     _held_since: float = PrivateAttr(default=0.0)
