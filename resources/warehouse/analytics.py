@@ -25,14 +25,20 @@ from core import schema
 from core.windows import Scope, Window
 from resources.warehouse.quarantine import COLLISION
 from resources.warehouse.resource import JsonFunctions, Warehouse
-from resources.warehouse.sql import IN_WINDOW, column_list, count, quote, window_params
+from resources.warehouse.sql import (
+    CONVERSATIONS_IN_WINDOW,
+    IN_WINDOW,
+    column_list,
+    count,
+    quote,
+    window_params,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # --- KPIs --------------------------------------------------------------------------------
 
-_WINDOW = "c.environment = $env AND c.channel = $channel AND c.window_start = $start"
 _KEYS = (
     "$env AS environment, $channel AS channel, $start AS window_start, "
     "CAST($start AS DATE) AS conversation_date"
@@ -67,7 +73,7 @@ def _handoffs_by(column: str, json: JsonFunctions) -> str:
 def _conversation_kpis(json: JsonFunctions) -> str:
     finished = "count(*) FILTER (WHERE NOT c.in_progress)"
     return f"""
-WITH c AS (SELECT * FROM conversations c WHERE {_WINDOW}),
+WITH c AS (SELECT * FROM conversations c WHERE {IN_WINDOW}),
 turn_counts AS (
     SELECT c.variant_id, count(t.turn_index) AS turns,
            count(*) FILTER (WHERE t.is_silence) AS silent,
@@ -103,7 +109,7 @@ GROUP BY c.variant_id
 
 def _latency_kpis() -> str:
     return f"""
-WITH c AS (SELECT id FROM conversations c WHERE {_WINDOW}),
+WITH c AS (SELECT id FROM conversations c WHERE {IN_WINDOW}),
 samples AS (
     SELECT 'overall' AS stage, t.latency AS ms FROM turns t
     WHERE t.conversation_id IN (SELECT id FROM c) AND t.latency IS NOT NULL
@@ -122,7 +128,7 @@ FROM samples GROUP BY stage
 def _genai_kpis(json: JsonFunctions) -> str:
     tool_calls = json.array_length.format(value="g.function_calls")
     return f"""
-WITH c AS (SELECT id FROM conversations c WHERE {_WINDOW})
+WITH c AS (SELECT id FROM conversations c WHERE {IN_WINDOW})
 SELECT {_KEYS}, coalesce(g.model, '') AS model,
        count(*) AS turns, coalesce(sum(g.input_tokens), 0) AS input_tokens,
        coalesce(sum(g.output_tokens), 0) AS output_tokens,
@@ -239,8 +245,7 @@ class WindowCheck:
     error."""
 
 
-_CONV = f"conversations c WHERE {_WINDOW}"
-_IN_WINDOW = f"SELECT id FROM {_CONV}"
+_CONV = f"conversations c WHERE {IN_WINDOW}"
 
 CHECKS: tuple[WindowCheck, ...] = (
     WindowCheck(
@@ -254,7 +259,7 @@ CHECKS: tuple[WindowCheck, ...] = (
         "turns",
         "No (conversation_id, turn_index) appears twice.",
         "SELECT count(*) - count(DISTINCT (conversation_id, turn_index)) FROM turns "
-        f"WHERE conversation_id IN ({_IN_WINDOW})",
+        f"WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW})",
     ),
     WindowCheck(
         "turns_have_a_conversation",
@@ -277,7 +282,7 @@ CHECKS: tuple[WindowCheck, ...] = (
         "turns",
         "Each conversation's turn indexes run 0, 1, 2, ... without a gap.",
         "SELECT count(*) FROM (SELECT conversation_id FROM turns "
-        f"WHERE conversation_id IN ({_IN_WINDOW}) GROUP BY conversation_id "
+        f"WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW}) GROUP BY conversation_id "
         "HAVING min(turn_index) <> 0 OR max(turn_index) <> count(*) - 1) AS gapped",
     ),
     WindowCheck(
@@ -295,15 +300,15 @@ CHECKS: tuple[WindowCheck, ...] = (
         "turns",
         "No turn latency or latency stage is negative.",
         "SELECT (SELECT count(*) FROM turns WHERE latency < 0 "
-        f"AND conversation_id IN ({_IN_WINDOW})) + (SELECT count(*) FROM turn_latency "
-        f"WHERE latency_ms < 0 AND conversation_id IN ({_IN_WINDOW}))",
+        f"AND conversation_id IN ({CONVERSATIONS_IN_WINDOW})) + (SELECT count(*) FROM turn_latency "
+        f"WHERE latency_ms < 0 AND conversation_id IN ({CONVERSATIONS_IN_WINDOW}))",
     ),
     WindowCheck(
         "unique_latency_keys",
         "turn_latency",
         "No (conversation_id, turn_index, stage) appears twice.",
         "SELECT count(*) - count(DISTINCT (conversation_id, turn_index, stage)) "
-        f"FROM turn_latency WHERE conversation_id IN ({_IN_WINDOW})",
+        f"FROM turn_latency WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW})",
     ),
     WindowCheck(
         "quarantine_under_threshold",

@@ -70,6 +70,7 @@ def _memory_mb(large_bytes: int) -> int:
     return BASE_MEMORY_MB + -(-LARGE_VALUE_FACTOR * large_bytes // (1 << 20))
 
 
+_INTERRUPTED = "Query interrupted"
 _OUT_OF_MEMORY = ("out of memory", "failed to pin block", "could not allocate")
 
 _HEADERS_BYTES = 3 * 4096
@@ -125,6 +126,14 @@ class DuckDBWarehouse(Warehouse):
         try:
             with guard, super().connect(read_only) as connection:
                 yield connection
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            # Ctrl-C (or a UI's Terminate, which the CLI turns into SIGINT) that arrived while a
+            # query ran: DuckDB took the KeyboardInterrupt and raised "Query interrupted" in
+            # its place, which would fail the window as an error instead of stopping the run
+            # as interrupted.
+            if isinstance(exc, RuntimeError) and str(exc) != _INTERRUPTED:
+                raise
+            raise KeyboardInterrupt(str(exc)) from exc
         except duckdb.Error as exc:
             if not any(words in str(exc).lower() for words in _OUT_OF_MEMORY):
                 raise

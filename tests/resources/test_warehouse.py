@@ -423,3 +423,33 @@ def test_a_duckdb_file_whose_name_starts_with_a_dot_is_a_warehouse(tmp_path: Pat
     warehouse = warehouse_for(f"duckdb:///{tmp_path / '.hidden.duckdb'}")
     warehouse.ensure_schema()
     assert warehouse.row_counts()["conversations"] == 0
+
+
+INTERRUPTED_QUERY = """
+import os, signal, threading
+from resources.warehouse import warehouse_for
+
+warehouse = warehouse_for("duckdb:///" + os.environ["FILE"])
+warehouse.ensure_schema()
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    with warehouse.connect(read_only=True) as con:  # minutes of work: SIGINT comes first
+        con.execute("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3").fetchone()
+except BaseException as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_ctrl_c_during_a_duckdb_query_is_an_interrupt_not_a_query_error(tmp_path: Path) -> None:
+    """DuckDB takes a SIGINT that arrives mid-query and raises ``RuntimeError('Query
+    interrupted')`` in its place; a sync would then fail the window as an error (exit 1)
+    instead of stopping as interrupted (exit 130). The warehouse gives it back."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_QUERY],
+        env={**os.environ, "FILE": str(tmp_path / "w.duckdb")},
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "KeyboardInterrupt", done.stdout + done.stderr
