@@ -11,6 +11,7 @@ The simulator's clock is frozen so that what it holds is fixed for the length of
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -41,6 +42,26 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("fault campaign")
         for line in CAMPAIGN_REPORT:
             terminalreporter.write_line(line)
+
+
+_GC_CALLBACKS_BEFORE_RUN: list[Any] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _GC_CALLBACKS_BEFORE_RUN[:] = gc.callbacks
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the garbage-collector callbacks that the run added (Hypothesis adds one, to time
+    collections, and never removes it). CPython releases ``gc.callbacks`` only after its last
+    collection at exit, and such a callback's module globals reach, through pytest's session
+    and the tests, everything the run imported: DuckDB's classes then outlive the interpreter,
+    and DuckDB's bindings print a report of leaked objects after pytest's summary."""
+    gc.callbacks[:] = [
+        callback
+        for callback in gc.callbacks
+        if any(callback is before for before in _GC_CALLBACKS_BEFORE_RUN)
+    ]
 
 
 SYNC_DAY = date(2026, 11, 20)

@@ -39,13 +39,15 @@ def run_sync(serve: Serve, warehouse: Warehouse, warehouse_dir: Path, monkeypatc
         }
     )
     defs = build_definitions(settings)
-    instance = DagsterInstance.ephemeral()
-    result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
-        partition_key=partition_key(SYNC_DAY, Scope("live", "voice")),
-        instance=instance,
-        raise_on_error=False,
-    )
-    records = instance.all_logs(result.run_id)
+    # Disposed on exit: an ephemeral instance left open holds its in-memory SQLite storage
+    # until interpreter exit, and DuckDB's bindings then report leaked objects on stderr.
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(SYNC_JOB).execute_in_process(
+            partition_key=partition_key(SYNC_DAY, Scope("live", "voice")),
+            instance=instance,
+            raise_on_error=False,
+        )
+        records = instance.all_logs(result.run_id)
     event_text = "\n".join(f"{r.user_message} {r.dagster_event!r}" for r in records)
     return result, event_text, repr(defs.resources) + str(defs.resources)
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,12 @@ def _run(instance: DagsterInstance, worker: Worker, status=DagsterRunStatus.STAR
 
 
 @pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagsterInstance:
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    instance = get_instance(tmp_path / "dagster_home")  # the project's dagster.yaml: a pool of 1
-    assert instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
-    return instance
+    # the project's dagster.yaml: a pool of 1; disposed after the test (its storage closed)
+    with get_instance(tmp_path / "dagster_home") as instance:
+        assert instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+        yield instance
 
 
 def test_a_dead_run_holding_the_pool_is_failed_and_its_slot_freed(

@@ -35,11 +35,13 @@ def test_nightly_requests_yesterday_the_lookback_and_windows_left_in_progress(
     )
     schedule = build_definitions(settings).resolve_schedule_def(NIGHTLY)
     assert schedule.cron_schedule == "0 2 * * *"
-    context = build_schedule_context(
+    # A context is closed (``with``): its resources are built in an ephemeral Dagster instance
+    # that stays open otherwise, and DuckDB's bindings report leaks at interpreter exit.
+    with build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC),
         resources={"warehouse": warehouse},
-    )
-    requests = list(schedule(context))
+    ) as context:
+        requests = list(schedule(context))
     keys = sorted(r.partition_key for r in requests)
     days = [TODAY - timedelta(days=n) for n in (3, 2, 1)]
     expected = [f"{unfinished_day}|live.voice"] + [
@@ -56,11 +58,11 @@ def test_nightly_on_an_empty_warehouse_requests_only_recent_windows(tmp_path) ->
     )  # fmt: skip
     schedule = build_definitions(settings).resolve_schedule_def(NIGHTLY)
     assert schedule.cron_schedule == "0 5 * * *"
-    context = build_schedule_context(
+    with build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 23, 5, tzinfo=UTC),
         resources={"warehouse": DuckDBWarehouse(url=settings.warehouse_url)},
-    )
-    keys = sorted(r.partition_key for r in schedule(context))
+    ) as context:
+        keys = sorted(r.partition_key for r in schedule(context))
     assert keys == ["2026-11-22|live.chat", "2026-11-22|live.voice"]
 
 
@@ -70,9 +72,9 @@ def test_nightly_with_hourly_windows_requests_every_hour(tmp_path) -> None:
          "POLYAI_WINDOW": "hourly", "POLYAI_CHANNELS": "voice"}
     )  # fmt: skip
     schedule = build_definitions(settings).resolve_schedule_def(NIGHTLY)
-    context = build_schedule_context(
+    with build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC),
         resources={"warehouse": DuckDBWarehouse(url=settings.warehouse_url)},
-    )
-    keys = sorted(r.partition_key for r in schedule(context))
+    ) as context:
+        keys = sorted(r.partition_key for r in schedule(context))
     assert keys == [f"2026-11-22-{h:02d}:00|live.voice" for h in range(24)]
