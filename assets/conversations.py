@@ -7,6 +7,7 @@ Everything computed from them (KPIs, lake, QA sample, saved searches) and the wi
 their own steps downstream (:mod:`assets.analytics`, :mod:`assets.window_checks`).
 """
 
+import contextlib
 from collections.abc import Iterator
 
 from dagster import (
@@ -34,9 +35,10 @@ from assets.keys import (
 from core.errors import PolyAISyncError
 from core.names import GROUP, OWNER, POOL, SYNC_STEP, WINDOW_LANDED
 from core.windows import Scope, Window, window_key
-from resources.polyai_api import Page, PolyAIClient
+from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
-from sync.window import WindowSyncResult, sync_window
+from sync.feed import PageInfo
+from sync.window import WindowSyncResult, sync_windows
 
 
 def build_sync_asset(
@@ -86,14 +88,26 @@ def _sync_windows(
     max_quarantined_fraction: float,
 ) -> Iterator[AssetObservation | AssetMaterialization | MaterializeResult]:
     landed: list[tuple[str, dict[AssetKey, dict[str, object]]]] = []
+    windows = sorted(window_of(k) for k in context.partition_keys)
+
+    def log_page(page: PageInfo) -> None:
+        context.log.debug(f"page {page.number}: {page.conversations} conversations")
+
     # One connection across the run's windows (let go every second for other processes): a
-    # checkpoint a second instead of one a window.
-    with warehouse.holding():
-        for _, scope, window, key in sorted(window_of(k) for k in context.partition_keys):
+    # checkpoint a second instead of one a window. The next window's first page is fetched
+    # while this one is published.
+    results = sync_windows(
+        polyai,
+        warehouse,
+        [(scope, window) for _, scope, window, _ in windows],
+        on_page=log_page,
+        log=context.log,
+        max_quarantined_fraction=max_quarantined_fraction,
+    )
+    with contextlib.closing(results):
+        for _, scope, window, key in windows:
             try:
-                result = _sync_one(
-                    context, polyai, warehouse, scope, window, max_quarantined_fraction
-                )
+                result = next(results)
             except Exception as exc:
                 for done, by_table in landed:
                     for asset_key, metadata in by_table.items():
@@ -101,6 +115,7 @@ def _sync_windows(
                             asset_key=asset_key, partition=done, metadata=metadata
                         )
                 raise _failure(key, exc) from exc
+            _log_result(context, scope, window, result)
             common = _metadata(scope, window, result)
             by_table = {}
             for asset_key in TABLE_DESCRIPTIONS:
@@ -134,26 +149,9 @@ def _failure(key: str, exc: Exception) -> Failure:
     )
 
 
-def _sync_one(
-    context: AssetExecutionContext,
-    polyai: PolyAIClient,
-    warehouse: Warehouse,
-    scope: Scope,
-    window: Window,
-    max_quarantined_fraction: float,
-) -> WindowSyncResult:
-    def log_page(page: Page) -> None:
-        context.log.debug(f"page {page.number}: {len(page.conversations)} conversations")
-
-    result = sync_window(
-        polyai,
-        warehouse,
-        scope,
-        window,
-        on_page=log_page,
-        log=context.log,
-        max_quarantined_fraction=max_quarantined_fraction,
-    )
+def _log_result(
+    context: AssetExecutionContext, scope: Scope, window: Window, result: WindowSyncResult
+) -> None:
     label = f"{scope.key} {window_key(window)}"
     context.log.info(
         f"{label}: {result.rows['conversations']} conversations, "
@@ -169,7 +167,6 @@ def _sync_one(
             f"{label}: values converted or nulled to fit the schema: "
             + ", ".join(f"{k} x{n}" for k, n in sorted(result.type_issues.items()))
         )
-    return result
 
 
 def _metadata(scope: Scope, window: Window, result: WindowSyncResult) -> dict[str, object]:

@@ -135,7 +135,7 @@ class Result:
 def _sync_windows(source: Source, url: str, windows: list[Window]) -> None:
     from resources.polyai_api import PolyAIClient
     from resources.warehouse import warehouse_for
-    from sync.window import sync_window
+    from sync.window import sync_windows
 
     client = PolyAIClient(
         base_url=source.base_url,
@@ -145,9 +145,8 @@ def _sync_windows(source: Source, url: str, windows: list[Window]) -> None:
         page_size=source.page_size,
     )
     warehouse = warehouse_for(url)
-    with warehouse.holding():
-        for window in windows:
-            sync_window(client, warehouse, SCOPE, window)
+    for _ in sync_windows(client, warehouse, [(SCOPE, window) for window in windows]):
+        pass
 
 
 def _landed(url: str) -> tuple[int, int]:

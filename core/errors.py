@@ -28,7 +28,7 @@ other error needs something changed first (a setting, the data, the API).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class PolyAISyncError(Exception):
@@ -36,6 +36,18 @@ class PolyAISyncError(Exception):
 
     transient: ClassVar[bool] = False
     """Whether running the same thing again, unchanged, may succeed."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class, message and attributes, whatever its ``__init__`` takes: the
+        sync's page feed raises in the sync an error its child process met."""
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type[PolyAISyncError], args: tuple[Any, ...], attributes: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
 
 
 def transient_error_names() -> frozenset[str]:

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -74,7 +75,7 @@ class Batch:
     def conversations(self) -> pa.Table:
         return self.tables["conversations"]
 
-    @property
+    @cached_property
     def large_value_bytes(self) -> int:
         """Bytes in text values of :data:`LARGE_VALUE_BYTES` or more, quarantined records
         included: what a warehouse that keeps a transaction's large values in memory until

@@ -1,13 +1,16 @@
-"""Sync one (scope, window): page through the API, normalize, stage, publish.
+"""Sync one (scope, window), or several in turn: page through the API, normalize, stage,
+publish.
 
 Plain Python over the two resources, with no Dagster in it, so the same code runs under a
-Dagster asset, a test or a benchmark. One page is in flight at a time: memory is bounded by
-the page size, not by the window.
+Dagster asset, a test or a benchmark. Pages come from a :class:`sync.feed.PageFeed`, fetched
+and normalized one page ahead in a child process while this process stages the page before:
+memory is bounded by two pages, not by the window.
 
 Every page is committed with the cursor after it (``sync_state``), so a run that dies at any
-point resumes where the last commit left it: it re-requests at most the page that was in
-flight. A window whose pages are all staged but not yet published is published without
-calling the API again. A cursor the API rejects restarts the window from its first page.
+point resumes where the last commit left it: it re-requests at most the page being staged
+and the one being fetched. A window whose pages are all staged but not yet published is
+published without calling the API again. A cursor the API rejects restarts the window from
+its first page.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ import gc
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
-from core.normalize import normalize_page
 from core.windows import Scope, Window
-from resources.polyai_api import CursorRejectedError, Page, PolyAIClient, RequestStats
+from resources.polyai_api import CursorRejectedError, PolyAIClient, RequestStats
 from resources.warehouse import (
     Collision,
     SyncState,
@@ -35,6 +37,7 @@ from resources.warehouse import (
     WindowLoad,
     read_state,
 )
+from sync.feed import PageFeed, PageInfo, WindowFetch
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
@@ -84,15 +87,58 @@ def sync_window(
     warehouse: Warehouse,
     scope: Scope,
     window: Window,
-    on_page: Callable[[Page], None] | None = None,
+    on_page: Callable[[PageInfo], None] | None = None,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
 ) -> WindowSyncResult:
     """Make the warehouse's copy of ``scope`` over ``window`` what the API holds now."""
-    with warehouse.holding(), _without_cycle_collection():
-        return _sync(
-            client, warehouse, scope, window, on_page, log or _log, max_quarantined_fraction
-        )
+    windows = sync_windows(
+        client, warehouse, [(scope, window)], on_page, log, max_quarantined_fraction
+    )
+    with contextlib.closing(windows):
+        return next(windows)
+
+
+def sync_windows(
+    client: PolyAIClient,
+    warehouse: Warehouse,
+    windows: Sequence[tuple[Scope, Window]],
+    on_page: Callable[[PageInfo], None] | None = None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+) -> Iterator[WindowSyncResult]:
+    """:func:`sync_window` for each of ``windows`` in order, each result yielded as its window
+    is published. The first window that fails raises, and the windows after it are not
+    synced (the failed one is ``windows[number of results yielded]``).
+
+    The next page is fetched and normalized in a child process while this one is staged,
+    across windows too (:mod:`sync.feed`): a sync uses two cores.
+    """
+    log = log or _log
+    with (
+        warehouse.holding(),
+        _without_cycle_collection(),
+        PageFeed(client) as feed,
+    ):
+        warehouse.ensure_schema()
+        started: WindowFetch[WindowSyncResult] | None = None  # the next load, begun early
+        for position, (scope, window) in enumerate(windows):
+            key = WindowKey(client.account_id, client.project_id, scope, window)
+            pending = list(windows[position + 1 : position + 2])
+
+            def start_next(pending: list[tuple[Scope, Window]] = pending) -> None:
+                """Begin the next window's load (once): its first page is fetched next."""
+                nonlocal started
+                if pending:
+                    started = _start(client, warehouse, feed, *pending.pop(), state=None)
+
+            fetch, started = started, None
+            if fetch is None:
+                fetch = _start(client, warehouse, feed, scope, window, state=None)
+            assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
+            yield _finish(
+                client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
+            )
 
 
 @contextlib.contextmanager
@@ -110,24 +156,58 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _sync(
+def _start(
     client: PolyAIClient,
     warehouse: Warehouse,
+    feed: PageFeed,
     scope: Scope,
     window: Window,
-    on_page: Callable[[Page], None] | None,
+    state: SyncState | None,
+    result: WindowSyncResult | None = None,
+) -> WindowFetch[WindowSyncResult]:
+    """Where the window's load starts: resumed from its state, or begun afresh; the pages
+    still to fetch are submitted to the feed (``first_page`` 0: every page is staged)."""
+    key = WindowKey(client.account_id, client.project_id, scope, window)
+    result = result or WindowSyncResult(scope, window)
+    if state is None and result.restarts == 0:
+        state = read_state(warehouse, key)
+    if state is not None and state.status == "staged":
+        result.resumed_from_page = state.pages + 1
+        result.load_id = state.load_id
+        return WindowFetch(key, state.load_id, 0, None, datetime.now(UTC), result)
+    if state is not None and state.status == "running" and state.cursor is not None:
+        result.resumed_from_page = state.pages + 1
+        fetch = WindowFetch(
+            key, state.load_id, state.pages + 1, state.cursor, datetime.now(UTC), result
+        )
+    else:
+        load_id = uuid.uuid4().hex
+        WindowLoad(warehouse, key, load_id).begin()
+        fetch = WindowFetch(key, load_id, 1, None, datetime.now(UTC), result)
+    result.load_id = fetch.load_id
+    feed.submit(fetch)
+    return fetch
+
+
+def _finish(
+    client: PolyAIClient,
+    warehouse: Warehouse,
+    feed: PageFeed,
+    fetch: WindowFetch[WindowSyncResult],
+    start_next: Callable[[], None],
+    on_page: Callable[[PageInfo], None] | None,
     log: logging.Logger | logging.LoggerAdapter,
     max_quarantined_fraction: float,
 ) -> WindowSyncResult:
-    key = WindowKey(client.account_id, client.project_id, scope, window)
-    result = WindowSyncResult(scope, window)
-    warehouse.ensure_schema()
-    state = read_state(warehouse, key)
+    """Stage the window's pages as the feed brings them, then publish it."""
+    key, result = fetch.key, fetch.result
+    scope, window = key.scope, key.window
     while True:
         try:
-            result.load_id, next_page, cursor = _starting_point(warehouse, key, state, result)
-            if next_page is not None:
-                _load(client, warehouse, key, result, next_page, cursor, on_page)
+            if fetch.first_page:
+                _stage_pages(warehouse, feed, fetch, start_next, on_page)
+            else:
+                start_next()
             final = read_state(warehouse, key)
             if final is None or final.status != "staged" or final.load_id != result.load_id:
                 raise WarehouseError(
@@ -146,53 +226,43 @@ def _sync(
                 WindowLoad(warehouse, key, result.load_id).discard()
                 raise
             result.restarts += 1
-            state = None
             log.warning(
                 f"{scope.key} {window.start:%Y-%m-%d}: the API rejected a cursor ({exc.detail}); "
                 f"restarting the window from its first page "
                 f"(restart {result.restarts} of {MAX_WINDOW_RESTARTS})"
             )
+            feed.restart()
+            result.resumed_from_page = None
+            fetch = _start(client, warehouse, feed, scope, window, state=None, result=result)
 
 
-def _starting_point(
-    warehouse: Warehouse, key: WindowKey, state: SyncState | None, result: WindowSyncResult
-) -> tuple[str, int | None, str | None]:
-    """(load id, next page number or None when all are staged, cursor to resume at)."""
-    if state is not None and state.status == "staged":
-        result.resumed_from_page = state.pages + 1
-        return state.load_id, None, None
-    if state is not None and state.status == "running" and state.cursor is not None:
-        result.resumed_from_page = state.pages + 1
-        return state.load_id, state.pages + 1, state.cursor
-    load_id = uuid.uuid4().hex
-    WindowLoad(warehouse, key, load_id).begin()
-    return load_id, 1, None
-
-
-def _load(
-    client: PolyAIClient,
+def _stage_pages(
     warehouse: Warehouse,
-    key: WindowKey,
-    result: WindowSyncResult,
-    first_page: int,
-    cursor: str | None,
-    on_page: Callable[[Page], None] | None,
+    feed: PageFeed,
+    fetch: WindowFetch[WindowSyncResult],
+    start_next: Callable[[], None],
+    on_page: Callable[[PageInfo], None] | None,
 ) -> None:
-    loaded_at = datetime.now(UTC)
-    load = WindowLoad(warehouse, key, result.load_id)
-    pages = client.iter_window(key.scope, key.window, stats=result.requests, start_cursor=cursor)
-    for offset, page in enumerate(pages):
-        number = first_page + offset
-        batch = normalize_page(
-            page.conversations, load_id=result.load_id, loaded_at=loaded_at, scope=key.scope
-        )
+    """Stage each page of the window the feed brings, committing the cursor after it."""
+    load = WindowLoad(warehouse, fetch.key, fetch.load_id)
+    result = fetch.result
+    number = fetch.first_page
+    while (fed := feed.next()).page is not None:
+        page, batch = fed.page, fed.batch
+        assert fed.fetch is fetch and batch is not None, "pages of another window"
+        if page.next_cursor is None:
+            # The window's last page: the next window's first is fetched while this one is
+            # staged and the window published.
+            start_next()
         load.stage(number, batch, page.next_cursor)
         result.pages += 1
-        result.conversations_fetched += len(page.conversations)
+        result.conversations_fetched += page.conversations
         result.type_issues.update(batch.type_issues)
         if on_page is not None:
             on_page(page)
-        del page, batch  # one page in memory at a time: freed before the next is fetched
+        number += 1
+        del page, batch, fed  # two pages in memory at most: this one and the next
+    start_next()  # (a no-op when the last page, the one without a cursor, started it)
 
 
 def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: float) -> None:

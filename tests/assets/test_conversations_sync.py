@@ -16,7 +16,7 @@ from core.windows import Scope, daily_window
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from simulator import SimulatorServer
-from sync.window import sync_window
+from sync import window as window_sync
 from tests.conftest import SYNC_DAY, whole_records
 
 LIVE_VOICE = Scope("live", "voice")
@@ -166,12 +166,14 @@ def test_a_range_records_each_window_once_with_its_own_metadata_and_a_failed_win
         assert counts == served and len(set(served.values())) > 1
 
         # The middle window fails (an injected fault; the others sync for real).
-        def failing_on_the_middle_day(polyai, warehouse, scope, window, **kwargs):
-            if window.start.date() == days[1]:
-                raise RuntimeError("injected fault")
-            return sync_window(polyai, warehouse, scope, window, **kwargs)
+        finish = window_sync._finish
 
-        monkeypatch.setattr("assets.conversations.sync_window", failing_on_the_middle_day)
+        def failing_on_the_middle_day(polyai, warehouse, feed, fetch, *args):
+            if fetch.key.window.start.date() == days[1]:
+                raise RuntimeError("injected fault")
+            return finish(polyai, warehouse, feed, fetch, *args)
+
+        monkeypatch.setattr(window_sync, "_finish", failing_on_the_middle_day)
         failed = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         assert not failed.success
         recorded = failed.asset_materializations_for_node(SYNC_STEP)

@@ -101,7 +101,8 @@ def test_killed_syncs_resume_and_match_an_uninterrupted_run(
     positions = requested_positions(server)
     repeats = len(positions) - len(set(positions))
     assert len(set(positions)) == total_pages
-    assert repeats <= len(kills)  # at most the page in flight, once per kill
+    # at most two pages per kill: the one being staged and the one being fetched (sync.feed)
+    assert repeats <= 2 * len(kills)
 
 
 def test_readers_get_in_between_commits_and_two_writers_both_finish(

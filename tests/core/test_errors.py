@@ -51,3 +51,16 @@ def test_only_what_may_pass_by_itself_is_transient() -> None:
         "PolyAITransportError",
         "WarehouseBusyError",
     }
+
+
+def test_an_error_crosses_a_process_boundary_as_itself() -> None:
+    """The page feed's child process raises in the sync what it met: pickled whole, whatever
+    the class's ``__init__`` takes."""
+    import pickle
+
+    from resources.polyai_errors import CursorRejectedError, PolyAIAuthError
+
+    for error in (CursorRejectedError(400, "cursor expired", "q"), PolyAIAuthError(401, "no", "q")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert (copy.status, copy.detail) == (error.status, error.detail)
