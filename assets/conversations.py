@@ -46,6 +46,7 @@ def build_sync_asset(
     max_quarantined_fraction: float,
     windows_per_run: int,
     freshness_policy: FreshnessPolicy | None,
+    workers: int = 1,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -76,7 +77,7 @@ def build_sync_asset(
         table); the four tables' materializations, one per window with that window's
         metadata, when the step ends. A window that fails ends the step: the windows before it
         are recorded as materialized, the window is named in the failure."""
-        yield from _sync_windows(context, polyai, warehouse, max_quarantined_fraction)
+        yield from _sync_windows(context, polyai, warehouse, max_quarantined_fraction, workers)
 
     return polyai_conversations_sync
 
@@ -86,6 +87,7 @@ def _sync_windows(
     polyai: PolyAIClient,
     warehouse: Warehouse,
     max_quarantined_fraction: float,
+    workers: int,
 ) -> Iterator[AssetObservation | AssetMaterialization | MaterializeResult]:
     landed: list[tuple[str, dict[AssetKey, dict[str, object]]]] = []
     windows = sorted(window_of(k) for k in context.partition_keys)
@@ -103,6 +105,7 @@ def _sync_windows(
         on_page=log_page,
         log=context.log,
         max_quarantined_fraction=max_quarantined_fraction,
+        workers=workers,
     )
     with contextlib.closing(results):
         for _, scope, window, key in windows:

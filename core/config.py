@@ -80,6 +80,9 @@ class Settings:
     lookback_days: int
     schedule_hour: int
     windows_per_run: int
+    sync_workers: int
+    """Processes beside the writer that fetch and normalize pages (0: none; a one-core
+    machine uses none whatever this says)."""
     granularity: str
     lake_url: str
     qa_sample_size: int
@@ -136,6 +139,7 @@ class Settings:
             lookback_days=lookback_days,
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
+            sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, 1),
             granularity=granularity,
             lake_url=_lake_folder(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),

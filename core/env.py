@@ -39,6 +39,7 @@ class Env(StrEnum):
     POLYAI_LOOKBACK_DAYS = auto()
     POLYAI_SCHEDULE_HOUR = auto()
     POLYAI_WINDOWS_PER_RUN = auto()
+    POLYAI_SYNC_WORKERS = auto()
     POLYAI_WINDOW = auto()
     LAKE_URL = auto()
     POLYAI_QA_SAMPLE_SIZE = auto()
@@ -61,6 +62,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_LOOKBACK_DAYS: "2",
     Env.POLYAI_SCHEDULE_HOUR: "2",
     Env.POLYAI_WINDOWS_PER_RUN: "7",
+    Env.POLYAI_SYNC_WORKERS: "1",
     Env.POLYAI_WINDOW: "daily",
     Env.LAKE_URL: str(LOCAL_DIR / "lake"),
     Env.POLYAI_QA_SAMPLE_SIZE: "20",

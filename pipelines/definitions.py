@@ -52,7 +52,9 @@ FRESHNESS = FreshnessPolicy.time_window(
 def build_definitions(settings: Settings) -> Definitions:
     partitions = build_partitions(settings)
     per_run = settings.windows_per_run
-    sync_asset = build_sync_asset(partitions, settings.quarantine_max_fraction, per_run, FRESHNESS)
+    sync_asset = build_sync_asset(
+        partitions, settings.quarantine_max_fraction, per_run, FRESHNESS, settings.sync_workers
+    )
     downstream = _downstream_assets(partitions, settings)
     window_checks = build_window_checks(partitions, settings.quarantine_max_fraction)
     sync_job = define_asset_job(

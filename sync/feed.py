@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import pickle
 import signal
 from collections import deque
@@ -94,12 +93,12 @@ class FedPage:
 
 
 class PageFeed:
-    """Pages of the windows submitted, in order, each window's pages one after another; in
-    a child process when the machine has more than one core (``in_child``), else here."""
+    """Pages of the windows submitted, in order, each window's pages one after another;
+    fetched and normalized in a child process (``in_child``) or in this one."""
 
-    def __init__(self, client: PolyAIClient, in_child: bool | None = None) -> None:
+    def __init__(self, client: PolyAIClient, in_child: bool) -> None:
         self.client = client
-        self.in_child = (os.cpu_count() or 1) > 1 if in_child is None else in_child
+        self.in_child = in_child
         self._fetches: deque[tuple[WindowFetch[Any], _Messages | None]] = deque()
         self._conn: Connection | None = None
         self._child: multiprocessing.process.BaseProcess | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -106,19 +107,21 @@ def sync_windows(
     on_page: Callable[[PageInfo], None] | None = None,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+    workers: int = 1,
 ) -> Iterator[WindowSyncResult]:
     """:func:`sync_window` for each of ``windows`` in order, each result yielded as its window
     is published. The first window that fails raises, and the windows after it are not
     synced (the failed one is ``windows[number of results yielded]``).
 
     The next page is fetched and normalized in a child process while this one is staged,
-    across windows too (:mod:`sync.feed`): a sync uses two cores.
+    across windows too (:mod:`sync.feed`): a sync uses two cores. ``workers`` 0 keeps it in
+    this process (``POLYAI_SYNC_WORKERS``); so does a machine with one core.
     """
     log = log or _log
     with (
         warehouse.holding(),
         _without_cycle_collection(),
-        PageFeed(client) as feed,
+        PageFeed(client, in_child=workers > 0 and (os.cpu_count() or 1) > 1) as feed,
     ):
         warehouse.ensure_schema()
         started: WindowFetch[WindowSyncResult] | None = None  # the next load, begun early

@@ -137,3 +137,11 @@ def test_source_settings_that_would_leak_or_redirect_the_key_are_refused(
 def test_plain_http_to_another_host_is_allowed_when_asked_for() -> None:
     env = {"POLYAI_BASE_URL": "http://api.internal", "POLYAI_ALLOW_INSECURE_HTTP": "true"}
     assert Settings.from_env(env).base_url == "http://api.internal"
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "many"])
+def test_sync_workers_is_0_or_1(value: str) -> None:
+    assert Settings.from_env({}).sync_workers == 1
+    assert Settings.from_env({"POLYAI_SYNC_WORKERS": "0"}).sync_workers == 0
+    with pytest.raises(ConfigError, match="POLYAI_SYNC_WORKERS"):
+        Settings.from_env({"POLYAI_SYNC_WORKERS": value})

@@ -119,3 +119,20 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return status != "Z"  # a zombie has ended (its parent, killed, did not reap it)
+
+
+def test_with_no_workers_the_sync_forks_no_child(
+    simulator: SimulatorServer, duckdb_warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``POLYAI_SYNC_WORKERS=0``: the pages are fetched and normalized in the sync's process."""
+    import multiprocessing
+
+    from sync.window import sync_windows
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(multiprocessing.get_context("fork"), "Process", no_fork)
+    client = client_for(simulator, page_size=100)
+    (result,) = sync_windows(client, duckdb_warehouse, [(LIVE_VOICE, WINDOW)], workers=0)
+    assert result.rows["conversations"] == 364 and result.pages == 4
