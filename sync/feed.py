@@ -161,10 +161,6 @@ class PageFeed:
             raise payload
         return FedPage(fetch)
 
-    def restart(self) -> None:
-        """Go on after an error the feed raised: nothing of the failed window is left."""
-        # The child ends a window at its error and waits for the next; so does this side.
-
 
 _Message = tuple[str, Any, Any, RequestStats]
 """(kind: page, end, error or log; the page's :class:`PageInfo` or the log record; the batch or

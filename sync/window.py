@@ -133,11 +133,11 @@ def sync_windows(
                 """Begin the next window's load (once): its first page is fetched next."""
                 nonlocal started
                 if pending:
-                    started = _start(client, warehouse, feed, *pending.pop(), state=None)
+                    started = _start(client, warehouse, feed, *pending.pop())
 
             fetch, started = started, None
             if fetch is None:
-                fetch = _start(client, warehouse, feed, scope, window, state=None)
+                fetch = _start(client, warehouse, feed, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
             yield _finish(
                 client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
@@ -165,15 +165,14 @@ def _start(
     feed: PageFeed,
     scope: Scope,
     window: Window,
-    state: SyncState | None,
     result: WindowSyncResult | None = None,
 ) -> WindowFetch[WindowSyncResult]:
-    """Where the window's load starts: resumed from its state, or begun afresh; the pages
-    still to fetch are submitted to the feed (``first_page`` 0: every page is staged)."""
+    """Where the window's load starts: resumed from its state, or begun afresh (always, on
+    a restart); the pages still to fetch are submitted to the feed (``first_page`` 0: every
+    page is staged)."""
     key = WindowKey(client.account_id, client.project_id, scope, window)
     result = result or WindowSyncResult(scope, window)
-    if state is None and result.restarts == 0:
-        state = read_state(warehouse, key)
+    state = read_state(warehouse, key) if result.restarts == 0 else None
     if state is not None and state.status == "staged":
         result.resumed_from_page = state.pages + 1
         result.load_id = state.load_id
@@ -234,9 +233,9 @@ def _finish(
                 f"restarting the window from its first page "
                 f"(restart {result.restarts} of {MAX_WINDOW_RESTARTS})"
             )
-            feed.restart()
+            # The feed ended the window at the error and waits for the next: start it again.
             result.resumed_from_page = None
-            fetch = _start(client, warehouse, feed, scope, window, state=None, result=result)
+            fetch = _start(client, warehouse, feed, scope, window, result=result)
 
 
 def _stage_pages(
