@@ -70,18 +70,41 @@ class Batch:
     type_issues: Counter[str] = field(default_factory=Counter)
     """``table.column`` -> how many values were converted or nulled to fit the schema."""
     in_progress: int = 0
+    staged_conversations: int | None = None
+    """Set once the rows were staged where the page came in (:meth:`rows_staged`): the
+    conversations they held. ``None``: the rows are in ``tables``."""
 
     @property
     def conversations(self) -> pa.Table:
         return self.tables["conversations"]
+
+    @property
+    def conversation_count(self) -> int:
+        """The page's conversations, whether its rows are still here or already staged."""
+        if self.staged_conversations is not None:
+            return self.staged_conversations
+        return self.conversations.num_rows
+
+    def rows_staged(self) -> Batch:
+        """This batch once its rows are staged: what the page's commit still needs (counts,
+        quarantined records), without the rows."""
+        staged = Batch(
+            {name: rows.slice(0, 0) for name, rows in self.tables.items()},
+            self.quarantined,
+            self.type_issues,
+            self.in_progress,
+            self.conversation_count,
+        )
+        staged.__dict__["large_value_bytes"] = self.large_value_bytes
+        staged.__dict__["quarantined_large_value_bytes"] = self.quarantined_large_value_bytes
+        return staged
 
     @cached_property
     def large_value_bytes(self) -> int:
         """Bytes in text values of :data:`LARGE_VALUE_BYTES` or more, quarantined records
         included: what a warehouse that keeps a transaction's large values in memory until
         it commits (DuckDB) must make room for to stage the page."""
-        raws = (len(q.raw.encode()) for q in self.quarantined)
-        total = sum(size for size in raws if size >= LARGE_VALUE_BYTES)
+        total = self.quarantined_large_value_bytes
         for table in self.tables.values():
             for column in table.columns:
                 if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -89,6 +112,12 @@ class Batch:
                     large = pc.filter(lengths, pc.greater_equal(lengths, LARGE_VALUE_BYTES))
                     total += pc.sum(large).as_py() or 0
         return total
+
+    @cached_property
+    def quarantined_large_value_bytes(self) -> int:
+        """The part of :attr:`large_value_bytes` in quarantined records."""
+        raws = (len(q.raw.encode()) for q in self.quarantined)
+        return sum(size for size in raws if size >= LARGE_VALUE_BYTES)
 
     @property
     def turns(self) -> pa.Table:

@@ -147,8 +147,6 @@ def _refused(outcome: Outcome, done: subprocess.CompletedProcess, marker: str, w
 
 
 def _tally(outcome: Outcome, warehouse, expected: set[str]) -> None:
-    from resources.warehouse import STAGE_PREFIX
-
     ids = _stored_ids(warehouse)
     outcome.expected += len(expected)
     outcome.landed += len(set(ids) & expected)
@@ -159,9 +157,7 @@ def _tally(outcome: Outcome, warehouse, expected: set[str]) -> None:
         states = con.execute(
             f"SELECT status, count(*) FROM {warehouse.table_ref('sync_state')} GROUP BY status"
         ).fetchall()
-        staged = con.execute(
-            f"SELECT count(*) FROM {warehouse.table_ref(STAGE_PREFIX + 'conversations')}"
-        ).fetchone()[0]
+        staged = warehouse.staging.rows(con, "conversations")
     if {status for status, _ in states} != {"complete"}:
         outcome.problems.append(f"sync state not all complete: {states}")
     if staged:

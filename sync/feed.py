@@ -26,7 +26,7 @@ import multiprocessing
 import pickle
 import signal
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -70,8 +70,14 @@ class _Job:
 
     key: WindowKey
     load_id: str
+    first_page: int
     cursor: str | None
     loaded_at: datetime
+
+
+StageRows = Callable[[WindowKey, str, int, Batch], Batch]
+"""Stages a page's rows where the page came in (window, load id, page number, batch), and
+returns the batch without them: :meth:`resources.warehouse.WindowLoad.stage_rows`."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,12 @@ class PageFeed:
     """Pages of the windows submitted, in order, each window's pages one after another;
     fetched and normalized in a child process (``in_child``) or in this one."""
 
-    def __init__(self, client: PolyAIClient, in_child: bool) -> None:
+    def __init__(
+        self, client: PolyAIClient, in_child: bool, stage_rows: StageRows | None = None
+    ) -> None:
         self.client = client
         self.in_child = in_child
+        self.stage_rows = stage_rows
         self._fetches: deque[tuple[WindowFetch[Any], _Messages | None]] = deque()
         self._conn: Connection | None = None
         self._child: multiprocessing.process.BaseProcess | None = None
@@ -109,7 +118,7 @@ class PageFeed:
             self._conn, theirs = context.Pipe()
             self._child = context.Process(
                 target=_serve,
-                args=(theirs, self._conn, self.client),
+                args=(theirs, self._conn, self.client, self.stage_rows),
                 name="polyai-sync pages",
                 daemon=True,
             )
@@ -133,12 +142,12 @@ class PageFeed:
 
     def submit(self, fetch: WindowFetch[Any]) -> None:
         """Fetch this window's pages once those of the windows submitted before are fed."""
-        job = _Job(fetch.key, fetch.load_id, fetch.cursor, fetch.loaded_at)
+        job = _Job(fetch.key, fetch.load_id, fetch.first_page, fetch.cursor, fetch.loaded_at)
         if self._conn is not None:
             self._conn.send(job)
             self._fetches.append((fetch, None))
         else:
-            self._fetches.append((fetch, _pages(self.client, job)))
+            self._fetches.append((fetch, _pages(self.client, job, self.stage_rows)))
 
     def next(self) -> FedPage:
         """The next page of the windows submitted (only call it while one has pages left)."""
@@ -168,15 +177,15 @@ the error; the request figures since the message before)."""
 _Messages = Iterator[_Message]
 
 
-def _pages(client: PolyAIClient, job: _Job) -> _Messages:
-    """The window's pages, normalized, then its end (or the error that ended it), each with
-    the request figures since the one before."""
+def _pages(client: PolyAIClient, job: _Job, stage_rows: StageRows | None) -> _Messages:
+    """The window's pages, normalized (and their rows staged, with ``stage_rows``), then its
+    end (or the error that ended it), each with the request figures since the one before."""
     stats = RequestStats()
     key = job.key
     try:
         pages = client.iter_window(key.scope, key.window, stats=stats, start_cursor=job.cursor)
         with contextlib.closing(pages):
-            for page in pages:
+            for number, page in enumerate(pages, start=job.first_page):
                 batch = normalize_page(
                     page.conversations,
                     load_id=job.load_id,
@@ -184,6 +193,8 @@ def _pages(client: PolyAIClient, job: _Job) -> _Messages:
                     scope=key.scope,
                 )
                 batch.large_value_bytes  # noqa: B018  (measured here, once, off the writer)
+                if stage_rows is not None:
+                    batch = stage_rows(key, job.load_id, number, batch)
                 info = PageInfo(page.number, len(page.conversations), page.next_cursor)
                 del page  # before the next is parsed
                 yield "page", info, batch, _taken(stats)
@@ -202,7 +213,9 @@ def _taken(stats: RequestStats) -> RequestStats:
     return taken
 
 
-def _serve(conn: Connection, syncs_end: Connection, client: PolyAIClient) -> None:
+def _serve(
+    conn: Connection, syncs_end: Connection, client: PolyAIClient, stage_rows: StageRows | None
+) -> None:
     """The child: each window the sync submits, a page at a time, each once the sync took
     the one before."""
     syncs_end.close()  # forked with it: held here, the pipe would never end when the sync dies
@@ -212,7 +225,7 @@ def _serve(conn: Connection, syncs_end: Connection, client: PolyAIClient) -> Non
     _forward_logs(conn)
     with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
         while (job := conn.recv()) is not None:
-            for message in _pages(client, job):
+            for message in _pages(client, job, stage_rows):
                 _send(conn, message)
                 if message[0] == "page" and conn.recv() != _TAKEN:
                     return  # the sync closed the feed

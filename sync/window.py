@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
+from core.normalize import Batch
 from core.windows import Scope, Window
 from resources.polyai_api import CursorRejectedError, PolyAIClient, RequestStats
 from resources.warehouse import (
@@ -37,8 +38,9 @@ from resources.warehouse import (
     WindowKey,
     WindowLoad,
     read_state,
+    sweep_staged,
 )
-from sync.feed import PageFeed, PageInfo, WindowFetch
+from sync.feed import PageFeed, PageInfo, StageRows, WindowFetch
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
@@ -121,9 +123,14 @@ def sync_windows(
     with (
         warehouse.holding(),
         _without_cycle_collection(),
-        PageFeed(client, in_child=workers > 0 and (os.cpu_count() or 1) > 1) as feed,
+        PageFeed(
+            client,
+            in_child=workers > 0 and (os.cpu_count() or 1) > 1,
+            stage_rows=None if warehouse.staging.in_transaction else _stage_rows(warehouse),
+        ) as feed,
     ):
         warehouse.ensure_schema()
+        sweep_staged(warehouse)
         started: WindowFetch[WindowSyncResult] | None = None  # the next load, begun early
         for position, (scope, window) in enumerate(windows):
             key = WindowKey(client.account_id, client.project_id, scope, window)
@@ -133,15 +140,25 @@ def sync_windows(
                 """Begin the next window's load (once): its first page is fetched next."""
                 nonlocal started
                 if pending:
-                    started = _start(client, warehouse, feed, *pending.pop())
+                    started = _start(client, warehouse, feed, log, *pending.pop())
 
             fetch, started = started, None
             if fetch is None:
-                fetch = _start(client, warehouse, feed, scope, window)
+                fetch = _start(client, warehouse, feed, log, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
             yield _finish(
                 client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
             )
+
+
+def _stage_rows(warehouse: Warehouse) -> StageRows:
+    """Stage a page's rows where it was normalized (a staging outside the warehouse's
+    transactions: DuckDB's files), so that only its counts travel to this process."""
+
+    def stage(key: WindowKey, load_id: str, page: int, batch: Batch) -> Batch:
+        return WindowLoad(warehouse, key, load_id).stage_rows(page, batch)
+
+    return stage
 
 
 @contextlib.contextmanager
@@ -163,16 +180,27 @@ def _start(
     client: PolyAIClient,
     warehouse: Warehouse,
     feed: PageFeed,
+    log: logging.Logger | logging.LoggerAdapter,
     scope: Scope,
     window: Window,
     result: WindowSyncResult | None = None,
 ) -> WindowFetch[WindowSyncResult]:
     """Where the window's load starts: resumed from its state, or begun afresh (always, on
-    a restart); the pages still to fetch are submitted to the feed (``first_page`` 0: every
-    page is staged)."""
+    a restart, and when the staged pages are gone); the pages still to fetch are submitted to
+    the feed (``first_page`` 0: every page is staged)."""
     key = WindowKey(client.account_id, client.project_id, scope, window)
     result = result or WindowSyncResult(scope, window)
     state = read_state(warehouse, key) if result.restarts == 0 else None
+    if (
+        state is not None
+        and state.status in ("running", "staged")
+        and not warehouse.staging.intact(state.load_id, state.pages, state.conversations)
+    ):
+        log.warning(
+            f"{key.describe()}: the {state.pages} page(s) load {state.load_id} staged are no "
+            "longer all there; loading the window again from its first page"
+        )
+        state = None
     if state is not None and state.status == "staged":
         result.resumed_from_page = state.pages + 1
         result.load_id = state.load_id
@@ -235,7 +263,7 @@ def _finish(
             )
             # The feed ended the window at the error and waits for the next: start it again.
             result.resumed_from_page = None
-            fetch = _start(client, warehouse, feed, scope, window, result=result)
+            fetch = _start(client, warehouse, feed, log, scope, window, result=result)
 
 
 def _stage_pages(

@@ -264,7 +264,8 @@ def everything_stored(warehouse: Warehouse, lake: Path) -> str:
 
     parts = []
     tables = [t.name for t in schema.metadata.sorted_tables]
-    tables += [STAGE_PREFIX + t.name for t in schema.WINDOW_TABLES]
+    if warehouse.staging.in_transaction:
+        tables += [STAGE_PREFIX + t.name for t in schema.WINDOW_TABLES]
     for table in tables:
         parts.append(warehouse.read_table(table).astype(str).to_csv())
     for path in sorted(lake.rglob("*")):
@@ -274,4 +275,9 @@ def everything_stored(warehouse: Warehouse, lake: Path) -> str:
             parts.append(path.read_text(errors="replace"))
     if getattr(warehouse, "path", None) is not None:
         parts.append(warehouse.path.read_bytes().decode("utf-8", errors="replace"))
+    staged_files = getattr(warehouse.staging, "root", None)  # DuckDB's staged pages
+    if staged_files is not None:
+        for path in sorted(staged_files.rglob("*")):
+            if path.is_file():
+                parts.append(path.read_bytes().decode("utf-8", errors="replace"))
     return "\n".join(parts)

@@ -9,6 +9,7 @@
 ``ddl``             create the tables, add what a newer version declares
 ``state``           the sync state: where each window's load stands
 ``load``            a window's load: begin, stage pages, publish or discard
+``staging``         where staged pages wait: staging tables, or Arrow files (DuckDB)
 ``quarantine``      records set aside: failed validation, or held by another window
 ``analytics``       the analytics SQL: KPIs, window checks, the CLI's summary
 ==================  ===============================================================
@@ -16,7 +17,7 @@
 The names most callers need are importable from here.
 """
 
-from resources.warehouse.load import PublishResult, WindowLoad
+from resources.warehouse.load import PublishResult, WindowLoad, sweep_staged
 from resources.warehouse.quarantine import COLLISION, Collision
 from resources.warehouse.registry import warehouse_for
 from resources.warehouse.resource import (
@@ -44,5 +45,6 @@ __all__ = [
     "WindowKey",
     "WindowLoad",
     "read_state",
+    "sweep_staged",
     "warehouse_for",
 ]

@@ -15,11 +15,14 @@ from core import schema
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, quote
 
 
-def is_complete(con: Connection, schema_name: str) -> bool:
-    """Whether every table (and staging table) has every declared column: one read-only
-    query, against taking the write lock to run the DDL."""
+def is_complete(con: Connection, schema_name: str, stage_tables: bool = True) -> bool:
+    """Whether every table (and staging table, when the engine stages in tables) has every
+    declared column: one read-only query, against taking the write lock to run the DDL."""
     expected = {(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns}
-    expected |= {(STAGE_PREFIX + t.name, c.name) for t in schema.WINDOW_TABLES for c in t.columns}
+    if stage_tables:
+        expected |= {
+            (STAGE_PREFIX + t.name, c.name) for t in schema.WINDOW_TABLES for c in t.columns
+        }
     present = set(
         con.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
@@ -35,19 +38,21 @@ def create_and_migrate(
     schema_name: str,
     dialect: sa.engine.Dialect,
     unenforced_keys: tuple[sa.Table, ...],
+    stage_tables: bool = True,
 ) -> None:
     """Create what is missing and add the columns older tables lack (in the schema bare names
-    resolve to, inside the caller's transaction)."""
+    resolve to, inside the caller's transaction); the staging tables too when the engine
+    stages in tables (:mod:`resources.warehouse.staging`)."""
     for statement in schema.create_statements(dialect, unenforced_keys):
         con.execute(statement)
-    for table in schema.WINDOW_TABLES:
+    for table in schema.WINDOW_TABLES if stage_tables else ():
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {quote(STAGE_PREFIX + table.name)} "
             f"AS SELECT *, 0 AS {PAGE_COLUMN} FROM {quote(table.name)} WITH NO DATA"
         )
     for table in schema.metadata.sorted_tables:
         targets = [table.name]
-        if table in schema.WINDOW_TABLES:
+        if stage_tables and table in schema.WINDOW_TABLES:
             targets.append(STAGE_PREFIX + table.name)
         for target in targets:
             added = _add_missing_columns(con, schema_name, table, target, dialect)

@@ -45,6 +45,7 @@ from resources.warehouse.resource import (
     WarehouseSizeError,
 )
 from resources.warehouse.sql import PAGE_COLUMN, quote
+from resources.warehouse.staging import FileStaging
 
 LOCK_WAIT_SECONDS = 120.0
 HELD_CHECKPOINT_THRESHOLD = "64MB"
@@ -117,6 +118,12 @@ class DuckDBWarehouse(Warehouse):
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @property
+    def staging(self) -> FileStaging:
+        """Pages wait in Arrow IPC files in ``<file>.staging/`` beside the file, so that a row
+        is written into the file once (:mod:`resources.warehouse.staging`)."""
+        return FileStaging(self, self.path.with_name(self.path.name + ".staging"))
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:

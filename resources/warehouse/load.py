@@ -31,6 +31,7 @@ from resources.warehouse.sql import (
     quote,
     window_params,
 )
+from resources.warehouse.staging import Staging
 from resources.warehouse.state import WindowKey
 
 _STAGED_CONVERSATIONS = quote(STAGE_PREFIX + "conversations")
@@ -57,9 +58,10 @@ class WindowLoad:
     def begin(self) -> None:
         """Start a fresh load of the window, dropping whatever an earlier one staged."""
         now = datetime.now(UTC)
+        staging = self.warehouse.staging
         with self.warehouse.connect() as con:
             con.execute("BEGIN")
-            _forget_window(con, self.key)
+            previous = _forget_window(con, staging, self.key)
             con.execute(
                 "INSERT INTO sync_state (account_id, project_id, environment, channel, "
                 "window_start, window_end, status, load_id, pages, conversations, quarantined, "
@@ -69,19 +71,25 @@ class WindowLoad:
                 {**self.key.params(), "end": self.key.window.end, "load": self.load_id, "now": now},
             )
             con.execute("COMMIT")
+        if previous:
+            staging.dropped(previous)
 
     def stage(self, page: int, batch: Batch, next_cursor: str | None) -> None:
         """Commit one page: its rows, its quarantined records and the cursor after it."""
-        key, large = self.key, batch.large_value_bytes
+        key, staging = self.key, self.warehouse.staging
+        large = batch.large_value_bytes
+        if not staging.in_transaction:  # only the quarantined records go into the transaction
+            large = batch.quarantined_large_value_bytes
         what = f"{key.describe()} page {page}"
         with (
             self.warehouse.connect() as con,
             self.warehouse.room_for(con, large, what, page=True),
         ):
+            if not staging.in_transaction and batch.staged_conversations is None:
+                self.stage_rows(page, batch)
             con.execute("BEGIN")
-            for table, rows in batch.tables.items():
-                if rows.num_rows:
-                    self.warehouse.insert(con, STAGE_PREFIX + table, rows, page=int(page))
+            if staging.in_transaction:
+                staging.stage(con, self.load_id, page, batch.tables)
             if batch.quarantined:
                 rows = quarantine_rows(
                     key, self.load_id, page, batch.quarantined, datetime.now(UTC)
@@ -89,11 +97,26 @@ class WindowLoad:
                 self.warehouse.insert(con, "quarantine", rows)
             if not self._advance(con, page, batch, next_cursor):
                 con.execute("ROLLBACK")
+                staging.dropped(self.load_id)
                 raise WarehouseError(
                     f"load {self.load_id} no longer owns {key.describe()}: "
                     "another sync of the same window took it over"
                 )
             con.execute("COMMIT")
+
+    def stage_rows(self, page: int, batch: Batch) -> Batch:
+        """For a staging outside the warehouse's transactions (DuckDB's files): stage the
+        page's rows ahead of :meth:`stage`, which commits its cursor, in any process (the
+        page feed's child does); the batch without them."""
+        try:
+            self.warehouse.staging.stage(None, self.load_id, page, batch.tables)
+            return batch.rows_staged()
+        except OSError as exc:
+            raise WarehouseError(
+                f"cannot stage {self.key.describe()} page {page} in "
+                f"{exc.filename or 'the staging folder'}: {exc.strerror or exc}; what was "
+                "committed is kept, and a re-run resumes at this page"
+            ) from exc
 
     def _advance(self, con: Connection, page: int, batch: Batch, next_cursor: str | None) -> bool:
         """Record the page in the window's state (``staged`` after the last one); whether
@@ -112,7 +135,7 @@ class WindowLoad:
                     **self.key.params(),
                     "cursor": next_cursor,
                     "page": page,
-                    "rows": batch.conversations.num_rows,
+                    "rows": batch.conversation_count,
                     "bad": len(batch.quarantined),
                     "ongoing": batch.in_progress,
                     "large": batch.large_value_bytes,
@@ -130,14 +153,23 @@ class WindowLoad:
         holds stays where it is (so that window's rows, KPIs and lake files keep agreeing) and
         this load's copy is quarantined, whole, with a reason naming the holder.
         """
+        staging = self.warehouse.staging
         with self.warehouse.connect() as con:
-            large = count(
-                con,
-                f"SELECT coalesce(large_value_bytes, 0) FROM sync_state WHERE {STATE_OF_WINDOW}",
-                self.key.params(),
+            large, pages = next(
+                iter(
+                    con.execute(
+                        "SELECT coalesce(large_value_bytes, 0), pages FROM sync_state "
+                        f"WHERE {STATE_OF_WINDOW}",
+                        self.key.params(),
+                    ).fetchall()
+                ),
+                (0, 0),
             )
-            with self.warehouse.room_for(
-                con, large, f"publishing {self.key.describe()}", page=False
+            with (
+                self.warehouse.room_for(
+                    con, large, f"publishing {self.key.describe()}", page=False
+                ),
+                staging.readable(con, self.load_id, pages),
             ):
                 con.execute("BEGIN")
                 replaced = _delete_window(con, self.key)
@@ -147,7 +179,7 @@ class WindowLoad:
                 rows = self._insert_staged(con, held_elsewhere=bool(collisions))
                 if collisions:
                     con.execute("DROP TABLE held_elsewhere")
-                _drop_staged(con, self.load_id)
+                staging.drop(con, self.load_id)
                 con.execute(
                     "UPDATE sync_state SET status = 'complete', cursor = NULL, "
                     "replaced_conversations = $replaced, collisions = $collisions, "
@@ -160,6 +192,7 @@ class WindowLoad:
                     },
                 )
                 con.execute("COMMIT")
+        staging.dropped(self.load_id)
         return PublishResult(rows, replaced, tuple(collisions))
 
     def _insert_staged(self, con: Connection, held_elsewhere: bool) -> dict[str, int]:
@@ -213,10 +246,13 @@ class WindowLoad:
 
     def discard(self) -> None:
         """Drop what the window's current load staged, and its state."""
+        staging = self.warehouse.staging
         with self.warehouse.connect() as con:
             con.execute("BEGIN")
-            _forget_window(con, self.key)
+            previous = _forget_window(con, staging, self.key)
             con.execute("COMMIT")
+        if previous:
+            staging.dropped(previous)
 
 
 def _delete_window(con: Connection, key: WindowKey) -> int:
@@ -235,19 +271,25 @@ def _delete_window(con: Connection, key: WindowKey) -> int:
     return replaced
 
 
-def _drop_staged(con: Connection, load_id: str) -> None:
-    for table in schema.WINDOW_TABLES:
-        con.execute(
-            f"DELETE FROM {quote(STAGE_PREFIX + table.name)} WHERE load_id = $load",
-            {"load": load_id},
-        )
-
-
-def _forget_window(con: Connection, key: WindowKey) -> None:
-    """Drop what the window's current load staged, and its state row."""
+def _forget_window(con: Connection, staging: Staging, key: WindowKey) -> str | None:
+    """Drop what the window's current load staged, and its state row; that load's id."""
     previous = con.execute(
         f"SELECT load_id FROM sync_state WHERE {STATE_OF_WINDOW}", key.params()
     ).fetchone()
     if previous:
-        _drop_staged(con, previous[0])
+        staging.drop(con, previous[0])
     con.execute(f"DELETE FROM sync_state WHERE {STATE_OF_WINDOW}", key.params())
+    return previous[0] if previous else None
+
+
+def sweep_staged(warehouse: Warehouse) -> None:
+    """Remove staged pages no running or staged load owns (a process killed between a
+    publish's commit and removing its files leaves them)."""
+    with warehouse.connect() as con:
+        live = {
+            row[0]
+            for row in con.execute(
+                "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged')"
+            ).fetchall()
+        }
+    warehouse.staging.sweep(live)

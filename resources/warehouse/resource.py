@@ -41,6 +41,7 @@ from resources.warehouse.sql import (
     quote,
     window_params,
 )
+from resources.warehouse.staging import Staging
 
 if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
     import pandas as pd
@@ -141,6 +142,11 @@ class Warehouse(ConfigurableResource):
         goes)."""
         yield
 
+    @property
+    def staging(self) -> Staging:
+        """Where loads stage their pages until publishing: the staging tables by default."""
+        return Staging(self)
+
     def table_ref(self, table: str) -> str:
         """A table of the warehouse schema, schema-qualified, for SQL written outside the
         warehouse's own connections (tests, tools)."""
@@ -196,12 +202,18 @@ class Warehouse(ConfigurableResource):
         (existing rows kept: :func:`resources.warehouse.ddl.migrate`)."""
         if self.exists():
             with self.connect(read_only=True) as con:
-                if ddl.is_complete(con, self.schema_name):
+                if ddl.is_complete(con, self.schema_name, self.staging.in_transaction):
                     return  # the common case: every window sync calls this
         with self.connect() as con:
             con.execute("BEGIN")
             self.begin_ddl(con)
-            ddl.create_and_migrate(con, self.schema_name, self.dialect(), self.unenforced_keys)
+            ddl.create_and_migrate(
+                con,
+                self.schema_name,
+                self.dialect(),
+                self.unenforced_keys,
+                stage_tables=self.staging.in_transaction,
+            )
             self.after_ddl(con)
             con.execute("COMMIT")
 

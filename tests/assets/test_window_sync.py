@@ -51,7 +51,7 @@ def test_a_rejected_cursor_restarts_the_window_with_a_warning(
     truth = list(server.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
     assert sorted(stored_ids(warehouse)) == sorted(c["id"] for c in truth)
     with warehouse.connect(read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone() == (0,)
+        assert warehouse.staging.rows(con, "conversations") == 0
 
 
 def test_a_cursor_rejected_every_time_fails_after_bounded_restarts_and_keeps_the_old_window(

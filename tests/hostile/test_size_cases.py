@@ -106,9 +106,11 @@ def test_a_publish_over_the_memory_ceiling_is_refused_by_name_and_a_rerun_publis
     assert {r["status"] for r in deployment.rows("sync_state")} == {"complete"}
 
 
-def test_a_page_over_the_memory_ceiling_is_refused_before_it_is_staged(
+def test_a_page_over_the_memory_ceiling_is_staged_and_its_publish_refused(
     duckdb_deployment: Deployment,
 ) -> None:
+    """DuckDB stages a page in files, outside its memory: only the publish needs the room,
+    and a re-run with the room publishes without fetching the page again."""
     deployment, api = duckdb_deployment, duckdb_deployment.api
     api.put("live", "chat", DAY, [_big_turn("big", "chat")])  # needs 128 + 4 x 66 MB
     client = deployment.client()
@@ -118,16 +120,18 @@ def test_a_page_over_the_memory_ceiling_is_refused_before_it_is_staged(
     with pytest.raises(WarehouseSizeError) as refused:
         sync_window(client, tight, key.scope, key.window)
 
-    assert str(refused.value).startswith("live.chat 2026-01-05 page 1: 66 MB of text values")
-    assert "Raise it, a smaller POLYAI_PAGE_SIZE, or use PostgreSQL" in str(refused.value)
-    assert "a re-run resumes at this page" in str(refused.value)
+    assert str(refused.value).startswith("publishing live.chat 2026-01-05: 66 MB of text values")
+    assert "Raise it, or use PostgreSQL" in str(refused.value)
+    assert "a re-run publishes the staged pages" in str(refused.value)
     state = read_state(tight, key)
-    assert state is not None and (state.status, state.pages, state.cursor) == ("running", 0, None)
-    assert deployment.rows("_stage_turns") == []
+    assert state is not None and (state.status, state.pages) == ("staged", 1)
+    assert deployment.rows("turns") == []
+    fetched = len(api.requests)
 
     roomy = DuckDBWarehouse(url=deployment.warehouse_url)
     landed = sync_window(client, roomy, key.scope, key.window)
 
+    assert len(api.requests) == fetched  # published from the staged files
     assert landed.rows["turns"] == 2
     assert deployment.rows("turns", "turn_index = 0")[0]["user_input"] == TURN_TEXT
 

@@ -149,7 +149,7 @@ def test_a_conversation_served_twice_is_kept_once_with_its_latest_copy(
 def test_publish_clears_the_staging_tables(warehouse: Warehouse) -> None:
     load(warehouse, "L1", [record("C1", "2026-11-20T01:00:00Z")])
     with warehouse.connect(read_only=True) as con:
-        staged = con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone()[0]
+        staged = warehouse.staging.rows(con, "conversations")
     assert staged == 0
 
 
@@ -243,7 +243,7 @@ def test_a_stale_load_cannot_stage_into_a_window_another_load_took_over(
     with pytest.raises(WarehouseError, match="another sync of the same window"):
         WindowLoad(warehouse, key, "old").stage(1, batch, None)
     with warehouse.connect(read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM polyai._stage_conversations").fetchone() == (0,)
+        assert warehouse.staging.rows(con, "conversations") == 0
 
 
 def test_a_column_added_by_a_later_version_is_migrated_in_place(
@@ -253,7 +253,8 @@ def test_a_column_added_by_a_later_version_is_migrated_in_place(
     # An older version of the warehouse: these columns did not exist yet.
     with warehouse.connect() as con:
         con.execute("ALTER TABLE polyai.conversations DROP COLUMN handoff_destination")
-        con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN handoff_destination")
+        if warehouse.staging.in_transaction:  # staging tables (PostgreSQL's) migrate too
+            con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN handoff_destination")
         con.execute("DROP TABLE polyai.turn_genai")
     warehouse.ensure_schema()
     with warehouse.connect(read_only=True) as con:
@@ -278,7 +279,8 @@ def test_rows_written_before_windows_held_them_are_given_the_window_they_started
     # A warehouse of the version before conversations carried window_start.
     with warehouse.connect() as con:
         con.execute("ALTER TABLE polyai.conversations DROP COLUMN window_start")
-        con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN window_start")
+        if warehouse.staging.in_transaction:  # staging tables (PostgreSQL's) migrate too
+            con.execute("ALTER TABLE polyai._stage_conversations DROP COLUMN window_start")
     warehouse.ensure_schema()
     owners = {
         row["id"]: row["window_start"].date()

@@ -1,0 +1,173 @@
+"""Where a load's pages wait until the window is published: the staging of each engine.
+
+Publishing reads a load's staged rows by the names ``_stage_<table>`` (a column ``load_id``
+and the page in ``_page``), whichever staging holds them:
+
+- :class:`Staging`, in the warehouse: tables of those names, each page inserted in the
+  transaction that commits its cursor (PostgreSQL).
+- :class:`FileStaging`, in Arrow IPC files beside the warehouse: a page's tables are written
+  to a folder of their own, renamed into place whole, before the transaction that commits the
+  page's cursor (DuckDB). A page is staged when that commit lands, as in a table: the files of
+  a page whose commit did not land are never read, and are replaced when the page is fetched
+  again. Each row then reaches the DuckDB file once, when the window is published, not twice
+  (staged, then published), and the page's commit is a row of ``sync_state`` and the page's
+  quarantined records. Publishing reads the files memory-mapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from core import schema
+from resources.files import owner_only
+from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, count, quote
+
+
+class _Engine(Protocol):
+    def insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int: ...
+
+
+class Staging:
+    """Staged pages in the warehouse's staging tables, written in the page's transaction."""
+
+    in_transaction: bool = True
+    """Whether a page's rows are written inside the transaction that commits its cursor (so
+    they count towards that transaction's memory)."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+
+    def stage(
+        self, con: Connection | None, load_id: str, page: int, tables: Mapping[str, pa.Table]
+    ) -> None:
+        """Stage one page's rows: in the transaction that commits its cursor when
+        :attr:`in_transaction`, else before it (``con`` unused: any process may)."""
+        assert con is not None, "staging tables are written in the page's transaction"
+        for table, rows in tables.items():
+            if rows.num_rows:
+                self.engine.insert(con, STAGE_PREFIX + table, rows, page=page)
+
+    def intact(self, load_id: str, pages: int, conversations: int) -> bool:
+        """Whether the load's first ``pages`` pages, holding ``conversations`` conversations,
+        are all still staged (a table's are, as they commit with the cursor)."""
+        return True
+
+    @contextlib.contextmanager
+    def readable(self, con: Connection, load_id: str, pages: int) -> Iterator[None]:
+        """Inside, ``_stage_<table>`` on ``con`` holds the load's first ``pages`` pages."""
+        yield
+
+    def drop(self, con: Connection, load_id: str) -> None:
+        """Inside the transaction that publishes or forgets the load: drop its pages."""
+        for table in schema.WINDOW_TABLES:
+            con.execute(
+                f"DELETE FROM {quote(STAGE_PREFIX + table.name)} WHERE load_id = $load",
+                {"load": load_id},
+            )
+
+    def dropped(self, load_id: str) -> None:
+        """After that transaction committed: anything of the load's left outside it."""
+
+    def sweep(self, live: set[str]) -> None:
+        """Remove what loads other than ``live`` (the running and staged ones) left."""
+
+    def rows(self, con: Connection, table: str) -> int:
+        """Rows of ``table`` staged by every load (tests and the fault campaign)."""
+        return count(con, f"SELECT count(*) FROM {quote(STAGE_PREFIX + table)}")
+
+
+class FileStaging(Staging):
+    """Staged pages as Arrow IPC files under ``root``: ``<load_id>/<page>/<table>.arrow``."""
+
+    in_transaction = False
+
+    def __init__(self, engine: _Engine, root: Path) -> None:
+        super().__init__(engine)
+        self.root = root
+
+    def _page(self, load_id: str, page: int) -> Path:
+        return self.root / load_id / f"{page:06d}"
+
+    def stage(
+        self, con: Connection | None, load_id: str, page: int, tables: Mapping[str, pa.Table]
+    ) -> None:
+        final = self._page(load_id, page)
+        partial = final.with_name(final.name + ".partial")
+        with owner_only():
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            for table in schema.WINDOW_TABLES:
+                rows = tables.get(table.name)
+                if rows is None:
+                    rows = schema.arrow_schema(table).empty_table()
+                path = str(partial / f"{table.name}.arrow")
+                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as out:
+                    out.write_table(rows)
+            shutil.rmtree(final, ignore_errors=True)  # the page fetched again after a kill
+            partial.rename(final)
+
+    def intact(self, load_id: str, pages: int, conversations: int) -> bool:
+        try:
+            staged = sum(
+                self._read(load_id, page, "conversations").num_rows for page in range(1, pages + 1)
+            )
+        except (OSError, pa.ArrowInvalid):
+            return False
+        return staged == conversations
+
+    def _read(self, load_id: str, page: int, table: str) -> pa.Table:
+        path = self._page(load_id, page) / f"{table}.arrow"
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+    @contextlib.contextmanager
+    def readable(self, con: Any, load_id: str, pages: int) -> Iterator[None]:
+        names = []
+        try:
+            for table in schema.WINDOW_TABLES:
+                name = STAGE_PREFIX + table.name
+                con.register(name, self._staged(load_id, pages, table))
+                names.append(name)
+            yield
+        finally:
+            for name in names:
+                with contextlib.suppress(Exception):  # an aborted transaction refuses it
+                    con.unregister(name)
+
+    def _staged(self, load_id: str, pages: int, table: Any) -> pa.Table:
+        """The table's rows of the load's first ``pages`` pages (each row carries its
+        ``load_id``) with the page they came on: the files' buffers, memory-mapped."""
+        parts = []
+        for page in range(1, pages + 1):
+            rows = self._read(load_id, page, table.name)
+            pages_column = pa.repeat(pa.scalar(page, pa.int32()), rows.num_rows)
+            parts.append(rows.append_column(PAGE_COLUMN, pages_column))
+        if not parts:
+            empty = schema.arrow_schema(table).empty_table()
+            return empty.append_column(PAGE_COLUMN, pa.array([], pa.int32()))
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def drop(self, con: Connection, load_id: str) -> None:
+        pass  # the files go once the transaction has committed: :meth:`dropped`
+
+    def dropped(self, load_id: str) -> None:
+        shutil.rmtree(self.root / load_id, ignore_errors=True)
+
+    def sweep(self, live: set[str]) -> None:
+        if self.root.is_dir():
+            for load in self.root.iterdir():
+                if load.name not in live:
+                    shutil.rmtree(load, ignore_errors=True)
+
+    def rows(self, con: Connection, table: str) -> int:
+        if not self.root.is_dir():
+            return 0
+        return sum(
+            pa.ipc.open_file(pa.memory_map(str(path))).read_all().num_rows
+            for path in self.root.glob(f"*/*/{table}.arrow")
+        )
