@@ -46,7 +46,7 @@ def build_sync_asset(
     max_quarantined_fraction: float,
     windows_per_run: int,
     freshness_policy: FreshnessPolicy | None,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> AssetsDefinition:
     """The sync asset over the given (date x scope) partitions."""
 
@@ -87,7 +87,7 @@ def _sync_windows(
     polyai: PolyAIClient,
     warehouse: Warehouse,
     max_quarantined_fraction: float,
-    workers: int,
+    workers: int | None,
 ) -> Iterator[AssetObservation | AssetMaterialization | MaterializeResult]:
     landed: list[tuple[str, dict[AssetKey, dict[str, object]]]] = []
     windows = sorted(window_of(k) for k in context.partition_keys)

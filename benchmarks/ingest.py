@@ -41,6 +41,7 @@ import importlib
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -479,6 +480,9 @@ def _kill_tree(process: psutil.Process) -> None:
 
 
 def _serve(config: SimulatorConfig, port_queue: multiprocessing.Queue) -> None:
+    # A SIGTERM ignored where the benchmark was started (a shell's background job, say) is
+    # ignored here too: terminate() would not end the server.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     server = SimulatorServer(config)
     port_queue.put(int(server.base_url.rsplit(":", 1)[1]))
     server.serve_forever()
@@ -529,6 +533,9 @@ def bench_size(
     finally:
         server.terminate()
         server.join(timeout=10)
+        if server.is_alive():  # never left behind: exiting would wait on it for ever
+            server.kill()
+            server.join()
 
 
 def check_same_rows(size: int, results: list[Result]) -> None:

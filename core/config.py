@@ -139,7 +139,7 @@ class Settings:
             lookback_days=lookback_days,
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
-            sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, 1),
+            sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, MAX_WORKERS),
             granularity=granularity,
             lake_url=_lake_folder(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
@@ -309,6 +309,7 @@ def _int_setting(get: Getter, name: str, lo: int, hi: int) -> int:
     return number
 
 
+MAX_WORKERS = 256
 MIN_MAX_MEMORY_MB = 256
 """The smallest WAREHOUSE_MAX_MEMORY_MB: DuckDB's own cap (128 MB) and room for a page."""
 

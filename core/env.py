@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum, auto
 from pathlib import Path
 from typing import Final
@@ -62,7 +63,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_LOOKBACK_DAYS: "2",
     Env.POLYAI_SCHEDULE_HOUR: "2",
     Env.POLYAI_WINDOWS_PER_RUN: "7",
-    Env.POLYAI_SYNC_WORKERS: "1",
+    Env.POLYAI_SYNC_WORKERS: str(os.cpu_count() or 1),  # every core
     Env.POLYAI_WINDOW: "daily",
     Env.LAKE_URL: str(LOCAL_DIR / "lake"),
     Env.POLYAI_QA_SAMPLE_SIZE: "20",

@@ -89,7 +89,7 @@ class Batch:
         """This batch once its rows are staged: what the page's commit still needs (counts,
         quarantined records), without the rows."""
         staged = Batch(
-            {name: rows.slice(0, 0) for name, rows in self.tables.items()},
+            {},
             self.quarantined,
             self.type_issues,
             self.in_progress,

@@ -46,6 +46,10 @@ class Counted(Protocol):
 R = TypeVar("R", bound=Counted)
 
 _TAKEN = "taken"
+AHEAD_PAGES = 4
+"""Pages the child may send before the sync took them, when it stages their rows itself (files
+whose pages a resumed load commits without fetching them again); one, when the rows travel
+with the page."""
 _CLOSE_WAIT_SECONDS = 1.0
 """How long closing waits for the child to end by itself before terminating it."""
 
@@ -75,9 +79,10 @@ class _Job:
     loaded_at: datetime
 
 
-StageRows = Callable[[WindowKey, str, int, Batch], Batch]
-"""Stages a page's rows where the page came in (window, load id, page number, batch), and
-returns the batch without them: :meth:`resources.warehouse.WindowLoad.stage_rows`."""
+StageRows = Callable[[WindowKey, str, int, Batch, str | None], Batch]
+"""Stages a page's rows where the page came in (window, load id, page number, batch, the
+cursor after it), and returns the batch without them:
+:meth:`resources.warehouse.WindowLoad.stage_rows`."""
 
 
 @dataclass(frozen=True)
@@ -100,68 +105,78 @@ class FedPage:
 
 class PageFeed:
     """Pages of the windows submitted, in order, each window's pages one after another;
-    fetched and normalized in a child process (``in_child``) or in this one."""
+    fetched and normalized by ``lanes`` child processes, a window each at a time (windows go
+    to the lane with the fewest waiting), or in this process (``lanes`` 0)."""
 
     def __init__(
-        self, client: PolyAIClient, in_child: bool, stage_rows: StageRows | None = None
+        self, client: PolyAIClient, lanes: int, stage_rows: StageRows | None = None
     ) -> None:
         self.client = client
-        self.in_child = in_child
+        self.lanes = lanes
         self.stage_rows = stage_rows
-        self._fetches: deque[tuple[WindowFetch[Any], _Messages | None]] = deque()
-        self._conn: Connection | None = None
-        self._child: multiprocessing.process.BaseProcess | None = None
+        self._fetches: deque[tuple[WindowFetch[Any], int, _Messages | None]] = deque()
+        self._conns: list[Connection] = []
+        self._children: list[multiprocessing.process.BaseProcess] = []
 
     def __enter__(self) -> PageFeed:
-        if self.in_child:
-            context = multiprocessing.get_context("fork")
-            self._conn, theirs = context.Pipe()
-            self._child = context.Process(
+        context = multiprocessing.get_context("fork")
+        for lane in range(self.lanes):
+            ours, theirs = context.Pipe()
+            self._conns.append(ours)
+            child = context.Process(
                 target=_serve,
-                args=(theirs, self._conn, self.client, self.stage_rows),
-                name="polyai-sync pages",
+                args=(theirs, list(self._conns), self.client, self.stage_rows),
+                name=f"polyai-sync pages {lane + 1}",
                 daemon=True,
             )
-            self._child.start()
+            child.start()
+            self._children.append(child)
             theirs.close()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        for _, local in self._fetches:
+        for _, _, local in self._fetches:
             if local is not None:
                 local.close()
-        if self._conn is None or self._child is None:
-            return
-        with contextlib.suppress(OSError):
-            self._conn.send(None)
-        self._conn.close()
-        self._child.join(_CLOSE_WAIT_SECONDS)
-        if self._child.is_alive():  # in the middle of a request: not worth waiting for
-            self._child.terminate()
-            self._child.join()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        for child in self._children:
+            child.join(_CLOSE_WAIT_SECONDS)
+            if child.is_alive():  # in the middle of a request: not worth waiting for
+                child.terminate()
+                child.join()
 
-    def submit(self, fetch: WindowFetch[Any]) -> None:
-        """Fetch this window's pages once those of the windows submitted before are fed."""
+    def submit(self, fetch: WindowFetch[Any], first: bool = False) -> None:
+        """Fetch this window's pages; they are fed once those of the windows submitted before
+        are, or before them (``first``: a window restarted after an error ended its pages)."""
         job = _Job(fetch.key, fetch.load_id, fetch.first_page, fetch.cursor, fetch.loaded_at)
-        if self._conn is not None:
-            self._conn.send(job)
-            self._fetches.append((fetch, None))
-        else:
-            self._fetches.append((fetch, _pages(self.client, job, self.stage_rows)))
+        queue = self._fetches.appendleft if first else self._fetches.append
+        if not self._conns:
+            queue((fetch, 0, _pages(self.client, job, self.stage_rows)))
+            return
+        waiting = [0] * len(self._conns)
+        for _, lane, _ in self._fetches:
+            waiting[lane] += 1
+        lane = waiting.index(min(waiting))
+        assert not (first and waiting[lane]), "no lane is free for a window to feed first"
+        self._conns[lane].send(job)
+        queue((fetch, lane, None))
 
     def next(self) -> FedPage:
         """The next page of the windows submitted (only call it while one has pages left)."""
-        fetch, local = self._fetches[0]
+        fetch, lane, local = self._fetches[0]
         if local is not None:
             kind, info, payload, stats = next(local)
         else:
-            assert self._conn is not None
-            kind, info, payload, stats = self._conn.recv()
+            conn = self._conns[lane]
+            kind, info, payload, stats = conn.recv()
             while kind == "log":  # the client's log records, logged here as if here
                 logging.getLogger(info.name).handle(info)
-                kind, info, payload, stats = self._conn.recv()
+                kind, info, payload, stats = conn.recv()
             if kind == "page":
-                self._conn.send(_TAKEN)  # the child goes on to the next page meanwhile
+                conn.send(_TAKEN)  # the child goes on to the next page meanwhile
         fetch.result.requests.add(stats)
         if kind == "page":
             return FedPage(fetch, info, payload)
@@ -194,7 +209,7 @@ def _pages(client: PolyAIClient, job: _Job, stage_rows: StageRows | None) -> _Me
                 )
                 batch.large_value_bytes  # noqa: B018  (measured here, once, off the writer)
                 if stage_rows is not None:
-                    batch = stage_rows(key, job.load_id, number, batch)
+                    batch = stage_rows(key, job.load_id, number, batch, page.next_cursor)
                 info = PageInfo(page.number, len(page.conversations), page.next_cursor)
                 del page  # before the next is parsed
                 yield "page", info, batch, _taken(stats)
@@ -214,22 +229,61 @@ def _taken(stats: RequestStats) -> RequestStats:
 
 
 def _serve(
-    conn: Connection, syncs_end: Connection, client: PolyAIClient, stage_rows: StageRows | None
+    conn: Connection,
+    syncs_ends: list[Connection],
+    client: PolyAIClient,
+    stage_rows: StageRows | None,
 ) -> None:
     """The child: each window the sync submits, a page at a time, each once the sync took
-    the one before."""
-    syncs_end.close()  # forked with it: held here, the pipe would never end when the sync dies
+    the one before (or up to :data:`AHEAD_PAGES` before, when it stages them itself)."""
+    for end in syncs_ends:  # forked with it: held here, a pipe would not end when the sync dies
+        end.close()
     # Forked: the sync's handlers (the CLI turns SIGTERM into Ctrl-C) are not the child's.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _forward_logs(conn)
+    inbox = _Inbox(conn)
+    ahead = 1 if stage_rows is None else AHEAD_PAGES
     with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
-        while (job := conn.recv()) is not None:
+        while (job := inbox.next_job()) is not None:
             for message in _pages(client, job, stage_rows):
                 _send(conn, message)
-                if message[0] == "page" and conn.recv() != _TAKEN:
+                if message[0] == "page" and not inbox.sent_page(ahead):
                     return  # the sync closed the feed
                 del message
+
+
+class _Inbox:
+    """What the child receives: windows to fetch (kept in order), that the sync took a page,
+    or that it closed the feed."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.jobs: deque[_Job] = deque()
+        self.untaken = 0
+        self.closed = False
+
+    def _receive(self) -> None:
+        message = self.conn.recv()
+        if message is None:
+            self.closed = True
+        elif message == _TAKEN:
+            self.untaken -= 1
+        else:
+            self.jobs.append(message)
+
+    def next_job(self) -> _Job | None:
+        """The next window to fetch, once there is one; ``None`` once the feed is closed."""
+        while not self.jobs and not self.closed:
+            self._receive()
+        return None if self.closed else self.jobs.popleft()
+
+    def sent_page(self, ahead: int) -> bool:
+        """A page was sent: wait until fewer than ``ahead`` are untaken; whether to go on."""
+        self.untaken += 1
+        while self.untaken >= ahead and not self.closed:
+            self._receive()
+        return not self.closed
 
 
 class _Forward(logging.Handler):

@@ -20,7 +20,7 @@ import gc
 import logging
 import os
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,54 +109,72 @@ def sync_windows(
     on_page: Callable[[PageInfo], None] | None = None,
     log: logging.Logger | logging.LoggerAdapter | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> Iterator[WindowSyncResult]:
     """:func:`sync_window` for each of ``windows`` in order, each result yielded as its window
     is published. The first window that fails raises, and the windows after it are not
     synced (the failed one is ``windows[number of results yielded]``).
 
-    The next page is fetched and normalized in a child process while this one is staged,
-    across windows too (:mod:`sync.feed`): a sync uses two cores. ``workers`` 0 keeps it in
-    this process (``POLYAI_SYNC_WORKERS``); so does a machine with one core.
+    Pages are fetched and normalized by ``workers`` child processes (:mod:`sync.feed`; every
+    core by default, ``POLYAI_SYNC_WORKERS`` caps them; 0, or a machine with one core, keeps
+    the work in this process), each on a window of its own, while this process commits
+    pages and publishes windows in order.
     """
     log = log or _log
+    cores = os.cpu_count() or 1
+    lanes = 0 if cores == 1 else min(cores if workers is None else workers, cores)
     with (
         warehouse.holding(),
         _without_cycle_collection(),
         PageFeed(
             client,
-            in_child=workers > 0 and (os.cpu_count() or 1) > 1,
+            lanes=lanes,
             stage_rows=None if warehouse.staging.in_transaction else _stage_rows(warehouse),
         ) as feed,
     ):
         warehouse.ensure_schema()
         sweep_staged(warehouse)
-        started: WindowFetch[WindowSyncResult] | None = None  # the next load, begun early
-        for position, (scope, window) in enumerate(windows):
+        upcoming = deque(windows)  # not begun yet
+        begun: deque[WindowFetch[WindowSyncResult]] = deque()  # begun, in order
+
+        def begin_next() -> None:
+            if upcoming:
+                begun.append(_start(client, warehouse, feed, log, *upcoming.popleft()))
+
+        for scope, window in windows:
+            while upcoming and len(begun) < max(1, lanes):  # a window for every lane
+                begin_next()
+            fetch = begun.popleft()
             key = WindowKey(client.account_id, client.project_id, scope, window)
-            pending = list(windows[position + 1 : position + 2])
-
-            def start_next(pending: list[tuple[Scope, Window]] = pending) -> None:
-                """Begin the next window's load (once): its first page is fetched next."""
-                nonlocal started
-                if pending:
-                    started = _start(client, warehouse, feed, log, *pending.pop())
-
-            fetch, started = started, None
-            if fetch is None:
-                fetch = _start(client, warehouse, feed, log, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
             yield _finish(
-                client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
-            )
+                client, warehouse, feed, fetch, _once(begin_next), on_page, log,
+                max_quarantined_fraction,
+            )  # fmt: skip
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, done the first time the result is called only: the window after those
+    begun is begun when this one's last page arrives, its first page fetched meanwhile."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return once
 
 
 def _stage_rows(warehouse: Warehouse) -> StageRows:
     """Stage a page's rows where it was normalized (a staging outside the warehouse's
     transactions: DuckDB's files), so that only its counts travel to this process."""
 
-    def stage(key: WindowKey, load_id: str, page: int, batch: Batch) -> Batch:
-        return WindowLoad(warehouse, key, load_id).stage_rows(page, batch)
+    def stage(
+        key: WindowKey, load_id: str, page: int, batch: Batch, next_cursor: str | None
+    ) -> Batch:
+        return WindowLoad(warehouse, key, load_id).stage_rows(page, batch, next_cursor)
 
     return stage
 
@@ -184,6 +202,7 @@ def _start(
     scope: Scope,
     window: Window,
     result: WindowSyncResult | None = None,
+    first: bool = False,
 ) -> WindowFetch[WindowSyncResult]:
     """Where the window's load starts: resumed from its state, or begun afresh (always, on
     a restart, and when the staged pages are gone); the pages still to fetch are submitted to
@@ -201,6 +220,11 @@ def _start(
             "longer all there; loading the window again from its first page"
         )
         state = None
+    if state is not None and state.status == "running":
+        load = WindowLoad(warehouse, key, state.load_id)
+        # Pages the feed staged ahead of a writer that was stopped: committed, not refetched.
+        if load.commit_staged_ahead(state.pages):
+            state = read_state(warehouse, key)
     if state is not None and state.status == "staged":
         result.resumed_from_page = state.pages + 1
         result.load_id = state.load_id
@@ -215,7 +239,7 @@ def _start(
         WindowLoad(warehouse, key, load_id).begin()
         fetch = WindowFetch(key, load_id, 1, None, datetime.now(UTC), result)
     result.load_id = fetch.load_id
-    feed.submit(fetch)
+    feed.submit(fetch, first=first)
     return fetch
 
 
@@ -263,7 +287,7 @@ def _finish(
             )
             # The feed ended the window at the error and waits for the next: start it again.
             result.resumed_from_page = None
-            fetch = _start(client, warehouse, feed, log, scope, window, result=result)
+            fetch = _start(client, warehouse, feed, log, scope, window, result=result, first=True)
 
 
 def _stage_pages(

@@ -13,11 +13,15 @@ only the bulk insert and the room a large transaction needs.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core import schema
 from core.normalize import Batch
+from core.records import Quarantined
 from resources.warehouse.quarantine import Collision, quarantine_rows, set_aside_collisions
 from resources.warehouse.resource import Warehouse, WarehouseError
 from resources.warehouse.sql import (
@@ -86,7 +90,7 @@ class WindowLoad:
             self.warehouse.room_for(con, large, what, page=True),
         ):
             if not staging.in_transaction and batch.staged_conversations is None:
-                self.stage_rows(page, batch)
+                self.stage_rows(page, batch, next_cursor)
             con.execute("BEGIN")
             if staging.in_transaction:
                 staging.stage(con, self.load_id, page, batch.tables)
@@ -104,12 +108,13 @@ class WindowLoad:
                 )
             con.execute("COMMIT")
 
-    def stage_rows(self, page: int, batch: Batch) -> Batch:
+    def stage_rows(self, page: int, batch: Batch, next_cursor: str | None) -> Batch:
         """For a staging outside the warehouse's transactions (DuckDB's files): stage the
         page's rows ahead of :meth:`stage`, which commits its cursor, in any process (the
-        page feed's child does); the batch without them."""
+        page feed's child does), with what that commit needs; the batch without them."""
+        manifest = _manifest(batch, next_cursor)
         try:
-            self.warehouse.staging.stage(None, self.load_id, page, batch.tables)
+            self.warehouse.staging.stage(None, self.load_id, page, batch.tables, manifest)
             return batch.rows_staged()
         except OSError as exc:
             raise WarehouseError(
@@ -117,6 +122,21 @@ class WindowLoad:
                 f"{exc.filename or 'the staging folder'}: {exc.strerror or exc}; what was "
                 "committed is kept, and a re-run resumes at this page"
             ) from exc
+
+    def commit_staged_ahead(self, pages: int) -> int:
+        """Commit the pages staged after page ``pages`` whose commit did not land (staged
+        ahead of the writer, which was stopped), as their manifests say; how many."""
+        committed = 0
+        for manifest in self.warehouse.staging.manifests(self.load_id, pages):
+            try:
+                batch, cursor = _from_manifest(manifest)
+            except (ValueError, KeyError, TypeError):
+                break  # not a whole manifest: fetched again
+            committed += 1
+            self.stage(pages + committed, batch, cursor)
+            if cursor is None:
+                break
+        return committed
 
     def _advance(self, con: Connection, page: int, batch: Batch, next_cursor: str | None) -> bool:
         """Record the page in the window's state (``staged`` after the last one); whether
@@ -293,3 +313,33 @@ def sweep_staged(warehouse: Warehouse) -> None:
             ).fetchall()
         }
     warehouse.staging.sweep(live)
+
+
+def _manifest(batch: Batch, next_cursor: str | None) -> bytes:
+    """What a page's commit needs, as JSON: its cursor, counts and quarantined records."""
+    return json.dumps(
+        {
+            "next_cursor": next_cursor,
+            "conversations": batch.conversation_count,
+            "in_progress": batch.in_progress,
+            "large_value_bytes": batch.large_value_bytes,
+            "quarantined_large_value_bytes": batch.quarantined_large_value_bytes,
+            "type_issues": dict(batch.type_issues),
+            "quarantined": [dataclasses.astuple(q) for q in batch.quarantined],
+        }
+    ).encode()
+
+
+def _from_manifest(manifest: bytes) -> tuple[Batch, str | None]:
+    """The page's batch (its rows staged) and cursor, from :func:`_manifest`."""
+    page = json.loads(manifest)
+    batch = Batch(
+        {},
+        [Quarantined(*fields) for fields in page["quarantined"]],
+        Counter(page["type_issues"]),
+        int(page["in_progress"]),
+        int(page["conversations"]),
+    )
+    batch.__dict__["large_value_bytes"] = int(page["large_value_bytes"])
+    batch.__dict__["quarantined_large_value_bytes"] = int(page["quarantined_large_value_bytes"])
+    return batch, page["next_cursor"]

@@ -44,10 +44,16 @@ class Staging:
         self.engine = engine
 
     def stage(
-        self, con: Connection | None, load_id: str, page: int, tables: Mapping[str, pa.Table]
+        self,
+        con: Connection | None,
+        load_id: str,
+        page: int,
+        tables: Mapping[str, pa.Table],
+        manifest: bytes = b"",
     ) -> None:
         """Stage one page's rows: in the transaction that commits its cursor when
-        :attr:`in_transaction`, else before it (``con`` unused: any process may)."""
+        :attr:`in_transaction`, else before it (``con`` unused: any process may), with the
+        ``manifest`` the page's commit is made from (:meth:`manifests`)."""
         assert con is not None, "staging tables are written in the page's transaction"
         for table, rows in tables.items():
             if rows.num_rows:
@@ -57,6 +63,12 @@ class Staging:
         """Whether the load's first ``pages`` pages, holding ``conversations`` conversations,
         are all still staged (a table's are, as they commit with the cursor)."""
         return True
+
+    def manifests(self, load_id: str, after: int) -> Iterator[bytes]:
+        """The manifests of the pages staged after page ``after`` whose commit did not land,
+        in order, up to the first page missing: what a resumed load commits without
+        fetching those pages again. None, when pages stage in their commit."""
+        return iter(())
 
     @contextlib.contextmanager
     def readable(self, con: Connection, load_id: str, pages: int) -> Iterator[None]:
@@ -82,8 +94,18 @@ class Staging:
         return count(con, f"SELECT count(*) FROM {quote(STAGE_PREFIX + table)}")
 
 
+_MANIFEST = "page.json"
+
+
 class FileStaging(Staging):
-    """Staged pages as Arrow IPC files under ``root``: ``<load_id>/<page>/<table>.arrow``."""
+    """Staged pages as Arrow IPC files under ``root``: ``<load_id>/<page>/<table>.arrow``,
+    and the page's manifest beside them.
+
+    A page's folder is complete once it has its final name, and it holds what the page's
+    commit needs (its manifest: the cursor after it, its counts, its quarantined records).
+    A page whose commit did not land is committed from its folder when the load resumes
+    (:meth:`manifests`), so a process beside the writer may stage pages ahead of it and a kill
+    loses none of them."""
 
     in_transaction = False
 
@@ -95,7 +117,12 @@ class FileStaging(Staging):
         return self.root / load_id / f"{page:06d}"
 
     def stage(
-        self, con: Connection | None, load_id: str, page: int, tables: Mapping[str, pa.Table]
+        self,
+        con: Connection | None,
+        load_id: str,
+        page: int,
+        tables: Mapping[str, pa.Table],
+        manifest: bytes = b"",
     ) -> None:
         final = self._page(load_id, page)
         partial = final.with_name(final.name + ".partial")
@@ -109,6 +136,7 @@ class FileStaging(Staging):
                 path = str(partial / f"{table.name}.arrow")
                 with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as out:
                     out.write_table(rows)
+            (partial / _MANIFEST).write_bytes(manifest)
             shutil.rmtree(final, ignore_errors=True)  # the page fetched again after a kill
             partial.rename(final)
 
@@ -120,6 +148,18 @@ class FileStaging(Staging):
         except (OSError, pa.ArrowInvalid):
             return False
         return staged == conversations
+
+    def manifests(self, load_id: str, after: int) -> Iterator[bytes]:
+        page = after + 1
+        while True:
+            try:
+                manifest = (self._page(load_id, page) / _MANIFEST).read_bytes()
+                for table in schema.WINDOW_TABLES:
+                    self._read(load_id, page, table.name)
+            except (OSError, pa.ArrowInvalid):
+                return
+            yield manifest
+            page += 1
 
     def _read(self, load_id: str, page: int, table: str) -> pa.Table:
         path = self._page(load_id, page) / f"{table}.arrow"

@@ -1,3 +1,4 @@
+import os
 from datetime import date
 
 import pytest
@@ -139,9 +140,10 @@ def test_plain_http_to_another_host_is_allowed_when_asked_for() -> None:
     assert Settings.from_env(env).base_url == "http://api.internal"
 
 
-@pytest.mark.parametrize("value", ["2", "-1", "many"])
-def test_sync_workers_is_0_or_1(value: str) -> None:
-    assert Settings.from_env({}).sync_workers == 1
+@pytest.mark.parametrize("value", ["257", "-1", "many"])
+def test_sync_workers_default_to_every_core_and_refuse_what_is_not_a_count(value: str) -> None:
+    assert Settings.from_env({}).sync_workers == (os.cpu_count() or 1)
     assert Settings.from_env({"POLYAI_SYNC_WORKERS": "0"}).sync_workers == 0
+    assert Settings.from_env({"POLYAI_SYNC_WORKERS": "3"}).sync_workers == 3
     with pytest.raises(ConfigError, match="POLYAI_SYNC_WORKERS"):
         Settings.from_env({"POLYAI_SYNC_WORKERS": value})

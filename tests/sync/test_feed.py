@@ -1,5 +1,6 @@
-"""The page feed (``sync.feed``): pages fetched and normalized in a child process, one page
-ahead of the sync, over the simulator on loopback."""
+"""The page feed (``sync.feed``): pages fetched and normalized in child processes, a window
+each, one page ahead of the sync (or a few, when the child stages them itself), over the
+simulator on loopback."""
 
 import os
 import signal
@@ -41,10 +42,10 @@ def test_a_child_feeds_the_same_pages_and_batches_as_the_sync_process(
     simulator: SimulatorServer,
 ) -> None:
     client = client_for(simulator, page_size=40)
-    with PageFeed(client, in_child=True) as feed:
+    with PageFeed(client, lanes=1) as feed:
         in_child = all_pages(feed, child_fetch := fetch_of(simulator))
-        assert feed._child is not None and feed._child.pid != os.getpid()
-    with PageFeed(client, in_child=False) as feed:
+        assert feed._children[0].pid != os.getpid()
+    with PageFeed(client, lanes=0) as feed:
         here = all_pages(feed, here_fetch := fetch_of(simulator))
     assert len(in_child) == len(here) >= 5
     assert [p.page for p in in_child] == [p.page for p in here]
@@ -61,7 +62,7 @@ def test_a_child_feeds_the_same_pages_and_batches_as_the_sync_process(
 
 def test_the_child_fetches_one_page_ahead_and_no_more(serve: Serve) -> None:
     server = serve(faults={"latency_ms": 50})
-    with PageFeed(client_for(server, page_size=20), in_child=True) as feed:
+    with PageFeed(client_for(server, page_size=20), lanes=1) as feed:
         feed.submit(fetch_of(server))
         before = len(server.recent_paths)
         for taken in range(1, 5):
@@ -73,7 +74,7 @@ def test_the_child_fetches_one_page_ahead_and_no_more(serve: Serve) -> None:
 def test_an_error_in_the_child_is_raised_as_itself_and_the_next_window_still_loads(
     simulator: SimulatorServer,
 ) -> None:
-    with PageFeed(client_for(simulator, page_size=40), in_child=True) as feed:
+    with PageFeed(client_for(simulator, page_size=40), lanes=1) as feed:
         feed.submit(fetch_of(simulator, cursor="not-a-cursor-the-api-gave"))
         with pytest.raises(CursorRejectedError) as raised:
             feed.next()
@@ -88,8 +89,8 @@ from tests.conftest import client_for
 from simulator import SimulatorConfig, SimulatorServer
 
 with SimulatorServer(SimulatorConfig()) as server:
-    with PageFeed(client_for(server), in_child=True) as feed:
-        print(feed._child.pid, flush=True)
+    with PageFeed(client_for(server), lanes=2) as feed:
+        print(*(child.pid for child in feed._children), flush=True)
         time.sleep(600)
 """
 
@@ -102,12 +103,14 @@ def test_the_child_ends_when_the_sync_is_killed() -> None:
         text=True,
     )
     try:
-        child = int(sync.stdout.readline())  # type: ignore[union-attr]
+        children = [int(pid) for pid in sync.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(children) == 2
         os.kill(sync.pid, signal.SIGKILL)
         sync.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(child):
-            assert time.monotonic() < deadline, "the feed's child outlived the killed sync"
+        # Each lane's child holds none of the sync's pipe ends, the other lane's included.
+        while any(_alive(child) for child in children):
+            assert time.monotonic() < deadline, "a feed's child outlived the killed sync"
             time.sleep(0.05)
     finally:
         sync.kill()
@@ -136,3 +139,61 @@ def test_with_no_workers_the_sync_forks_no_child(
     client = client_for(simulator, page_size=100)
     (result,) = sync_windows(client, duckdb_warehouse, [(LIVE_VOICE, WINDOW)], workers=0)
     assert result.rows["conversations"] == 364 and result.pages == 4
+
+
+def test_a_child_that_stages_pages_itself_runs_ahead_a_few_pages_and_no_more(
+    serve: Serve, duckdb_warehouse
+) -> None:
+    from resources.warehouse import WindowLoad
+    from sync.feed import AHEAD_PAGES
+
+    server = serve(faults={"latency_ms": 20})
+    fetch = fetch_of(server)
+    duckdb_warehouse.ensure_schema()
+    WindowLoad(duckdb_warehouse, fetch.key, fetch.load_id).begin()
+
+    def stage(key, load_id, page, batch, next_cursor):  # what sync_windows gives DuckDB
+        return WindowLoad(duckdb_warehouse, key, load_id).stage_rows(page, batch, next_cursor)
+
+    with PageFeed(client_for(server, page_size=10), lanes=1, stage_rows=stage) as feed:
+        feed.submit(fetch)
+        deadline = time.monotonic() + 10
+        while len(server.recent_paths) < AHEAD_PAGES and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # nothing taken: the child stops AHEAD_PAGES ahead
+        assert len(server.recent_paths) == AHEAD_PAGES
+        fed = feed.next()
+        assert fed.page is not None and fed.batch is not None
+        assert fed.batch.staged_conversations == fed.page.conversations == 10
+        assert fed.batch.tables == {}  # the rows are on disk, not in the pipe
+        time.sleep(0.5)
+        assert len(server.recent_paths) == AHEAD_PAGES + 1
+    staged = duckdb_warehouse.staging
+    assert [int(page.name) for page in sorted((staged.root / fetch.load_id).iterdir())] == list(
+        range(1, AHEAD_PAGES + 2)
+    )
+
+
+def test_with_two_workers_two_windows_are_fetched_at_once_and_land_the_same(
+    serve: Serve, tmp_path: Path
+) -> None:
+    from resources.warehouse import warehouse_for
+    from sync.window import sync_windows
+
+    server = serve(faults={"latency_ms": 100})
+    windows = [(LIVE_VOICE, daily_window(SYNC_DAY)), (Scope("live", "chat"), WINDOW)]
+    landed = {}
+    for workers in (0, 2):
+        warehouse = warehouse_for(f"duckdb:///{tmp_path / f'w{workers}.duckdb'}")
+        before = len(server.recent_paths)
+        results = list(
+            sync_windows(client_for(server, page_size=40), warehouse, windows, workers=workers)
+        )
+        assert [(r.scope, r.window) for r in results] == windows  # published in order
+        paths = server.recent_paths[before:]
+        chat = [i for i, path in enumerate(paths) if "chat" in path]
+        voice = [i for i, path in enumerate(paths) if "voice" in path]
+        interleaved = chat[0] < voice[-1]
+        assert interleaved == (workers == 2), paths
+        landed[workers] = warehouse.read_table("conversations").sort_values("id")["id"].tolist()
+    assert landed[0] == landed[2] and len(landed[0]) > 100
