@@ -18,7 +18,7 @@ process of its own so that its peak memory (RSS) is its own:
 - ``polyai-sync (whole job)``: the same backfill of every asset of the job, as the nightly
   schedule runs it (KPIs, the Parquet lake and the QA sample too);
 - ``dlt (defaults)`` and ``dlt (tuned)``: a dlt ``rest_api`` source with cursor pagination
-  and ``merge`` on ``id`` (tuned: parquet loader files, two normalize workers, turns'
+  and ``merge`` on ``id`` (tuned: parquet loader files, ``--workers`` normalize workers, turns'
   nested lists kept as JSON);
 - ``floor``: the least work that lands the same rows: one cursor walk over the range with a
   plain httpx client, ``orjson`` parsing, one Arrow table a page, and DuckDB unnesting the
@@ -57,6 +57,7 @@ import orjson
 import psutil
 
 from core import api_contract as api
+from core.env import Env
 from core.query import ConversationQuery
 from core.windows import Scope, Window, daily_window
 from simulator import SimulatorConfig, SimulatorServer
@@ -146,7 +147,9 @@ def _sync_windows(source: Source, url: str, windows: list[Window]) -> None:
         page_size=source.page_size,
     )
     warehouse = warehouse_for(url)
-    for _ in sync_windows(client, warehouse, [(SCOPE, window) for window in windows]):
+    workers = os.environ.get(Env.POLYAI_SYNC_WORKERS)  # --workers
+    scoped = [(SCOPE, window) for window in windows]
+    for _ in sync_windows(client, warehouse, scoped, workers=int(workers) if workers else None):
         pass
 
 
@@ -246,7 +249,7 @@ def _dlt_pipeline_run(source: Source, folder: Path, tuned: bool) -> tuple[int, i
     if tuned:
         os.environ.update(
             {
-                "NORMALIZE__WORKERS": "2",
+                "NORMALIZE__WORKERS": str(max(1, int(os.environ.get(Env.POLYAI_SYNC_WORKERS, 2)))),
                 "NORMALIZE__START_METHOD": "spawn",
                 "DATA_WRITER__BUFFER_MAX_ITEMS": "20000",
                 "DATA_WRITER__FILE_MAX_ITEMS": "200000",
@@ -637,6 +640,14 @@ def _parser() -> argparse.ArgumentParser:
         help="conversations per request for every contender (default 1000, the API's maximum)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="POLYAI_SYNC_WORKERS for the polyai-sync contenders (processes that fetch and "
+        "normalize pages; 0: in the writer's process) and dlt (tuned)'s normalize workers "
+        "(at least 1); default: every core",
+    )
+    parser.add_argument(
         "--postgres-url",
         default="",
         help="a PostgreSQL server for the PostgreSQL contenders (default: a throwaway cluster "
@@ -660,6 +671,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
         parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+
+    if args.workers < 0:
+        parser.error(f"--workers must be 0 or more, got {args.workers}")
+    os.environ[Env.POLYAI_SYNC_WORKERS] = str(args.workers)  # the contenders' children inherit it
+    print(
+        f"workers: {args.workers} (polyai-sync's page processes, dlt (tuned)'s normalize "
+        f"processes: {max(1, args.workers)}); this machine has {os.cpu_count()} cores"
+    )
 
     with _postgres_server(args.postgres_url, contenders) as postgres_url:
         if not postgres_url:

@@ -1,19 +1,22 @@
-"""The pages of the windows a sync loads, fetched and normalized one page ahead of the writer.
+"""The pages of the windows a sync loads, fetched and normalized ahead of the writer.
 
-A sync's work has two halves of about equal cost: fetching, parsing and normalizing a page
-(Python) and staging and publishing it (DuckDB or PostgreSQL). On a machine with more than one
-core a :class:`PageFeed` does the first half in a child process while the sync does the second
-in its own, so the halves run side by side; a thread would not do, as every warehouse call
-gives up the GIL and then waits its turn to take it back behind the busy normalizing thread
-(measured: 200 trivial DuckDB queries took 18 ms alone and 3.8 s beside one).
+A sync's work has two halves: fetching, parsing and normalizing a page (Python), and
+committing and publishing it (DuckDB or PostgreSQL). A :class:`PageFeed` does the first half in
+child processes, one *lane* per core by default, each on a window of its own, while the sync
+does the second in its own process; a thread would not do, as every warehouse call gives up
+the GIL and then waits its turn to take it back behind the busy normalizing thread (measured:
+200 trivial DuckDB queries took 18 ms alone and 3.8 s beside one).
 
-The child is forked, and a page comes back as its Arrow batch (pickled as Arrow IPC buffers).
-The child stays exactly one page ahead: it fetches page *k + 1* only once the sync has taken
-page *k*, so a kill re-requests at most the page being staged and the one being fetched. The
-windows are fed one after another, and the sync submits the next window when this one's last
-page arrives: the next window's first page is fetched while this one is staged and published.
+A child is forked. When the rows travel to the sync (PostgreSQL stages them in the page's
+transaction) a page comes back as its Arrow batch and the child stays exactly one page ahead:
+it fetches page *k + 1* only once the sync has taken page *k*, so a kill re-requests at most
+the page being staged and the one being fetched. When the child stages the rows itself
+(DuckDB's files, :mod:`resources.warehouse.staging`) only the page's counts travel, and it
+runs up to :data:`AHEAD_PAGES` ahead: the pages it staged are committed from their files by a
+load that resumes. The sync submits windows as lanes come free (the next when this one's last
+page arrives), and takes their pages in the order it submitted them.
 
-The child ignores Ctrl-C and takes SIGTERM's default (the sync handles both, and closes the
+A child ignores Ctrl-C and takes SIGTERM's default (the sync handles both, and closes the
 feed); it ends when the sync closes the feed or its end of the pipe closes (the sync was
 killed).
 """

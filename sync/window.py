@@ -2,15 +2,17 @@
 publish.
 
 Plain Python over the two resources, with no Dagster in it, so the same code runs under a
-Dagster asset, a test or a benchmark. Pages come from a :class:`sync.feed.PageFeed`, fetched
-and normalized one page ahead in a child process while this process stages the page before:
-memory is bounded by two pages, not by the window.
+Dagster asset, a test or a benchmark. Pages come from a :class:`sync.feed.PageFeed`: fetched,
+normalized and (DuckDB) staged by child processes, a window each, while this process commits
+each page and publishes the windows in order. Memory is bounded by a few pages, not by the
+window.
 
 Every page is committed with the cursor after it (``sync_state``), so a run that dies at any
-point resumes where the last commit left it: it re-requests at most the page being staged
-and the one being fetched. A window whose pages are all staged but not yet published is
-published without calling the API again. A cursor the API rejects restarts the window from
-its first page.
+point resumes where the last commit left it. It re-requests at most the page being fetched
+(DuckDB: pages staged ahead of the commit are committed from their files,
+:meth:`resources.warehouse.WindowLoad.commit_staged_ahead`), or that and the page being staged
+(PostgreSQL). A window whose pages are all staged but not yet published is published without
+calling the API. A cursor the API rejects restarts the window from its first page.
 """
 
 from __future__ import annotations

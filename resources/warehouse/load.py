@@ -1,8 +1,10 @@
 """One load of one window: begun, staged page by page, then published (or discarded).
 
-Each page is *staged* (appended to the staging tables under the load's id) in one short
-transaction that also records the page's cursor in ``sync_state`` and its quarantined records
-in ``quarantine``: a run that dies resumes from the last committed cursor. When the last page
+Each page is *staged* under the load's id (:mod:`resources.warehouse.staging`: in staging
+tables inside the page's transaction, or in files just before it) and *committed* in one short
+transaction that records the page's cursor in ``sync_state`` and its quarantined records in
+``quarantine``: a run that dies resumes from the last committed cursor (after committing the
+pages staged in files ahead of it). When the last page
 is in, the window is *published*: in one transaction its old rows are deleted and the staged
 rows inserted, so readers see the old window or the new one, never a mix, and loading a window
 twice leaves the same rows as loading it once.
@@ -304,7 +306,8 @@ def _forget_window(con: Connection, staging: Staging, key: WindowKey) -> str | N
 
 def sweep_staged(warehouse: Warehouse) -> None:
     """Remove staged pages no running or staged load owns (a process killed between a
-    publish's commit and removing its files leaves them)."""
+    publish's commit and removing its files leaves them). Done while the connection is open:
+    on DuckDB no other process can begin a load meanwhile."""
     with warehouse.connect() as con:
         live = {
             row[0]
@@ -312,7 +315,7 @@ def sweep_staged(warehouse: Warehouse) -> None:
                 "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged')"
             ).fetchall()
         }
-    warehouse.staging.sweep(live)
+        warehouse.staging.sweep(live)
 
 
 def _manifest(batch: Batch, next_cursor: str | None) -> bytes:
