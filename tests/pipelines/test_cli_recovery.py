@@ -23,7 +23,7 @@ from core.names import POOL
 from core.windows import daily_window
 from devtools import postgres
 from simulator import SimulatorServer
-from tests.assets.warehouse_reads import committed_pages, table_contents
+from tests.assets.warehouse_reads import table_contents
 from tests.conftest import SYNC_DAY, Serve
 from tests.pipelines.cli_runs import CLI, run_cli, source_env
 
@@ -55,9 +55,11 @@ def start_sync(env: dict[str, str], channel: str = "voice") -> subprocess.Popen:
     )
 
 
-def wait_for_pages(env: dict[str, str], pages: int, process: subprocess.Popen) -> None:
+def wait_for_pages(server: SimulatorServer, pages: int, process: subprocess.Popen) -> None:
+    """Until the sync has fetched ``pages`` pages of a window and asked for the next: watched
+    at the API, as a reader of the DuckDB file waits for the sync to let it go (up to 5 s)."""
     deadline = time.monotonic() + 90
-    while committed_pages(env["WAREHOUSE_URL"]) < pages:
+    while len(window_pages(server)) <= pages:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the sync never reached the kill point"
         time.sleep(0.05)
@@ -132,7 +134,7 @@ def test_a_sync_killed_with_its_process_group_is_resumed_by_the_same_command(
     server = serve(faults={"latency_ms": 250})  # slow pages: room to kill between commits
     env = instance_storage(sync_env(server, tmp_path))
     first = start_sync(env)
-    wait_for_pages(env, 2, first)
+    wait_for_pages(server, 2, first)
     os.killpg(first.pid, signal.SIGKILL)  # the whole group, as an OOM kill or a reboot would
     first.wait()
 
@@ -161,7 +163,7 @@ def test_ctrl_c_and_sigterm_stop_a_sync_within_seconds_and_the_next_resumes(
     server = serve(faults={"latency_ms": 250})
     env = sync_env(server, tmp_path)
     sync = start_sync(env)
-    wait_for_pages(env, 1, sync)
+    wait_for_pages(server, 1, sync)
     # Ctrl-C reaches the terminal's whole process group; SIGTERM (kill, systemd) the process.
     if signum == signal.SIGINT:
         os.killpg(sync.pid, signum)
@@ -207,7 +209,7 @@ def test_two_syncs_at_once_on_one_sqlite_instance_both_finish_the_second_waiting
     server = serve(faults={"latency_ms": 300})
     env = {**sync_env(server, tmp_path), "POLYAI_PAGE_SIZE": "10"}  # ~10 s for the first
     first = start_sync(env, "voice")
-    wait_for_pages(env, 1, first)  # it holds the pool's one slot now
+    wait_for_pages(server, 1, first)  # it holds the pool's one slot now
     second = start_sync(env, "chat")
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(second.stdout), daemon=True)
@@ -241,7 +243,7 @@ def test_a_run_marked_canceling_from_the_ui_stops_the_command_running_it(
     server = serve(faults={"latency_ms": 250})
     env = sync_env(server, tmp_path)
     sync = start_sync(env)
-    wait_for_pages(env, 1, sync)
+    wait_for_pages(server, 1, sync)
     with instance_of(env) as instance:
         (run,) = instance.get_runs()
         instance.report_run_canceling(run)

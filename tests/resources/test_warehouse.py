@@ -433,6 +433,9 @@ from resources.warehouse import warehouse_for
 
 warehouse = warehouse_for("duckdb:///" + os.environ["FILE"])
 warehouse.ensure_schema()
+# Ctrl-C raises KeyboardInterrupt here even when started with SIGINT ignored (a shell's
+# background job is): Python leaves an ignored SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
 try:
     with warehouse.connect(read_only=True) as con:  # minutes of work: SIGINT comes first
