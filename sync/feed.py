@@ -24,8 +24,10 @@ killed).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 from collections import deque
@@ -128,7 +130,7 @@ class PageFeed:
             self._conns.append(ours)
             child = context.Process(
                 target=_serve,
-                args=(theirs, list(self._conns), self.client, self.stage_rows),
+                args=(theirs, list(self._conns), self.client, self.stage_rows, os.getpid()),
                 name=f"polyai-sync pages {lane + 1}",
                 daemon=True,
             )
@@ -236,9 +238,11 @@ def _serve(
     syncs_ends: list[Connection],
     client: PolyAIClient,
     stage_rows: StageRows | None,
+    sync_pid: int,
 ) -> None:
     """The child: each window the sync submits, a page at a time, each once the sync took
     the one before (or up to :data:`AHEAD_PAGES` before, when it stages them itself)."""
+    _die_with(sync_pid)
     for end in syncs_ends:  # forked with it: held here, a pipe would not end when the sync dies
         end.close()
     # Forked: the sync's handlers (the CLI turns SIGTERM into Ctrl-C) are not the child's.
@@ -254,6 +258,19 @@ def _serve(
                 if message[0] == "page" and not inbox.sent_page(ahead):
                     return  # the sync closed the feed
                 del message
+
+
+def _die_with(sync_pid: int) -> None:
+    """Be killed when the sync's process dies (Linux), not only when a send finds its pipe
+    closed: a child of a SIGKILLed sync would otherwise stage the page it was fetching, beside
+    the resumed sync's own child."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != sync_pid:  # it died before that
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class _Inbox:

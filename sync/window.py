@@ -137,16 +137,25 @@ def sync_windows(
         warehouse.ensure_schema()
         sweep_staged(warehouse)
         upcoming = deque(windows)  # not begun yet
-        begun: deque[WindowFetch[WindowSyncResult]] = deque()  # begun, in order
+        begun: deque[WindowFetch[WindowSyncResult] | Exception] = deque()  # in order
 
         def begin_next() -> None:
-            if upcoming:
+            """Begin the next window's load. Its failure is raised when that window's turn
+            comes, after the windows before it, and no window after it is begun."""
+            if not upcoming:
+                return
+            try:
                 begun.append(_start(client, warehouse, feed, log, *upcoming.popleft()))
+            except Exception as exc:
+                begun.append(exc)
+                upcoming.clear()
 
         for scope, window in windows:
             while upcoming and len(begun) < max(1, lanes):  # a window for every lane
                 begin_next()
             fetch = begun.popleft()
+            if isinstance(fetch, Exception):
+                raise fetch
             key = WindowKey(client.account_id, client.project_id, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
             yield _finish(

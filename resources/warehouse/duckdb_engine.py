@@ -126,9 +126,11 @@ class DuckDBWarehouse(Warehouse):
 
     @property
     def staging(self) -> FileStaging:
-        """Pages wait in Arrow IPC files in ``<file>.staging/`` beside the file, so that a row
-        is written into the file once (:mod:`resources.warehouse.staging`)."""
-        return FileStaging(self, self.path.with_name(self.path.name + ".staging"))
+        """Pages wait in Arrow IPC files in ``<file>.staging/<schema>/`` beside the file, so
+        that a row is written into the file once (:mod:`resources.warehouse.staging`); a
+        folder per schema, as each schema has its own loads."""
+        folder = self.path.with_name(self.path.name + ".staging")
+        return FileStaging(self, folder / self.schema_name)
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:

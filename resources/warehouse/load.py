@@ -103,10 +103,14 @@ class WindowLoad:
                 self.warehouse.insert(con, "quarantine", rows)
             if not self._advance(con, page, batch, next_cursor):
                 con.execute("ROLLBACK")
-                staging.dropped(self.load_id)
+                owner = con.execute(
+                    f"SELECT load_id FROM sync_state WHERE {STATE_OF_WINDOW}", key.params()
+                ).fetchall()
+                if owner != [(self.load_id,)]:  # its files are nobody's now
+                    staging.dropped(self.load_id)
                 raise WarehouseError(
-                    f"load {self.load_id} no longer owns {key.describe()}: "
-                    "another sync of the same window took it over"
+                    f"load {self.load_id} no longer owns {key.describe()} page {page}: "
+                    "another sync of the same window took it over (or committed the page)"
                 )
             con.execute("COMMIT")
 
@@ -142,7 +146,8 @@ class WindowLoad:
 
     def _advance(self, con: Connection, page: int, batch: Batch, next_cursor: str | None) -> bool:
         """Record the page in the window's state (``staged`` after the last one); whether
-        this load still owns the window."""
+        this load still owns the window and the page is its next (a page is committed
+        once, whichever sync staged it)."""
         return bool(
             con.execute(
                 "UPDATE sync_state SET cursor = $cursor, pages = $page, "
@@ -152,6 +157,7 @@ class WindowLoad:
                 "status = CASE WHEN CAST($cursor AS VARCHAR) IS NULL THEN 'staged' "
                 "ELSE 'running' END "
                 f"WHERE {STATE_OF_WINDOW} AND load_id = $load AND status = 'running' "
+                "AND pages = $page - 1 "
                 "RETURNING 1",
                 {
                     **self.key.params(),

@@ -17,6 +17,7 @@ and the page in ``_page``), whichever staging holds them:
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -99,7 +100,8 @@ _MANIFEST = "page.json"
 
 class FileStaging(Staging):
     """Staged pages as Arrow IPC files under ``root``: ``<load_id>/<page>/<table>.arrow``,
-    and the page's manifest beside them.
+    and the page's manifest beside them (written in a folder named for the writing process,
+    then renamed).
 
     A page's folder is complete once it has its final name, and it holds what the page's
     commit needs (its manifest: the cursor after it, its counts, its quarantined records).
@@ -125,7 +127,7 @@ class FileStaging(Staging):
         manifest: bytes = b"",
     ) -> None:
         final = self._page(load_id, page)
-        partial = final.with_name(final.name + ".partial")
+        partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
         with owner_only():
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
@@ -142,9 +144,11 @@ class FileStaging(Staging):
 
     def intact(self, load_id: str, pages: int, conversations: int) -> bool:
         try:
-            staged = sum(
-                self._read(load_id, page, "conversations").num_rows for page in range(1, pages + 1)
-            )
+            staged = 0
+            for page in range(1, pages + 1):
+                for table in schema.WINDOW_TABLES:  # every file publishing will read
+                    rows = self._read(load_id, page, table.name).num_rows
+                    staged += rows if table.name == "conversations" else 0
         except (OSError, pa.ArrowInvalid):
             return False
         return staged == conversations

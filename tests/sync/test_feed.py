@@ -197,3 +197,30 @@ def test_with_two_workers_two_windows_are_fetched_at_once_and_land_the_same(
         assert interleaved == (workers == 2), paths
         landed[workers] = warehouse.read_table("conversations").sort_values("id")["id"].tolist()
     assert landed[0] == landed[2] and len(landed[0]) > 100
+
+
+def test_a_window_that_cannot_begin_fails_in_its_turn_after_the_windows_before_it(
+    simulator: SimulatorServer, duckdb_warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a lane per window, later windows begin early; a failure to begin one is still
+    that window's, raised once the windows before it are synced."""
+    import sync.window as window_sync
+    from resources.warehouse import WarehouseBusyError
+
+    begin = window_sync._start
+    chat = Scope("live", "chat")
+
+    def failing_for_chat(client, warehouse, feed, log, scope, window, *args, **kwargs):
+        if scope == chat:
+            raise WarehouseBusyError("the file is locked (test)")
+        return begin(client, warehouse, feed, log, scope, window, *args, **kwargs)
+
+    monkeypatch.setattr(window_sync, "_start", failing_for_chat)
+    windows = [(LIVE_VOICE, WINDOW), (chat, WINDOW), (Scope("live", "sms"), WINDOW)]
+    results = window_sync.sync_windows(
+        client_for(simulator, page_size=100), duckdb_warehouse, windows, workers=2
+    )
+    first = next(results)
+    assert (first.scope, first.rows["conversations"]) == (LIVE_VOICE, 364)
+    with pytest.raises(WarehouseBusyError, match="locked"):
+        next(results)

@@ -65,11 +65,13 @@ def test_pages_staged_ahead_of_a_stopped_writer_are_committed_not_fetched_again(
     assert not (duckdb_warehouse.staging.root / "load-1").exists()  # removed once published
 
 
+@pytest.mark.parametrize("gone", ["the folder", "one table's file"])
 def test_staged_pages_that_are_gone_are_noticed_and_the_window_loads_again(
     simulator: SimulatorServer,
     duckdb_warehouse: DuckDBWarehouse,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    gone: str,
 ) -> None:
     expected = _reference(simulator, tmp_path)
     key, client = _key(simulator), client_for(simulator, page_size=PAGE_SIZE)
@@ -87,7 +89,10 @@ def test_staged_pages_that_are_gone_are_noticed_and_the_window_loads_again(
             load.stage(number, fed.batch, fed.page.next_cursor)
     state = read_state(duckdb_warehouse, key)
     assert state is not None and (state.status, state.pages) == ("running", 2)
-    shutil.rmtree(duckdb_warehouse.staging.root)  # someone cleaned up the folder
+    if gone == "the folder":  # someone cleaned up
+        shutil.rmtree(duckdb_warehouse.staging.root)
+    else:  # a file publishing would read, lost in a crash
+        (duckdb_warehouse.staging.root / "load-1" / "000002" / "turn_genai.arrow").unlink()
 
     with caplog.at_level(logging.WARNING):
         result = sync_window(client, duckdb_warehouse, LIVE_VOICE, WINDOW)
@@ -95,3 +100,29 @@ def test_staged_pages_that_are_gone_are_noticed_and_the_window_loads_again(
     assert "are no longer all there; loading the window again" in caplog.text
     assert result.resumed_from_page is None
     assert sorted(duckdb_warehouse.read_table("conversations")["id"]) == expected
+
+
+def test_a_page_is_committed_once_and_a_second_commit_keeps_the_loads_files(
+    simulator: SimulatorServer, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """Two syncs of one load (one resumed it while the other still ran): the page is
+    committed once; the sync refused does not remove files the load still needs."""
+    from resources.warehouse import WarehouseError
+
+    key, client = _key(simulator), client_for(simulator, page_size=PAGE_SIZE)
+    duckdb_warehouse.ensure_schema()
+    WindowLoad(duckdb_warehouse, key, "load-1").begin()
+    fetch = WindowFetch(
+        key, "load-1", 1, None, datetime.now(UTC), WindowSyncResult(LIVE_VOICE, WINDOW)
+    )
+    with PageFeed(client, lanes=0) as feed:
+        feed.submit(fetch)
+        fed = feed.next()
+    assert fed.page is not None and fed.batch is not None
+    load = WindowLoad(duckdb_warehouse, key, "load-1")
+    load.stage(1, fed.batch, fed.page.next_cursor)
+    with pytest.raises(WarehouseError, match="or committed the page"):
+        load.stage(1, fed.batch, fed.page.next_cursor)
+    state = read_state(duckdb_warehouse, key)
+    assert state is not None and (state.pages, state.conversations) == (1, PAGE_SIZE)
+    assert duckdb_warehouse.staging.intact("load-1", 1, PAGE_SIZE)
