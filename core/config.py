@@ -14,19 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
 from core.env import DEFAULTS, SOURCE_VARIABLES, Env
-from core.errors import PolyAISyncError
+from core.urls import ConfigError, check_source, display_url, lake_url, ui_url, webhook_url
 from core.windows import GRANULARITIES, Scope, scopes_for
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class ConfigError(PolyAISyncError, ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +91,12 @@ class Settings:
     phone_hash_salt: str = field(repr=False)
     """Secret: keys the phone-number hashes. Never printed."""
     redact_transcripts: bool
+    alert_webhook_url: str = field(repr=False)
+    """Secret: where failure alerts are posted (empty: none). Never printed."""
+    dagster_ui_url: str
+    """The UI's address, that alerts link runs under."""
+    retention_days: int
+    """Windows older than this many days are removed by the nightly retention run (0: off)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -141,7 +142,7 @@ class Settings:
             windows_per_run=windows_per_run,
             sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, MAX_WORKERS),
             granularity=granularity,
-            lake_url=_lake_folder(get(Env.LAKE_URL)),
+            lake_url=lake_url(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
             saved_searches=parse_saved_searches(get(Env.POLYAI_SAVED_SEARCHES)),
             page_size=_int_setting(get, Env.POLYAI_PAGE_SIZE, 1, 1000),
@@ -153,6 +154,7 @@ class Settings:
             hash_phone_numbers=hash_phone_numbers,
             phone_hash_salt=phone_hash_salt,
             redact_transcripts=_bool_setting(get, Env.POLYAI_REDACT_TRANSCRIPTS),
+            **_operations(environ, get, allow_insecure_http, lookback_days),
         )
 
     @property
@@ -284,18 +286,25 @@ def _warehouse_max_memory_mb(get: Getter) -> int | None:
     return _int_setting(get, name, MIN_MAX_MEMORY_MB, 1 << 24)
 
 
-def _lake_folder(value: str) -> str:
-    """LAKE_URL as a local folder (``file://`` allowed); any other scheme is refused rather
-    than taken for a relative folder named ``s3:``."""
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
-    if scheme is None:
-        return value
-    if scheme.group(1).lower() == "file":
-        return urlsplit(value).path
-    raise ConfigError(
-        f"{Env.LAKE_URL}: {display_url(value)!r}: the lake is written to a local folder; "
-        f"{scheme.group(1)}:// is not supported (give a path such as /data/lake)"
-    )
+def _operations(
+    environ: Mapping[str, str], get: Getter, allow_insecure_http: bool, lookback_days: int
+) -> dict[str, object]:
+    """The settings of running it for a team: alerts, the UI's address, retention."""
+    retention_days = _int_setting(get, Env.POLYAI_RETENTION_DAYS, 0, MAX_RETENTION_DAYS)
+    if retention_days and retention_days <= lookback_days + 1:
+        raise ConfigError(
+            f"{Env.POLYAI_RETENTION_DAYS}: {retention_days} would remove windows the nightly "
+            f"run still re-syncs ({Env.POLYAI_LOOKBACK_DAYS} is {lookback_days}); give more "
+            f"than {lookback_days + 1} days, or 0 for no retention"
+        )
+    return {
+        # Taken as set, untrimmed (it is a secret), like the salt.
+        "alert_webhook_url": webhook_url(
+            environ.get(Env.POLYAI_ALERT_WEBHOOK_URL, ""), allow_insecure_http
+        ),
+        "dagster_ui_url": ui_url(get(Env.DAGSTER_UI_URL)),
+        "retention_days": retention_days,
+    }
 
 
 def _int_setting(get: Getter, name: str, lo: int, hi: int) -> int:
@@ -310,6 +319,7 @@ def _int_setting(get: Getter, name: str, lo: int, hi: int) -> int:
 
 
 MAX_WORKERS = 256
+MAX_RETENTION_DAYS = 36500
 MIN_MAX_MEMORY_MB = 256
 """The smallest WAREHOUSE_MAX_MEMORY_MB: DuckDB's own cap (128 MB) and room for a page."""
 
@@ -333,61 +343,6 @@ def _split_list(name: str, value: str) -> tuple[str, ...]:
 
 
 WAREHOUSE_SCHEMES = ("duckdb:///", "postgresql://", "postgres://", "postgresql+psycopg://")
-
-
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
-_KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def check_source(
-    base_url: str | None,
-    api_key: str | None,
-    account_id: str | None,
-    project_id: str | None,
-    allow_insecure_http: bool = False,
-) -> None:
-    """Refuse source settings that would leak the key or send it elsewhere, naming the
-    variable and never echoing a secret: credentials in the base URL, a key with whitespace
-    or control characters (it would travel in a header, and errors would show it), ids that
-    would change the request's path or query, plain ``http://`` to another machine."""
-    if base_url:
-        parts = urlsplit(base_url)
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(
-                f"{Env.POLYAI_BASE_URL}: {display_url(base_url)!r} carries credentials; the API "
-                f"authenticates with {Env.POLYAI_API_KEY} alone: remove the 'user:password@' part"
-            )
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK and not allow_insecure_http:
-            raise ConfigError(
-                f"{Env.POLYAI_BASE_URL}: {base_url!r} is plain http to another machine: the API "
-                "key would travel unencrypted. Use https://, or set "
-                f"{Env.POLYAI_ALLOW_INSECURE_HTTP}=true if the network is trusted"
-            )
-    if api_key and not _KEY_CHARACTERS.fullmatch(api_key):
-        raise ConfigError(
-            f"{Env.POLYAI_API_KEY} holds whitespace or a control character (a newline from the "
-            "file it was read from?); a key is printable characters only (the key is not shown)"
-        )
-    for name, value in ((Env.POLYAI_ACCOUNT_ID, account_id), (Env.POLYAI_PROJECT_ID, project_id)):
-        if value and (not _ID.fullmatch(value) or ".." in value):
-            raise ConfigError(
-                f"{name}: {value[:80]!r} is not an id (letters, digits and _ . : - only, as "
-                "in the API's URL path)"
-            )
-
-
-def display_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    try:
-        password = parts.password
-    except ValueError:  # not a URL a password could be read from
-        return url
-    if password is None:
-        return url
-    credentials, host = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{credentials.split(':', 1)[0]}:***@{host}"))
 
 
 def duckdb_path(warehouse_url: str) -> Path:

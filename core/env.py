@@ -51,6 +51,9 @@ class Env(StrEnum):
     POLYAI_HASH_PHONE_NUMBERS = auto()
     POLYAI_PHONE_HASH_SALT = auto()
     POLYAI_REDACT_TRANSCRIPTS = auto()
+    POLYAI_ALERT_WEBHOOK_URL = auto()
+    DAGSTER_UI_URL = auto()
+    POLYAI_RETENTION_DAYS = auto()
 
 
 DEFAULTS: Final[dict[str, str]] = {
@@ -71,11 +74,13 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_PAGE_SIZE: str(MAX_LIMIT),
     Env.POLYAI_REQUEST_DEADLINE_SECONDS: "300",
     Env.POLYAI_ALLOW_INSECURE_HTTP: "false",
+    Env.DAGSTER_UI_URL: "http://127.0.0.1:3000",  # where `polyai-sync ui` serves
+    Env.POLYAI_RETENTION_DAYS: "0",  # off
 }
 """The only place a default is written: :class:`Settings` has none of its own, so
 ``Settings.from_env({})`` is the default configuration. A variable missing here defaults to
-empty: the source's address, identity and secret, the switches that are off unless set, and
-WAREHOUSE_MAX_MEMORY_MB (unset: the warehouse chooses)."""
+empty: the source's address, identity and secret, the alert webhook, the switches that are
+off unless set, and WAREHOUSE_MAX_MEMORY_MB (unset: the warehouse chooses)."""
 
 SOURCE_VARIABLES: Final = (
     f"{Env.POLYAI_BASE_URL} or {Env.POLYAI_REGION}",

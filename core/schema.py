@@ -269,6 +269,36 @@ saved_search_matches = sa.Table(
     comment="each configured search's matches per window and scope",
 )
 
+retention_removals = sa.Table(
+    "retention_removals",
+    metadata,
+    sa.Column("removal_id", sa.String, primary_key=True, comment="one per retention run"),
+    sa.Column("environment", sa.String, primary_key=True),
+    sa.Column("channel", sa.String, primary_key=True),
+    sa.Column("window_start", TZ_TIMESTAMP, primary_key=True),
+    sa.Column("table_name", sa.String, primary_key=True, comment="a table, or 'lake files'"),
+    sa.Column("rows", sa.Integer, nullable=False, comment="rows (or lake files) removed"),
+    sa.Column("cutoff", TZ_TIMESTAMP, nullable=False, comment="windows before it were removed"),
+    sa.Column("removed_at", TZ_TIMESTAMP, nullable=False),
+    comment="what POLYAI_RETENTION_DAYS removed: per run, window and table",
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("erasure_id", sa.String, primary_key=True),
+    sa.Column("erased_at", TZ_TIMESTAMP, nullable=False),
+    sa.Column(
+        "identified_by", sa.String, nullable=False, comment="conversation_id or phone_number"
+    ),
+    sa.Column("identifiers", sa.Integer, nullable=False, comment="how many were given"),
+    sa.Column("conversations", sa.Integer, nullable=False, comment="conversations removed"),
+    sa.Column("windows", sa.Integer, nullable=False, comment="windows touched (KPIs recomputed)"),
+    sa.Column("rows_removed", sa.JSON, nullable=False, comment="per table"),
+    sa.Column("lake_files_rewritten", sa.Integer, nullable=False),
+    comment="each `polyai-sync forget`: what and when, never the ids or numbers themselves",
+)
+
 ANALYTICS_TABLES = (conversation_kpis, latency_kpis, genai_kpis)
 """Tables recomputed from the window tables, one window at a time."""
 

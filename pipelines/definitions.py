@@ -31,9 +31,10 @@ from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
 from assets.qa_sample import qa_sample_asset
 from assets.saved_searches import saved_search_asset
 from assets.window_checks import build_check_job, build_window_checks
-from core.config import Settings, display_url
+from core.config import Settings
 from core.env import Env
 from core.names import CHECK_JOB, DOWNSTREAM_SENSOR, FRESHNESS_JOB, SYNC_JOB
+from core.urls import display_url
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
 from pipelines.schedules import build_nightly_schedule

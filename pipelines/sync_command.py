@@ -16,7 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.config import Settings, display_url
+from core.config import Settings
+from core.urls import display_url
 from core.windows import Scope, windows_of_days
 
 if TYPE_CHECKING:

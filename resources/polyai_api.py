@@ -37,12 +37,12 @@ from tenacity import (
 )
 
 from core import api_contract as api
-from core.config import ConfigError, check_source
 from core.env import DEFAULTS, Env
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
 from core.query import ConversationQuery, QueryError
 from core.retry import is_retryable_status, parse_retry_after
+from core.urls import ConfigError, check_source
 from core.windows import Scope, Window
 from resources.polyai_errors import (
     CursorRejectedError,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from core.config import display_url
 from core.env import DEFAULTS, Env
+from core.urls import display_url
 from resources.warehouse.resource import Warehouse, WarehouseError
 
 ENGINES: dict[str, str] = {

@@ -27,9 +27,9 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from core import schema
-from core.config import display_url
 from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
+from core.urls import display_url
 from core.windows import Scope, Window
 from resources.warehouse import ddl
 from resources.warehouse.sql import (

@@ -109,11 +109,51 @@ def test_qa_sample_size_is_checked_and_zero_turns_it_off() -> None:
         Settings.from_env({"POLYAI_QA_SAMPLE_SIZE": "1001"})
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/lake", "gs://b/l", "https://host/lake"])
+@pytest.mark.parametrize("url", ["https://host/lake", "ftp://host/lake", "az://c/lake"])
 def test_a_lake_url_of_another_scheme_is_refused_not_taken_for_a_folder(url: str) -> None:
     with pytest.raises(ConfigError, match=r"LAKE_URL.*not supported"):
         Settings.from_env({"LAKE_URL": url})
     assert Settings.from_env({"LAKE_URL": "file:///data/lake"}).lake_url == "/data/lake"
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket/lake", "gs://b/l", "abfs://c@acct.dfs.core.windows.net/l"]
+)
+def test_an_object_store_lake_url_is_taken_as_given(url: str) -> None:
+    assert Settings.from_env({"LAKE_URL": url}).lake_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIA123:wJalrXUtnFEMI@bucket/lake",
+        "s3://bucket/lake?access_key=AKIA123&secret_key=wJalrXUtnFEMI",
+    ],
+)
+def test_credentials_in_the_lake_url_are_refused_and_not_echoed(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"LAKE_URL.*carries credentials") as raised:
+        Settings.from_env({"LAKE_URL": url})
+    assert "wJalrXUtnFEMI" not in str(raised.value)
+
+
+def test_the_alert_webhook_is_checked_without_being_shown() -> None:
+    secret = "https://hooks.example.com/services/T000/B000/XXXXsecretXXXX"
+    settings = Settings.from_env({"POLYAI_ALERT_WEBHOOK_URL": secret})
+    assert settings.alert_webhook_url == secret and secret not in repr(settings)
+    for bad in ("hooks.example.com/XXXXsecretXXXX", "http://hooks.example.com/XXXXsecretXXXX"):
+        with pytest.raises(ConfigError, match="POLYAI_ALERT_WEBHOOK_URL") as raised:
+            Settings.from_env({"POLYAI_ALERT_WEBHOOK_URL": bad})
+        assert "XXXXsecretXXXX" not in str(raised.value)
+    assert Settings.from_env({}).alert_webhook_url == ""
+
+
+def test_retention_is_off_by_default_and_must_outlast_the_lookback() -> None:
+    assert Settings.from_env({}).retention_days == 0
+    assert Settings.from_env({"POLYAI_RETENTION_DAYS": "30"}).retention_days == 30
+    with pytest.raises(ConfigError, match="POLYAI_RETENTION_DAYS: 3 would remove windows"):
+        Settings.from_env({"POLYAI_RETENTION_DAYS": "3"})  # the lookback is 2 days
+    with pytest.raises(ConfigError, match="POLYAI_RETENTION_DAYS"):
+        Settings.from_env({"POLYAI_RETENTION_DAYS": "-1"})
 
 
 @pytest.mark.parametrize(
