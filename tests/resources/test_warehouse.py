@@ -85,10 +85,15 @@ def test_schema_is_created_with_keys_and_utc_timestamps(warehouse: Warehouse) ->
         *enforced_child_keys,
         ("conversation_kpis", ["environment", "channel", "window_start", "variant_id"]),
         ("conversations", ["id"]),
+        ("erasures", ["erasure_id"]),
         ("genai_kpis", ["environment", "channel", "window_start", "model"]),
         ("latency_kpis", ["environment", "channel", "window_start", "stage"]),
         ("qa_samples", ["environment", "channel", "window_start", "conversation_id"]),
         ("quarantine", ["load_id", "page", "position"]),
+        (
+            "retention_removals",
+            ["removal_id", "environment", "channel", "window_start", "table_name"],
+        ),
         (
             "saved_search_matches",
             ["environment", "channel", "window_start", "search", "conversation_id"],
