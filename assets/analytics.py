@@ -170,7 +170,8 @@ def export_to_lake(context: AssetExecutionContext, scope: Scope, window: Window)
     lake: ParquetLake = context.resources.lake
     rows = lake.export_window(context.resources.warehouse, scope, window)
     return {
-        "folder": str(lake.window_file("conversations", scope, window).parent),
+        "lake": lake.display,
+        "folder": lake.window_file("conversations", scope, window).rsplit("/", 1)[0],
         "dagster/row_count": rows["conversations"],
         **{f"rows_{table}": count for table, count in rows.items()},
     }

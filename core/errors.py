@@ -4,7 +4,7 @@ Each boundary keeps its own small family (declared where it is raised); builtin 
 mixins, so ``except ValueError`` still catches bad input::
 
     PolyAISyncError
-    ├── ConfigError (ValueError)             core.config: a setting missing or malformed
+    ├── ConfigError (ValueError)             core.urls: a setting missing or malformed
     ├── ScopeError (ValueError)              core.windows: an environment or channel
     ├── QueryError (ValueError)              core.query: an API query that cannot be sent
     ├── RecordError (ValueError)             core.records: a record that cannot be a row
@@ -20,6 +20,10 @@ mixins, so ``except ValueError`` still catches bad input::
     │   ├── WarehouseBusyError *             another process held the file too long
     │   └── WarehouseSizeError               more than WAREHOUSE_MAX_MEMORY_MB allows
     ├── QuarantineThresholdError (RuntimeError)  sync.window: too many bad records
+    ├── ForgetError (ValueError)             sync.forget: what to erase, given badly
+    ├── LakeError (OSError)                  resources.lake: LAKE_URL's store cannot be opened
+    ├── AlertDeliveryError *                 pipelines.alerts: the webhook did not take an alert
+    │   └── AlertRefusedError                4xx: the alert is dropped
     └── UsageError (ValueError)              pipelines.cli: a bad command-line argument
 
 ``*``: *transient*, the same command may succeed later unchanged (the CLI says so); every

@@ -1,4 +1,4 @@
-"""The ``polyai-sync`` command line: demo, simulator, sync and ui.
+"""The ``polyai-sync`` command line: demo, simulator, sync, ui and forget.
 
 Runs started here are recorded in the Dagster instance at ``$DAGSTER_HOME`` (a project-local
 folder when unset), the same one ``polyai-sync ui`` opens.
@@ -17,10 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.config import ConfigError, Settings
+from core.config import Settings
 from core.env import LOCAL_DIR
 from core.errors import PolyAISyncError
 from core.windows import Scope, days_between
+from pipelines.forget_command import add_forget_parser
 from pipelines.sync_command import UI_PORT, run_sync
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 
@@ -97,7 +98,8 @@ def _demo_environment(server: SimulatorServer, warehouse: Path, sync_start: date
         **server.source_variables(),
         "POLYAI_SYNC_START": sync_start.isoformat(),
         "WAREHOUSE_URL": f"duckdb:///{warehouse}",
-        "LAKE_URL": str(warehouse.parent / "lake"),
+        # A lake the user chose (an object store, say) is kept; the demo's own otherwise.
+        "LAKE_URL": os.environ.get("LAKE_URL") or str(warehouse.parent / "lake"),
     }
 
 
@@ -304,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=UI_PORT)
     ui.set_defaults(func=cmd_ui)
+
+    add_forget_parser(commands)
     return parser
 
 
@@ -311,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UsageError) as exc:
+    except PolyAISyncError as exc:
+        if not isinstance(exc, ValueError):  # bad input is a ValueError (ConfigError, ...)
+            raise
         print(f"polyai-sync: error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,9 @@ its value, and a run without them fails naming the variable.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from dagster import (
     AssetsDefinition,
@@ -29,12 +31,14 @@ from assets.analytics import kpi_assets, lake_asset
 from assets.conversations import build_sync_asset
 from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
 from assets.qa_sample import qa_sample_asset
+from assets.retention import retention_asset
 from assets.saved_searches import saved_search_asset
 from assets.window_checks import build_check_job, build_window_checks
 from core.config import Settings
 from core.env import Env
-from core.names import CHECK_JOB, DOWNSTREAM_SENSOR, FRESHNESS_JOB, SYNC_JOB
+from core.names import CHECK_JOB, DOWNSTREAM_SENSOR, FRESHNESS_JOB, RETENTION_JOB, SYNC_JOB
 from core.urls import display_url
+from pipelines.alerts import AlertWebhook, build_alert_sensor
 from pipelines.partitions import build_partitions
 from pipelines.run_workers import run_worker_executor
 from pipelines.schedules import build_nightly_schedule
@@ -70,15 +74,16 @@ def build_definitions(settings: Settings) -> Definitions:
     )
     check_job = build_check_job(partitions, settings.quarantine_max_fraction, CHECK_JOB)
     freshness_check = build_freshness_check(settings.scopes, settings.schedule_hour)
+    retention = _retention(settings)
     freshness_job = define_asset_job(
         FRESHNESS_JOB,
         selection=AssetSelection.checks(freshness_check),
         description="Check that every scope has published the window it should have by now.",
     )
     return Definitions(
-        assets=[sync_asset, *downstream, SYNC_STATE_SPEC],
+        assets=[sync_asset, *downstream, SYNC_STATE_SPEC, *retention.assets],
         asset_checks=[window_checks, freshness_check],
-        jobs=[sync_job, check_job, freshness_job],
+        jobs=[sync_job, check_job, freshness_job, *retention.jobs],
         schedules=[
             build_nightly_schedule(sync_job, settings),
             ScheduleDefinition(
@@ -88,13 +93,54 @@ def build_definitions(settings: Settings) -> Definitions:
                 execution_timezone="UTC",
                 default_status=DefaultScheduleStatus.RUNNING,
             ),
+            *retention.schedules,
         ],
-        sensors=[_downstream_sensor(downstream)],
+        sensors=[
+            _downstream_sensor(downstream),
+            # Failure alerts, when POLYAI_ALERT_WEBHOOK_URL is set (pipelines/alerts.py).
+            *(
+                [build_alert_sensor(partitions, settings.dagster_ui_url)]
+                if settings.alert_webhook_url
+                else []
+            ),
+        ],
         # Every step in the run's own process, the run tagged with that process, so a run whose
         # process is gone can be told from a live one (pipelines/run_workers.py).
         executor=run_worker_executor,
         resources=_resources(settings),
     )
+
+
+@dataclass(frozen=True)
+class _Parts:
+    assets: list[AssetsDefinition] = field(default_factory=list)
+    jobs: list[Any] = field(default_factory=list)  # what define_asset_job returns
+    schedules: list[ScheduleDefinition] = field(default_factory=list)
+
+
+def _retention(settings: Settings) -> _Parts:
+    """With POLYAI_RETENTION_DAYS set: the retention asset, its job, and its nightly schedule
+    (half an hour after the sync's: they touch different windows, and wait for each other's
+    writes on DuckDB)."""
+    if not settings.retention_days:
+        return _Parts()
+    asset = retention_asset(settings.retention_days)
+    job = define_asset_job(
+        RETENTION_JOB,
+        selection=AssetSelection.assets(asset),
+        description=(
+            f"Remove the windows older than {settings.retention_days} days from every table "
+            "and the lake, and record what was removed."
+        ),
+    )
+    schedule = ScheduleDefinition(
+        name=RETENTION_JOB,
+        job=job,
+        cron_schedule=f"30 {settings.schedule_hour} * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    return _Parts([asset], [job], [schedule])
 
 
 def _downstream_assets(
@@ -152,6 +198,12 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
         ),
         "lake": ParquetLake(root=settings.lake_url),
         "warehouse": _warehouse(settings),
+        # Bound by name: the UI shows the variable, never the URL (its path is the secret).
+        **(
+            {"alert_webhook": AlertWebhook(url=EnvVar(Env.POLYAI_ALERT_WEBHOOK_URL))}
+            if settings.alert_webhook_url
+            else {}
+        ),
     }
 
 

@@ -79,7 +79,7 @@ def draw_sample(
     path = lake.write_csv("qa_samples", scope, window, rows.drop(columns=["raw"]))
     return {
         "dagster/row_count": len(rows),
-        "csv": str(path),
+        "csv": path,
         "sample_size": size,
         "records_left_out": len(drawn) - len(rows),
     }

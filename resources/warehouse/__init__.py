@@ -12,6 +12,7 @@
 ``staging``         where staged pages wait: staging tables, or Arrow files (DuckDB)
 ``quarantine``      records set aside: failed validation, or held by another window
 ``analytics``       the analytics SQL: KPIs, window checks, the CLI's summary
+``removal``         rows removed for good: erasure, retention, and their records
 ==================  ===============================================================
 
 The names most callers need are importable from here.

@@ -28,6 +28,7 @@ from resources.warehouse.resource import JsonFunctions, Warehouse
 from resources.warehouse.sql import (
     CONVERSATIONS_IN_WINDOW,
     IN_WINDOW,
+    Connection,
     column_list,
     count,
     quote,
@@ -156,22 +157,34 @@ def recompute_kpis(
 ) -> dict[str, int]:
     """Replace one window's rows of each of ``tables`` (analytics tables) with what their KPI
     query computes from the window tables, in one transaction; the rows each now holds."""
+    with warehouse.connect() as con:
+        con.execute("BEGIN")
+        rows = recompute_window_kpis(con, warehouse, scope, window, tables)
+        con.execute("COMMIT")
+    return rows
+
+
+def recompute_window_kpis(
+    con: Connection,
+    warehouse: Warehouse,
+    scope: Scope,
+    window: Window,
+    tables: list[str] | None = None,
+) -> dict[str, int]:
+    """:func:`recompute_kpis` inside the caller's transaction (every KPI table by default)."""
     key = window_params(scope, window)
     params = {**key, "now": datetime.now(UTC)}
     queries = kpi_queries(warehouse.json)
     rows = {}
-    with warehouse.connect() as con:
-        con.execute("BEGIN")
-        for table in tables:
-            columns = column_list(schema.metadata.tables[table])
-            con.execute(f"DELETE FROM {quote(table)} WHERE {IN_WINDOW}", key)
-            rows[table] = count(
-                con,
-                f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM "
-                f"({queries[table]}) AS computed",
-                params,
-            )
-        con.execute("COMMIT")
+    for table in tables or [t.name for t in schema.ANALYTICS_TABLES]:
+        columns = column_list(schema.metadata.tables[table])
+        con.execute(f"DELETE FROM {quote(table)} WHERE {IN_WINDOW}", key)
+        rows[table] = count(
+            con,
+            f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM "
+            f"({queries[table]}) AS computed",
+            params,
+        )
     return rows
 
 

@@ -265,3 +265,25 @@ class DuckDBWarehouse(Warehouse):
 
     def fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         return con.sql(sql, params=params).to_arrow_table()
+
+    def scrub(self) -> None:
+        """Rewrite the file without its free blocks: DuckDB leaves a deleted row's bytes in
+        the blocks it frees until they are reused. The copy is made while this connection
+        holds the file (no other process can write it meanwhile) and renamed over it before
+        the connection is let go; a process waiting for the file then opens the copy."""
+        fresh = self.path.with_name(f".{self.path.name}.scrub")
+        fresh.unlink(missing_ok=True)
+        with self.connect() as con, owner_only():
+            con.execute("CHECKPOINT")  # nothing left in the write-ahead log
+            database = con.execute("SELECT current_database()").fetchone()[0]
+            con.execute(f"ATTACH {_literal(str(fresh))} AS _scrubbed")
+            try:
+                con.execute(f"COPY FROM DATABASE {quote(database)} TO _scrubbed")
+            finally:
+                con.execute("DETACH _scrubbed")
+            os.replace(fresh, self.path)
+        self._release()  # a connection held across this (holding()) is to the old file
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -155,6 +155,14 @@ class PostgresWarehouse(Warehouse):
                 copy.write(memoryview(csv_for_copy(rows)))
             return cursor.rowcount
 
+    def scrub(self) -> None:
+        """VACUUM the tables an erasure deletes from: their dead rows are pruned and the space
+        made reusable (``VACUUM FULL`` rewrites a table, under an exclusive lock: the
+        operator's call)."""
+        with self.connect() as con:
+            for table in schema.metadata.sorted_tables:
+                con.execute(f"VACUUM {quote(table.name)}")
+
     def fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         cursor = con.raw.execute(pyformat(sql), params)
         names = [column.name for column in cursor.description]

@@ -142,6 +142,10 @@ class Warehouse(ConfigurableResource):
         goes)."""
         yield
 
+    def scrub(self) -> None:
+        """After rows were deleted for good (an erasure): leave nothing of them readable in
+        the warehouse's storage. Nothing by default."""
+
     @property
     def staging(self) -> Staging:
         """Where loads stage their pages until publishing: the staging tables by default."""

@@ -94,7 +94,7 @@ def _stamps(tmp_path: Path, days) -> dict:
     for day in days:
         window = daily_window(day)
         stamps[day] = {
-            f"lake/{table}": lake.window_file(table, VOICE, window).stat().st_mtime
+            f"lake/{table}": Path(lake.window_file(table, VOICE, window)).stat().st_mtime
             for table in TABLES
         }
         for kpi in KPIS:

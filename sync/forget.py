@@ -1,0 +1,108 @@
+"""Erasure: a person's conversations removed from everything polyai-sync wrote.
+
+:func:`forget` removes the conversations named by id, or those from or to a phone number, from
+the warehouse (every table, staged pages, the quarantine, the QA samples, the saved-search
+matches; the KPIs of the windows touched recomputed; the file scrubbed:
+:mod:`resources.warehouse.removal`), then rewrites every lake file that held them, each
+replaced atomically. The lake is searched on its own, not through the warehouse, so a second
+run after a crash between the two finishes the job. With phone hashing on, a number is matched
+through its hash. Nothing here prints or records an id or a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core import schema
+from core.errors import PolyAISyncError
+from core.privacy import HASH_PREFIX, hash_number
+from resources.lake import ParquetLake
+from resources.warehouse import Warehouse
+from resources.warehouse.removal import Erased, erase, record_lake_rewrites
+
+LAKE_CSV_TABLES = ("qa_samples",)
+"""Lake tables written as CSV (one file per window) that name conversations."""
+
+
+class ForgetError(PolyAISyncError, ValueError):
+    """What to forget was given badly; the message says how (never the value)."""
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What :func:`forget` removed."""
+
+    erased: Erased
+    lake_files_rewritten: int
+
+
+def stored_numbers(numbers: Sequence[str], hash_key: bytes | None) -> list[str]:
+    """The forms a phone number may be stored in: as given, and its keyed hash when hashing
+    is on (rows stored before hashing was turned on hold the number itself)."""
+    forms = list(numbers)
+    if hash_key is not None:
+        forms += [hash_number(n, hash_key) for n in numbers if not n.startswith(HASH_PREFIX)]
+    return forms
+
+
+def forget(
+    warehouse: Warehouse,
+    lake: ParquetLake,
+    conversation_ids: Sequence[str] = (),
+    phone_numbers: Sequence[str] = (),
+    hash_key: bytes | None = None,
+) -> Forgotten:
+    """Remove the conversations with these ids, or from or to these numbers, everywhere."""
+    ids = [i.strip() for i in conversation_ids]
+    numbers = [n.strip() for n in phone_numbers]
+    if bool(ids) == bool(numbers):
+        raise ForgetError("give conversation ids or phone numbers (one kind, at least one)")
+    if not all(ids + numbers):
+        raise ForgetError("an empty conversation id or phone number was given")
+    forms = stored_numbers(numbers, hash_key)
+    kind = "conversation_id" if ids else "phone_number"
+    erased = erase(warehouse, ids, forms, kind, given=len(ids) + len(numbers))
+    rewritten = _rewrite_lake(lake, set(ids) | erased.ids, set(forms))
+    record_lake_rewrites(warehouse, erased.erasure_id, rewritten)
+    return Forgotten(erased, rewritten)
+
+
+def _rewrite_lake(lake: ParquetLake, ids: set[str], numbers: set[str]) -> int:
+    """Rewrite every lake file holding one of the conversations (found by id, or by number in
+    the lake's own conversations files); the files rewritten."""
+    rewritten = 0
+    for path in lake.files("conversations"):
+        rows = lake.read_parquet(path)
+        if numbers:
+            by_number = pc.or_(
+                pc.is_in(rows.column("from_number"), pa.array(sorted(numbers))),
+                pc.is_in(rows.column("to_number"), pa.array(sorted(numbers))),
+            )
+            ids |= set(rows.filter(pc.fill_null(by_number, False)).column("id").to_pylist())
+        rewritten += _without(lake, path, rows, "id", ids)
+    for table in schema.CHILD_TABLES:
+        for path in lake.files(table.name):
+            rewritten += _without(lake, path, lake.read_parquet(path), "conversation_id", ids)
+    for table in LAKE_CSV_TABLES:
+        for path in lake.files(table):
+            frame = lake.read_csv(path)
+            keep = ~frame["conversation_id"].astype(str).isin(ids)
+            if not keep.all():
+                lake.rewrite_csv(path, frame[keep])
+                rewritten += 1
+    return rewritten
+
+
+def _without(lake: ParquetLake, path: str, rows: pa.Table, column: str, ids: set[str]) -> int:
+    """Rewrite ``path`` without the rows whose ``column`` is one of ``ids``; 1 if it did."""
+    if not ids:
+        return 0
+    erased = pc.fill_null(pc.is_in(rows.column(column), pa.array(sorted(ids))), False)
+    if not pc.any(erased).as_py():
+        return 0
+    lake.write_parquet(path, rows.filter(pc.invert(erased)))
+    return 1
