@@ -62,6 +62,7 @@ RUNS_PER_EVALUATION = 20
 """Run-status events read per evaluation (per status): bounds a tick after a long downtime."""
 FIRST_LOOKBACK_SECONDS = KEEP_UNDELIVERED_SECONDS = 24 * 3600
 MAX_KEPT_ALERTS = 100
+DELIVERY_SECONDS_PER_TICK = 30.0  # within the daemon's sensor timeout, or posts repeat
 MAX_FAILING_WINDOWS = 1000
 """Failing windows remembered for recoveries; the oldest are forgotten past this."""
 _ENDED = (DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_SUCCESS)
@@ -101,7 +102,7 @@ class AlertWebhook(ConfigurableResource):
         except urllib.error.HTTPError as exc:
             status = exc.code
             exc.close()
-        except (OSError, ValueError) as exc:  # URLError, refused, reset, timed out, TLS
+        except Exception as exc:  # URLError, refused, reset, timed out, TLS, a bad response
             # Only the class: a message may quote the URL (the host's is not secret, its path
             # is). `from None`: a traceback of the original would show the request.
             cause = getattr(exc, "reason", exc)
@@ -125,8 +126,7 @@ class AlertState:
     since: float = 0.0
     """While ``after`` is None: read events from this time on (the first lookback)."""
     failing: dict[str, str] = field(default_factory=dict)
-    """``job|window`` (the window empty for a job without partitions) -> the run that failed
-    it, oldest first."""
+    """``job|window`` (window empty without partitions) -> the run that failed it, oldest first."""
     pending: list[dict[str, Any]] = field(default_factory=list)
     """Alerts not delivered yet: ``message``, ``run_id``, ``created`` (epoch seconds)."""
 
@@ -377,7 +377,8 @@ def _deliver(
         log.error(f"alert dropped, {MAX_KEPT_ALERTS} newer ones are waiting: {_headline(alert)}")
     queue = kept[-MAX_KEPT_ALERTS:]
     posted, problem = 0, ""
-    while queue:
+    deadline = time.monotonic() + DELIVERY_SECONDS_PER_TICK
+    while queue and time.monotonic() < deadline:
         try:
             webhook.post(queue[0]["message"])
         except AlertRefusedError as exc:
@@ -391,6 +392,7 @@ def _deliver(
             log.info(f"alert posted: {_headline(queue[0])}")
         queue.pop(0)
     state.pending = queue
+    problem = problem or "out of time for this tick"
     return f"{posted} alert(s) posted" + (f"; {len(queue)} kept: {problem}" if queue else "")
 
 

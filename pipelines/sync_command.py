@@ -8,10 +8,11 @@ sync starts, so that ``--help`` and configuration errors answer without loading 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +58,7 @@ def run_sync(
     level = "DEBUG" if verbose else "CRITICAL"
     with (
         _stopping_on_sigterm(),
+        _interrupts_not_logged_as_errors(),
         cli_instance(str(home)) as instance,
         code_location(instance) as workspace,
     ):
@@ -117,6 +119,32 @@ def _print_result(result: BackfillResult, windows: int) -> int:
         )
         return 130
     return 1 if result.failed or errors or len(landed) < windows else 0
+
+
+class _NotAnInterrupt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.exc_info[0] if record.exc_info else None
+        return kind is None or issubclass(kind, Exception)
+
+
+@contextlib.contextmanager
+def _interrupts_not_logged_as_errors() -> Iterator[None]:
+    """Ctrl-C or SIGTERM can land while SQLAlchemy's pool closes one of the Dagster instance's
+    connections: the pool logs "Exception closing connection" with the interrupt's traceback
+    (to stderr, through logging's last-resort handler) and re-raises it, and the run stops as
+    interrupted. The interrupt is not an error: the pool's records that carry one are dropped;
+    any other still reaches stderr."""
+    pool = logging.getLogger("sqlalchemy.pool")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(_NotAnInterrupt())
+    pool.addHandler(handler)
+    propagate, pool.propagate = pool.propagate, False
+    try:
+        yield
+    finally:
+        pool.removeHandler(handler)
+        pool.propagate = propagate
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -126,6 +126,22 @@ class ParquetLake(ConfigurableResource):
             and not info.base_name.startswith(".")
         )
 
+    def stale_temporaries(self, table: str, older_than: timedelta) -> list[str]:
+        """Hidden temporaries under ``table``'s folder last written more than ``older_than``
+        ago: what a process killed between writing a file and moving it left (a whole copy of
+        a window's file, so erasure and retention remove them)."""
+        selector = fs.FileSelector(f"{self._base()}/{table}", recursive=True, allow_not_found=True)
+        cutoff = datetime.now(UTC) - older_than
+        return sorted(
+            info.path
+            for info in self._store().get_file_info(selector)
+            if info.type == fs.FileType.File
+            and info.base_name.startswith(".")
+            and info.base_name.endswith(".tmp")
+            and info.mtime is not None
+            and _utc(info.mtime) < cutoff
+        )
+
     @staticmethod
     def partition_of(path: str) -> tuple[str, str, date]:
         """(environment, channel, date) from a lake file's hive folders."""
@@ -178,10 +194,10 @@ class ParquetLake(ConfigurableResource):
 
     # --- reading -----------------------------------------------------------------------------
 
-    def read_parquet(self, path: str) -> pa.Table:
-        """The rows of one Parquet file (without the folder columns)."""
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """The rows of one Parquet file (without the folder columns), or only ``columns``."""
         with self._store().open_input_file(path) as source:
-            return pq.read_table(source)
+            return pq.read_table(source, columns=columns)
 
     def read_csv(self, path: str) -> pd.DataFrame:
         """The rows of one CSV file, every cell as the text it holds (no type guessing, an
@@ -269,6 +285,10 @@ def _csv(rows: pd.DataFrame) -> Writer:
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _inert(value: object) -> object:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,30 +64,43 @@ def forget(
         raise ForgetError("give conversation ids or phone numbers (one kind, at least one)")
     if not all(ids + numbers):
         raise ForgetError("an empty conversation id or phone number was given")
+    if not warehouse.has_table("conversations"):
+        raise ForgetError(
+            f"no warehouse at {warehouse.display_url} (WAREHOUSE_URL; a relative path is "
+            "relative to the working directory): nothing was erased"
+        )
     forms = stored_numbers(numbers, hash_key)
     kind = "conversation_id" if ids else "phone_number"
     erased = erase(warehouse, ids, forms, kind, given=len(ids) + len(numbers))
     rewritten = _rewrite_lake(lake, set(ids) | erased.ids, set(forms))
     record_lake_rewrites(warehouse, erased.erasure_id, rewritten)
+    warehouse.scrub()  # last: the lake first, so a scrub that fails leaves no lake file behind
     return Forgotten(erased, rewritten)
+
+
+TEMPORARY_AGE = timedelta(hours=1)
+"""A lake temporary older than this is a killed process's leftover, not a write under way."""
 
 
 def _rewrite_lake(lake: ParquetLake, ids: set[str], numbers: set[str]) -> int:
     """Rewrite every lake file holding one of the conversations (found by id, or by number in
-    the lake's own conversations files); the files rewritten."""
-    rewritten = 0
-    for path in lake.files("conversations"):
-        rows = lake.read_parquet(path)
-        if numbers:
+    the lake's own conversations files), the conversations files last: a run stopped half way
+    leaves them holding the numbers, so running it again finds the rest. Stale temporaries go
+    too. The files rewritten."""
+    conversations = lake.files("conversations")
+    if numbers:  # only the three columns of each file: a lake can be far bigger than memory
+        wanted = pa.array(sorted(numbers))
+        for path in conversations:
+            rows = lake.read_parquet(path, columns=["id", "from_number", "to_number"])
             by_number = pc.or_(
-                pc.is_in(rows.column("from_number"), pa.array(sorted(numbers))),
-                pc.is_in(rows.column("to_number"), pa.array(sorted(numbers))),
+                pc.is_in(rows.column("from_number"), wanted),
+                pc.is_in(rows.column("to_number"), wanted),
             )
             ids |= set(rows.filter(pc.fill_null(by_number, False)).column("id").to_pylist())
-        rewritten += _without(lake, path, rows, "id", ids)
+    rewritten = 0
     for table in schema.CHILD_TABLES:
         for path in lake.files(table.name):
-            rewritten += _without(lake, path, lake.read_parquet(path), "conversation_id", ids)
+            rewritten += _without(lake, path, "conversation_id", ids)
     for table in LAKE_CSV_TABLES:
         for path in lake.files(table):
             frame = lake.read_csv(path)
@@ -94,15 +108,25 @@ def _rewrite_lake(lake: ParquetLake, ids: set[str], numbers: set[str]) -> int:
             if not keep.all():
                 lake.rewrite_csv(path, frame[keep])
                 rewritten += 1
+    for path in conversations:
+        rewritten += _without(lake, path, "id", ids)
+    for table in (*(t.name for t in schema.WINDOW_TABLES), *LAKE_CSV_TABLES):
+        for path in lake.stale_temporaries(table, TEMPORARY_AGE):
+            lake.remove(path)
     return rewritten
 
 
-def _without(lake: ParquetLake, path: str, rows: pa.Table, column: str, ids: set[str]) -> int:
-    """Rewrite ``path`` without the rows whose ``column`` is one of ``ids``; 1 if it did."""
+def _without(lake: ParquetLake, path: str, column: str, ids: set[str]) -> int:
+    """Rewrite ``path`` without the rows whose ``column`` is one of ``ids``; 1 if it did.
+    Only the column is read unless it holds one."""
     if not ids:
         return 0
-    erased = pc.fill_null(pc.is_in(rows.column(column), pa.array(sorted(ids))), False)
-    if not pc.any(erased).as_py():
+    wanted = pa.array(sorted(ids))
+    if not pc.any(
+        pc.is_in(lake.read_parquet(path, columns=[column]).column(column), wanted)
+    ).as_py():
         return 0
+    rows = lake.read_parquet(path)
+    erased = pc.fill_null(pc.is_in(rows.column(column), wanted), False)
     lake.write_parquet(path, rows.filter(pc.invert(erased)))
     return 1

@@ -14,8 +14,8 @@ from typing import Any
 from core import schema
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
-from resources.warehouse.removal import record_removals, remove_before
-from sync.forget import LAKE_CSV_TABLES
+from resources.warehouse.removal import record_lake_removals, remove_before
+from sync.forget import LAKE_CSV_TABLES, TEMPORARY_AGE
 
 
 def retention_cutoff(days: int, today: date) -> datetime:
@@ -30,7 +30,7 @@ def apply_retention(
     cutoff = retention_cutoff(days, today or datetime.now(UTC).date())
     removed = remove_before(warehouse, cutoff)
     files = _remove_lake_files(lake, cutoff)
-    record_removals(warehouse, removed, files)
+    record_lake_removals(warehouse, removed, files)
     per_table: Counter[str] = Counter()
     for (_, _, _, table), rows in removed.rows.items():
         per_table[table] += rows
@@ -59,6 +59,8 @@ def _remove_lake_files(lake: ParquetLake, cutoff: datetime) -> dict[tuple[str, s
             if day < cutoff.date():
                 lake.remove(path)
                 removed[(environment, channel, _window_start(day, path))] += 1
+        for path in lake.stale_temporaries(table, TEMPORARY_AGE):
+            lake.remove(path)  # a killed export's leftover copy, whatever its day
     return dict(removed)
 
 

@@ -31,6 +31,7 @@ from resources.warehouse import Warehouse
 from resources.warehouse.duckdb_engine import DuckDBWarehouse
 from resources.warehouse.postgres_engine import PostgresWarehouse
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
+from tests.s3 import bucket, ec2_metadata, s3_env, s3_server  # noqa: F401 (fixtures for every test)
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CAMPAIGN_REPORT: list[str] = []

@@ -269,18 +269,24 @@ class DuckDBWarehouse(Warehouse):
     def scrub(self) -> None:
         """Rewrite the file without its free blocks: DuckDB leaves a deleted row's bytes in
         the blocks it frees until they are reused. The copy is made while this connection
-        holds the file (no other process can write it meanwhile) and renamed over it before
-        the connection is let go; a process waiting for the file then opens the copy."""
+        holds the file (no other process can write it meanwhile), with DuckDB's memory cap
+        raised to the ceiling, given the file's owner and mode, and renamed over it before the
+        connection is let go; a process waiting for the file then opens the copy."""
         fresh = self.path.with_name(f".{self.path.name}.scrub")
         fresh.unlink(missing_ok=True)
         with self.connect() as con, owner_only():
             con.execute("CHECKPOINT")  # nothing left in the write-ahead log
+            con.execute(f"SET memory_limit = '{self.memory_ceiling_mb}MB'")
             database = con.execute("SELECT current_database()").fetchone()[0]
             con.execute(f"ATTACH {_literal(str(fresh))} AS _scrubbed")
             try:
                 con.execute(f"COPY FROM DATABASE {quote(database)} TO _scrubbed")
             finally:
                 con.execute("DETACH _scrubbed")
+            old = self.path.stat()
+            os.chmod(fresh, old.st_mode & 0o7777)
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.chown(fresh, old.st_uid, old.st_gid)
             os.replace(fresh, self.path)
         self._release()  # a connection held across this (holding()) is to the old file
 

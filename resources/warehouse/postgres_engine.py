@@ -156,12 +156,15 @@ class PostgresWarehouse(Warehouse):
             return cursor.rowcount
 
     def scrub(self) -> None:
-        """VACUUM the tables an erasure deletes from: their dead rows are pruned and the space
-        made reusable (``VACUUM FULL`` rewrites a table, under an exclusive lock: the
-        operator's call)."""
+        """VACUUM the tables an erasure deletes from (staging included): their dead rows are
+        pruned and the space made reusable. It does not overwrite the old bytes, and the
+        server's write-ahead log and backups keep them for as long as they are kept
+        (``VACUUM FULL`` rewrites a table, under an exclusive lock: the operator's call)."""
+        tables = [t.name for t in schema.metadata.sorted_tables]
+        tables += [STAGE_PREFIX + t.name for t in schema.WINDOW_TABLES]
         with self.connect() as con:
-            for table in schema.metadata.sorted_tables:
-                con.execute(f"VACUUM {quote(table.name)}")
+            for table in tables:
+                con.execute(f"VACUUM {quote(table)}")
 
     def fetch_arrow(self, con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
         cursor = con.raw.execute(pyformat(sql), params)

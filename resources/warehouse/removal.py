@@ -7,9 +7,9 @@ also recomputes the KPIs of the windows it touched, in the same transaction, and
 itself in ``erasures`` (counts and when; never an id or a number). A retention run records
 what it removed in ``retention_removals``, per window and table.
 
-After an erasure the engine scrubs what a deleted row leaves behind
-(:meth:`resources.warehouse.resource.Warehouse.scrub`): DuckDB rewrites its file, PostgreSQL
-vacuums the tables.
+After an erasure (and its lake files) the caller has the engine scrub what a deleted row leaves
+behind (:meth:`resources.warehouse.resource.Warehouse.scrub`): DuckDB rewrites its file,
+PostgreSQL vacuums the tables.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from core import schema
 from core.windows import Scope, Window
 from resources.warehouse.analytics import recompute_window_kpis
 from resources.warehouse.resource import Warehouse
-from resources.warehouse.sql import STAGE_PREFIX, Connection, count, quote
+from resources.warehouse.sql import Connection, count, quote
 
 _KEYED_BY_CONVERSATION = ("qa_samples", "saved_search_matches")
 """Tables outside the window tables that name a conversation."""
@@ -91,7 +91,6 @@ def erase(
         con.execute("COMMIT")
     for load in loads:
         warehouse.staging.dropped(load)
-    warehouse.scrub()
     return erased
 
 
@@ -132,6 +131,8 @@ def _windows_of_ids(con: Connection) -> list[tuple[Scope, Window]]:
     ).fetchall()
     windows = {}
     for environment, channel, start, end in found:
+        if start is None:  # a row migrated from before windows were recorded: no KPIs
+            continue
         start = start.astimezone(UTC)
         end = end.astimezone(UTC) if end is not None else start + timedelta(days=1)
         windows[(environment, channel, start)] = (Scope(environment, channel), Window(start, end))
@@ -139,28 +140,27 @@ def _windows_of_ids(con: Connection) -> list[tuple[Scope, Window]]:
 
 
 def _discard_loads_holding(con: Connection, warehouse: Warehouse) -> list[str]:
-    """Discard every load in progress whose staged pages hold an erased conversation (its
-    window's state goes: the next sync begins the window again); their ids."""
-    live = con.execute(
-        "SELECT load_id, pages FROM sync_state WHERE status IN ('running', 'staged')"
-    ).fetchall()
-    discarded = []
+    """Discard every load in progress whose staging holds an erased conversation or number
+    (its window's state goes: the next sync begins the window again), and remove what loads
+    no longer in progress left staged; the discarded loads' ids."""
+    needles = [
+        row[0]
+        for row in con.execute(
+            "SELECT id FROM _erase_ids UNION SELECT number FROM _erase_numbers"
+        ).fetchall()
+    ]
+    live = [
+        row[0]
+        for row in con.execute(
+            "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged')"
+        ).fetchall()
+    ]
     staging = warehouse.staging
-    for load_id, pages in live:
-        with staging.readable(con, load_id, pages):
-            stage = quote(STAGE_PREFIX + "conversations")
-            held = count(
-                con,
-                f"SELECT count(*) FROM {stage} WHERE load_id = $load AND "
-                "(id IN (SELECT id FROM _erase_ids) OR from_number IN "
-                "(SELECT number FROM _erase_numbers) OR to_number IN "
-                "(SELECT number FROM _erase_numbers))",
-                {"load": load_id},
-            )
-        if held:
-            staging.drop(con, load_id)
-            con.execute("DELETE FROM sync_state WHERE load_id = $load", {"load": load_id})
-            discarded.append(load_id)
+    discarded = [load for load in live if staging.holds(con, load, needles)]
+    for load_id in discarded:
+        staging.drop(con, load_id)
+        con.execute("DELETE FROM sync_state WHERE load_id = $load", {"load": load_id})
+    staging.sweep(set(live) - set(discarded))  # (a discarded load's files go after the commit)
     return discarded
 
 
@@ -247,10 +247,12 @@ def remove_before(warehouse: Warehouse, cutoff: datetime) -> Removed:
             warehouse.staging.drop(con, load)
         con.execute(f"DELETE FROM sync_state WHERE {_EXPIRED}", before)
         con.execute("DROP TABLE _expired")
+        result = Removed(uuid.uuid4().hex, cutoff, removed)
+        _record_removals(con, result, removed)  # with the deletes: a crash loses neither
         con.execute("COMMIT")
     for load in loads:
         warehouse.staging.dropped(load)
-    return Removed(uuid.uuid4().hex, cutoff, removed)
+    return result
 
 
 _EXPIRED = "window_start < $cutoff"
@@ -281,29 +283,35 @@ def _retention_statements() -> list[tuple[str, str, str]]:
     return statements
 
 
-def record_removals(
+def record_lake_removals(
     warehouse: Warehouse, removed: Removed, lake_files: dict[tuple[str, str, datetime], int]
 ) -> None:
-    """Write a retention run's removals (tables and lake files) to ``retention_removals``."""
-    rows = dict(removed.rows)
-    for (environment, channel, start), files in lake_files.items():
-        rows[(environment, channel, start, "lake files")] = files
-    now = datetime.now(UTC)
+    """Add the lake files a retention run removed to its record (table ``lake files``)."""
+    rows = {
+        (env, channel, start, "lake files"): n for (env, channel, start), n in lake_files.items()
+    }
     with warehouse.connect() as con:
         con.execute("BEGIN")
-        for (environment, channel, start, table), count_ in sorted(rows.items()):
-            con.execute(
-                "INSERT INTO retention_removals VALUES ($id, $env, $channel, $start, $table, "
-                "$rows, $cutoff, $now)",
-                {
-                    "id": removed.removal_id,
-                    "env": environment,
-                    "channel": channel,
-                    "start": start,
-                    "table": table,
-                    "rows": count_,
-                    "cutoff": removed.cutoff,
-                    "now": now,
-                },
-            )
+        _record_removals(con, removed, rows)
         con.execute("COMMIT")
+
+
+def _record_removals(
+    con: Connection, removed: Removed, rows: dict[tuple[str, str, datetime, str], int]
+) -> None:
+    now = datetime.now(UTC)
+    for (environment, channel, start, table), count_ in sorted(rows.items()):
+        con.execute(
+            "INSERT INTO retention_removals VALUES ($id, $env, $channel, $start, $table, "
+            "$rows, $cutoff, $now)",
+            {
+                "id": removed.removal_id,
+                "env": environment,
+                "channel": channel,
+                "start": start,
+                "table": table,
+                "rows": count_,
+                "cutoff": removed.cutoff,
+                "now": now,
+            },
+        )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,6 +89,20 @@ class Staging:
 
     def sweep(self, live: set[str]) -> None:
         """Remove what loads other than ``live`` (the running and staged ones) left."""
+
+    def holds(self, con: Connection, load_id: str, needles: Sequence[str]) -> bool:
+        """Whether what the load staged holds one of ``needles`` (conversation ids, phone
+        numbers as stored) anywhere: what an erasure asks of a load in progress."""
+        stage = quote(STAGE_PREFIX + "conversations")
+        return any(
+            count(
+                con,
+                f"SELECT count(*) FROM {stage} WHERE load_id = $load AND "
+                "(id = $v OR from_number = $v OR to_number = $v)",
+                {"load": load_id, "v": needle},
+            )
+            for needle in needles
+        )
 
     def rows(self, con: Connection, table: str) -> int:
         """Rows of ``table`` staged by every load (tests and the fault campaign)."""
@@ -201,6 +215,18 @@ class FileStaging(Staging):
 
     def dropped(self, load_id: str) -> None:
         shutil.rmtree(self.root / load_id, ignore_errors=True)
+
+    def holds(self, con: Connection, load_id: str, needles: Sequence[str]) -> bool:
+        """Every file of the load counts: pages committed, pages staged ahead of the writer,
+        folders a killed worker left half-written, and the manifests (a page's quarantined
+        records). Arrow IPC files hold strings uncompressed, so their bytes are searched."""
+        encoded = [needle.encode() for needle in needles]
+        for path in sorted((self.root / load_id).rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                if any(needle in data for needle in encoded):
+                    return True
+        return False
 
     def sweep(self, live: set[str]) -> None:
         if self.root.is_dir():

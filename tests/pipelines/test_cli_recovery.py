@@ -252,3 +252,26 @@ def test_a_run_marked_canceling_from_the_ui_stops_the_command_running_it(
     assert time.monotonic() - marked < 10
     assert sync.returncode == 130, out + err
     assert_nothing_left_running(env)
+
+
+def test_an_interrupt_while_the_pool_closes_a_connection_is_not_printed_as_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM landed while SQLAlchemy's pool closed an instance connection (seen once in CI):
+    the pool logs the interrupt as an error with its traceback, then re-raises it."""
+    import logging
+
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    from pipelines.sync_command import _interrupts_not_logged_as_errors
+
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+    with _interrupts_not_logged_as_errors():
+        for error in (DagsterExecutionInterruptedError(), KeyboardInterrupt(), OSError("disk")):
+            try:
+                raise error
+            except BaseException:
+                pool.error("Exception closing connection %r", "<connection>", exc_info=True)
+    err = capsys.readouterr().err
+    assert err.count("Traceback") == 1 and "OSError: disk" in err
+    assert "Interrupted" not in err and "KeyboardInterrupt" not in err

@@ -6,14 +6,9 @@ downloaded here)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -22,101 +17,18 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fsspec.implementations.arrow import ArrowFSWrapper
-from moto.server import ThreadedMotoServer
 from pyarrow import fs
 
 from core import schema
 from core.windows import Scope, daily_window
 from resources.lake import GCS_RETRY_LIMIT_SECONDS, ParquetLake, open_filesystem, replacing
 from resources.warehouse import Warehouse
-from tests.conftest import SYNC_DAY, free_port
+from tests.conftest import SYNC_DAY
 from tests.pipelines.cli_runs import clean_env, run_cli
+from tests.s3 import MetadataEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 VOICE = Scope("live", "voice")
-
-
-class MetadataEndpoint(ThreadingHTTPServer):
-    """A stand-in for the EC2 metadata endpoint that answers 404 at once and records what it
-    was asked: the AWS SDK asks it for what the environment lacks, and a real one that never
-    answers costs seconds per request."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                endpoint.asked.append(f"{self.command} {self.path}")
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_PUT = answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    """An S3 API on a loopback port; its endpoint URL."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def metadata() -> Iterator[MetadataEndpoint]:
-    endpoint = MetadataEndpoint()
-    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.shutdown()
-        endpoint.server_close()
-
-
-@pytest.fixture
-def s3_env(
-    s3_server: str, metadata: MetadataEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """The AWS variables of a deployment (keys, region, endpoint), set in this process; the
-    developer's own AWS settings and files out of reach."""
-    env = {
-        "AWS_ACCESS_KEY_ID": "test-key-id",
-        "AWS_SECRET_ACCESS_KEY": "test-secret",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_server,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.url,
-    }
-    for name in os.environ:
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def bucket(s3_env: dict[str, str]) -> str:
-    """A new, empty bucket."""
-    name = f"lake-{uuid.uuid4().hex[:12]}"
-    store, _ = fs.FileSystem.from_uri(f"s3://{name}?allow_bucket_creation=true")
-    store.create_dir(name)
-    return name
 
 
 def every_file(lake: ParquetLake) -> list[str]:
@@ -261,7 +173,7 @@ def test_the_lake_api_lists_reads_replaces_and_removes_files(any_lake: ParquetLa
 
 
 def test_the_demo_writes_its_lake_to_s3_when_lake_url_says_so(
-    tmp_path: Path, bucket: str, s3_env: dict[str, str], metadata: MetadataEndpoint
+    tmp_path: Path, bucket: str, s3_env: dict[str, str], ec2_metadata: MetadataEndpoint
 ) -> None:
     url = f"s3://{bucket}/demo-lake"
     env = clean_env(**s3_env, LAKE_URL=url)
@@ -277,12 +189,12 @@ def test_the_demo_writes_its_lake_to_s3_when_lake_url_says_so(
         ).fetchone()
     assert in_lake == stored > 0
     assert not (tmp_path / ".polyai-sync" / "demo" / "lake").exists()
-    assert metadata.asked == []  # every step process found its keys and region
+    assert ec2_metadata.asked == []  # every step process found its keys and region
 
 
 @pytest.mark.parametrize("given", ["keys and region", "nothing"])
 def test_with_keys_and_a_region_set_nothing_waits_for_the_ec2_metadata_endpoint(
-    given: str, bucket: str, s3_env: dict[str, str], metadata: MetadataEndpoint
+    given: str, bucket: str, s3_env: dict[str, str], ec2_metadata: MetadataEndpoint
 ) -> None:
     """A process of its own, since the AWS SDK reads its settings once per process. Without
     keys or a region it asks the endpoint (which here answers at once): the check sees it."""
@@ -303,7 +215,7 @@ def test_with_keys_and_a_region_set_nothing_waits_for_the_ec2_metadata_endpoint(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert bool(metadata.asked) == (given == "nothing"), metadata.asked
+    assert bool(ec2_metadata.asked) == (given == "nothing"), ec2_metadata.asked
 
 
 def test_a_gcs_lake_stops_retrying_after_a_minute_not_fifteen() -> None:
