@@ -255,3 +255,21 @@ def test_forget_rewrites_the_files_of_a_lake_on_s3(
     assert lake_ids() == {t: [i for i in held if i != victim] for t, held in before.items()}
     (erasure,) = duckdb_warehouse.read_table("erasures").to_dict("records")
     assert erasure["lake_files_rewritten"] == 4  # the window's four tables
+
+
+def test_without_the_rewrite_the_duckdb_file_would_still_hold_the_number(
+    simulator: SimulatorServer,
+    duckdb_warehouse: Warehouse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control for the byte search above: DuckDB keeps a deleted row's bytes in the blocks
+    it frees, so an erasure that did not rewrite the file would leave the number there."""
+    sync_window(client_for(simulator), duckdb_warehouse, LIVE_VOICE, WINDOW)
+    caller = next(n for n in duckdb_warehouse.read_table("conversations")["from_number"] if n)
+    monkeypatch.setattr(type(duckdb_warehouse), "scrub", lambda self: None)
+
+    forget(duckdb_warehouse, ParquetLake(root=str(tmp_path / "lake")), phone_numbers=[caller])
+
+    assert caller not in set(duckdb_warehouse.read_table("conversations")["from_number"])
+    assert caller.encode() in duckdb_warehouse.path.read_bytes()
