@@ -182,12 +182,17 @@ def test_the_demo_writes_its_lake_to_s3_when_lake_url_says_so(
 
     warehouse = tmp_path / ".polyai-sync" / "demo" / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        (stored,) = con.execute("SELECT count(*) FROM polyai.conversations").fetchone()
-    with duckdb_reading(url) as con:
-        (in_lake,) = con.execute(
-            f"SELECT count(*) FROM read_parquet('{url}/conversations/**/*.parquet')"
-        ).fetchone()
-    assert in_lake == stored > 0
+        stored = con.execute(
+            "SELECT channel, CAST(conversation_date AS VARCHAR), count(*) "
+            "FROM polyai.conversations GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    with duckdb_reading(url) as con:  # the scope and day from the hive folders
+        in_lake = con.execute(
+            "SELECT channel, CAST(date AS VARCHAR), count(*) FROM read_parquet("
+            f"'{url}/conversations/**/*.parquet', hive_partitioning = true) GROUP BY ALL "
+            "ORDER BY ALL"
+        ).fetchall()
+    assert in_lake == stored and len(stored) == 6  # voice and chat, three days
     assert not (tmp_path / ".polyai-sync" / "demo" / "lake").exists()
     assert ec2_metadata.asked == []  # every step process found its keys and region
 
