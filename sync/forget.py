@@ -97,10 +97,14 @@ def _rewrite_lake(lake: ParquetLake, ids: set[str], numbers: set[str]) -> int:
                 pc.is_in(rows.column("to_number"), wanted),
             )
             ids |= set(rows.filter(pc.fill_null(by_number, False)).column("id").to_pylist())
+    remove_stale_temporaries(lake)
+    if not ids:
+        return 0
+    erased = pa.array(sorted(ids))  # built once, for every file
     rewritten = 0
     for table in schema.CHILD_TABLES:
         for path in lake.files(table.name):
-            rewritten += _without(lake, path, "conversation_id", ids)
+            rewritten += _without(lake, path, "conversation_id", erased)
     for table in LAKE_CSV_TABLES:
         for path in lake.files(table):
             frame = lake.read_csv(path)
@@ -109,24 +113,24 @@ def _rewrite_lake(lake: ParquetLake, ids: set[str], numbers: set[str]) -> int:
                 lake.rewrite_csv(path, frame[keep])
                 rewritten += 1
     for path in conversations:
-        rewritten += _without(lake, path, "id", ids)
-    for table in (*(t.name for t in schema.WINDOW_TABLES), *LAKE_CSV_TABLES):
-        for path in lake.stale_temporaries(table, TEMPORARY_AGE):
-            lake.remove(path)
+        rewritten += _without(lake, path, "id", erased)
     return rewritten
 
 
-def _without(lake: ParquetLake, path: str, column: str, ids: set[str]) -> int:
-    """Rewrite ``path`` without the rows whose ``column`` is one of ``ids``; 1 if it did.
+def remove_stale_temporaries(lake: ParquetLake) -> None:
+    """Remove the hidden copies killed exports left in the lake (they may hold anyone)."""
+    for table in (*(t.name for t in schema.WINDOW_TABLES), *LAKE_CSV_TABLES):
+        for path in lake.stale_temporaries(table, TEMPORARY_AGE):
+            lake.remove(path)
+
+
+def _without(lake: ParquetLake, path: str, column: str, erased: pa.Array) -> int:
+    """Rewrite ``path`` without the rows whose ``column`` is in ``erased``; 1 if it did.
     Only the column is read unless it holds one."""
-    if not ids:
-        return 0
-    wanted = pa.array(sorted(ids))
-    if not pc.any(
-        pc.is_in(lake.read_parquet(path, columns=[column]).column(column), wanted)
-    ).as_py():
+    keys = lake.read_parquet(path, columns=[column]).column(column)
+    if not pc.any(pc.is_in(keys, erased)).as_py():
         return 0
     rows = lake.read_parquet(path)
-    erased = pc.fill_null(pc.is_in(rows.column(column), wanted), False)
-    lake.write_parquet(path, rows.filter(pc.invert(erased)))
+    held = pc.fill_null(pc.is_in(rows.column(column), erased), False)
+    lake.write_parquet(path, rows.filter(pc.invert(held)))
     return 1

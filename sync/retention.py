@@ -15,7 +15,7 @@ from core import schema
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
 from resources.warehouse.removal import record_lake_removals, remove_before
-from sync.forget import LAKE_CSV_TABLES, TEMPORARY_AGE
+from sync.forget import LAKE_CSV_TABLES, remove_stale_temporaries
 
 
 def retention_cutoff(days: int, today: date) -> datetime:
@@ -59,8 +59,7 @@ def _remove_lake_files(lake: ParquetLake, cutoff: datetime) -> dict[tuple[str, s
             if day < cutoff.date():
                 lake.remove(path)
                 removed[(environment, channel, _window_start(day, path))] += 1
-        for path in lake.stale_temporaries(table, TEMPORARY_AGE):
-            lake.remove(path)  # a killed export's leftover copy, whatever its day
+    remove_stale_temporaries(lake)  # a killed export's leftover copies, whatever their day
     return dict(removed)
 
 
