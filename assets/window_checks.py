@@ -28,7 +28,7 @@ from dagster import (
 from assets.keys import TABLE_KEYS, window_of
 from core.names import POOL, WINDOW_CHECKS
 from resources.warehouse import Warehouse
-from resources.warehouse.analytics import CHECKS, run_checks
+from resources.warehouse.checks import CHECKS, run_checks
 from resources.warehouse.state import last_load
 
 
@@ -130,8 +130,7 @@ def evaluate_windows(
                     (
                         o.name,
                         o.passed,
-                        f"{key}: "
-                        + ("passed" if o.passed else f"{o.violations} rows break the rule"),
+                        f"{key}: " + ("passed" if o.passed else f"{o.violations} {o.explanation}"),
                         {"violations": o.violations, "load_id": load},
                         o.warn_only,
                     )

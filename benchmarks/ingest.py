@@ -1,7 +1,8 @@
 """Ingest benchmark: polyai-sync against dlt and against the floor, side by side.
 
 For each size N, one simulator process serves a seeded dataset of N conversations (one
-scope, spread evenly over 30 days, about 12 turns each, with latency and genAI metadata),
+scope, spread evenly over 30 days, about 12 turns each, each turn with its latency and
+metadata in the shapes PolyAI publishes),
 and each contender lands it into a fresh DuckDB file, one after the other, each in a child
 process of its own so that its peak memory (RSS) is its own:
 
@@ -307,19 +308,37 @@ def run_dlt_tuned(source: Source, folder: Path) -> tuple[int, int]:
 
 
 _FLOOR_CONVERSATIONS = """
-    INSERT INTO conversations
-    SELECT * EXCLUDE (turns, latency, metrics, state),
-           to_json(metrics) AS metrics, to_json(state) AS state
-    FROM page
+    INSERT INTO conversations BY NAME
+    SELECT * EXCLUDE (turns) FROM page
 """
 _FLOOR_TURNS = """
     INSERT INTO turns
     SELECT conversation_id, turn_index - 1 AS turn_index,
-           t.* EXCLUDE (genai_metadata, entities), to_json(t.entities) AS entities,
-           to_json(t.genai_metadata) AS genai_metadata
+           t.* EXCLUDE (metadata, entities), to_json(t.entities) AS entities,
+           to_json(t.metadata) AS metadata
     FROM (SELECT id AS conversation_id, unnest(turns) AS t,
                  generate_subscripts(turns, 1) AS turn_index FROM page)
 """
+_FLOOR_FIELDS = dict.fromkeys(
+    ("variant_id", "variant_name", "from_number", "to_number", "handoff_reason",
+     "handoff_destination")
+)  # fmt: skip
+"""Optional fields a page may leave out: present in every row, so each page has the same
+columns (Arrow takes a page's columns from its first row)."""
+
+
+def _floor_rows(conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's conversations as the floor's rows: the optional fields filled in, metrics
+    and state as JSON text (a metric is a string or a list of strings: one Arrow type each)."""
+    return [
+        {
+            **_FLOOR_FIELDS,
+            **c,
+            "metrics": orjson.dumps(c.get("metrics")).decode(),
+            "state": orjson.dumps(c.get("state")).decode(),
+        }
+        for c in conversations
+    ]
 
 
 def run_floor(source: Source, folder: Path) -> tuple[int, int]:
@@ -333,7 +352,7 @@ def run_floor(source: Source, folder: Path) -> tuple[int, int]:
     with httpx.Client(base_url=source.base_url, headers={api.API_KEY_HEADER: source.api_key}) as h:
         while True:
             body = orjson.loads(h.get(source.path, params=params).content)
-            con.register("page", pa.Table.from_pylist(body[api.R_CONVERSATIONS]))
+            con.register("page", pa.Table.from_pylist(_floor_rows(body[api.R_CONVERSATIONS])))
             if not created:
                 con.execute(_as_create(_FLOOR_CONVERSATIONS))
                 con.execute(_as_create(_FLOOR_TURNS))
@@ -354,7 +373,7 @@ def run_floor(source: Source, folder: Path) -> tuple[int, int]:
 def _as_create(insert: str) -> str:
     """``INSERT INTO t SELECT ...`` as ``CREATE TABLE t AS SELECT ...``."""
     head, _, select = insert.strip().partition("\n")
-    return f"CREATE TABLE {head.split()[-1]} AS {select}"
+    return f"CREATE TABLE {head.split()[2]} AS {select}"  # INSERT INTO <t> [BY NAME]
 
 
 def run_source(source: Source, folder: Path) -> tuple[int, int]:

@@ -56,6 +56,19 @@ def _to_int(value: Any) -> Any:
     return value if _is_int64(value) else _NOT_CONVERTIBLE
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return _NOT_CONVERTIBLE
+    return _NOT_CONVERTIBLE
+
+
 def _to_bool(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
@@ -75,6 +88,8 @@ def _to_str(value: Any) -> Any:
 def _to_str_list(value: Any) -> Any:
     if isinstance(value, str):
         return [value]
+    if isinstance(value, list):  # items that are not text: each as its JSON text
+        return [item if item is None or isinstance(item, str) else _to_str(item) for item in value]
     return _NOT_CONVERTIBLE
 
 
@@ -101,7 +116,7 @@ class Coercer:
         self.always_convert = False
         if isinstance(kind, sa.ARRAY):
             self.accepts = lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)
-            self.convert = lambda v: [str(i) for i in v] if isinstance(v, list) else _to_str_list(v)
+            self.convert = _to_str_list
         elif isinstance(kind, sa.DateTime):
             self.accepts = lambda v: False  # strings are always parsed
             self.convert = _to_timestamp
@@ -112,6 +127,9 @@ class Coercer:
         elif isinstance(kind, sa.Integer):
             self.accepts = _is_int64
             self.convert = _to_int
+        elif isinstance(kind, sa.Float):
+            self.accepts = _is_number
+            self.convert = _to_float
         else:
             self.accepts = lambda v: isinstance(v, str)
             self.convert = _to_str
@@ -141,6 +159,7 @@ column of only these is parsed in one vectorized cast."""
 _FAST_TYPES: dict[type, set[type]] = {
     sa.Boolean: {bool},
     sa.Integer: {int},
+    sa.Float: {float, int},
     sa.String: {str},
 }
 
@@ -157,6 +176,8 @@ class ColumnBuilder:
         self.table = table
         self.schema = schema.arrow_schema(table)
         self.coercers = {c.name: Coercer(c, issues) for c in table.columns}
+        self.keys = {c.name: c.info.get("key", c.name) for c in table.columns}
+        """Column -> the source field it is read from (its name, unless the schema says)."""
 
     def column(self, name: str, values: list[Any]) -> pa.Array:
         """Column ``name`` holding ``values``, each fitted to the column's type."""
@@ -189,8 +210,8 @@ class ColumnBuilder:
         rows: int | None = None,
     ) -> pa.Table:
         """``sources`` as rows: the columns in ``given`` as they are, ``constants`` repeated,
-        every other column read from the source objects by name. ``rows`` is the row count
-        when every column is given or constant (and ``sources`` empty)."""
+        every other column read from the source objects by its key (:attr:`keys`). ``rows``
+        is the row count when every column is given or constant (and ``sources`` empty)."""
         count = len(sources) if rows is None else rows
         arrays = []
         for field_ in self.schema:
@@ -203,7 +224,8 @@ class ColumnBuilder:
             elif name in constants:
                 arrays.append(pa.repeat(pa.scalar(constants[name], field_.type), count))
             else:
-                arrays.append(self.column(name, [s.get(name) for s in sources]))
+                key = self.keys[name]
+                arrays.append(self.column(name, [s.get(key) for s in sources]))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 

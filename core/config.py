@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from core.api_contract import ENVIRONMENTS, QUERY_TYPES, REGION_BASE_URLS
+from core.channels import ChannelMap, ChannelMapError
 from core.env import DEFAULTS, SOURCE_VARIABLES, Env
 from core.urls import ConfigError, check_source, display_url, lake_url, ui_url, webhook_url
 from core.windows import GRANULARITIES, Scope, scopes_for
@@ -68,6 +69,9 @@ class Settings:
     project_id: str | None
     environments: tuple[str, ...]
     channels: tuple[str, ...]
+    channel_map: ChannelMap
+    """Each channel's response labels and the filter's spelling (POLYAI_CHANNEL_MAP,
+    POLYAI_CHANNEL_FILTER)."""
     sync_start: date
     warehouse_url: str
     warehouse_schema: str
@@ -107,6 +111,7 @@ class Settings:
         get = _reader(environ)
         environments = _environments(get)
         channels = _channels(get)
+        channel_map = _channel_map(get)
         sync_start = _sync_start(get)
         base_url = _base_url(get)
         allow_insecure_http = _bool_setting(get, Env.POLYAI_ALLOW_INSECURE_HTTP)
@@ -133,6 +138,7 @@ class Settings:
             project_id=get(Env.POLYAI_PROJECT_ID) or None,
             environments=environments,
             channels=channels,
+            channel_map=channel_map,
             sync_start=sync_start,
             warehouse_url=warehouse_url,
             warehouse_schema=warehouse_schema,
@@ -205,6 +211,13 @@ def _channels(get: Getter) -> tuple[str, ...]:
                 f"{name}: channel {channel!r} may hold only letters, digits, '-' and '_'"
             )
     return channels
+
+
+def _channel_map(get: Getter) -> ChannelMap:
+    try:
+        return ChannelMap.parse(get(Env.POLYAI_CHANNEL_MAP), get(Env.POLYAI_CHANNEL_FILTER))
+    except ChannelMapError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _sync_start(get: Getter) -> date:

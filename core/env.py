@@ -32,6 +32,8 @@ class Env(StrEnum):
     POLYAI_PROJECT_ID = auto()
     POLYAI_ENVIRONMENTS = auto()
     POLYAI_CHANNELS = auto()
+    POLYAI_CHANNEL_MAP = auto()
+    POLYAI_CHANNEL_FILTER = auto()
     POLYAI_SYNC_START = auto()
     WAREHOUSE_URL = auto()
     WAREHOUSE_SCHEMA = auto()
@@ -59,6 +61,8 @@ class Env(StrEnum):
 DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_ENVIRONMENTS: "live",
     Env.POLYAI_CHANNELS: "voice,chat",
+    Env.POLYAI_CHANNEL_MAP: "",  # the defaults of core.api_contract.CHANNEL_LABELS
+    Env.POLYAI_CHANNEL_FILTER: "both",
     Env.POLYAI_SYNC_START: "2025-01-01",
     Env.WAREHOUSE_URL: f"duckdb:///{LOCAL_DIR / 'warehouse.duckdb'}",
     Env.WAREHOUSE_SCHEMA: "polyai",

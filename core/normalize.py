@@ -4,8 +4,11 @@ A page's conversations become Arrow tables for ``conversations``, ``turns``, ``t
 and ``turn_genai``, with columns and types read from :mod:`core.schema`. Text keeps the API's
 distinction between ``""`` (empty) and a missing field (null); timestamps become UTC; the
 source object is kept as JSON in ``raw``, each part once: a conversation's without its
-``turns`` (each turn's is in ``turns.raw``), a turn's without its genAI metadata (in
+``turns`` (each turn's is in ``turns.raw``), a turn's without its ``metadata`` object (in
 ``turn_genai.raw``). Joined back, they are the whole object as received.
+
+A response's ``channel`` is an analytics label (``VOICE-SIP``); the rows' ``channel`` is the
+configured channel it maps to (:mod:`core.channels`), the label kept in ``channel_label``.
 
 Two kinds of trouble are told apart:
 
@@ -31,6 +34,7 @@ import pyarrow.compute as pc
 
 from core import api_contract as api
 from core import schema
+from core.channels import DEFAULT_CHANNELS, ChannelMap
 from core.columns import INT64_MAX, INT64_MIN, ColumnBuilder, to_json
 from core.records import (
     INVALID_TEXT,
@@ -41,6 +45,7 @@ from core.records import (
     screen,
     storable,
 )
+from core.turn_metadata import typed_metadata
 from core.windows import Scope
 
 __all__ = [
@@ -140,43 +145,58 @@ def reassemble(
     genai: Mapping[int, Any],
 ) -> dict[str, Any]:
     """The source object :func:`normalize_page` split into rows, put back together from their
-    ``raw``: the conversation's, its turns' in order, and each turn's genAI metadata (by turn
+    ``raw``: the conversation's, its turns' in order, and each turn's metadata (by turn
     index)."""
     return {
         **conversation,
         "turns": [
-            {**turn, api.R_GENAI_METADATA: genai[index]} if index in genai else dict(turn)
+            {**turn, api.T_METADATA: genai[index]} if index in genai else dict(turn)
             for index, turn in enumerate(turns)
         ],
     }
 
 
 def normalize_page(
-    records: Sequence[Any], *, load_id: str, loaded_at: datetime, scope: Scope | None = None
+    records: Sequence[Any],
+    *,
+    load_id: str,
+    loaded_at: datetime,
+    scope: Scope | None = None,
+    channels: ChannelMap = DEFAULT_CHANNELS,
 ) -> Batch:
     """Turn a page of conversation objects into one batch per table; with ``scope`` (the
-    query's), a record of another environment or channel is quarantined."""
+    query's), a record of another environment, or whose channel label is not one of the
+    scope's channel in ``channels``, is quarantined."""
     try:
-        return _normalize(records, load_id, loaded_at, scope)
+        return _normalize(records, load_id, loaded_at, scope, channels)
     except UnicodeEncodeError:
         # Rare (a lenient parse of a body with an invalid escape): find those records and
         # quarantine them, so the rest of the page still loads. Checked only on failure,
         # as the check costs a serialization of the page.
         marked = [r if storable(r) else Unstorable(r) for r in records]
-        return _normalize(marked, load_id, loaded_at, scope)
+        return _normalize(marked, load_id, loaded_at, scope, channels)
 
 
 def _normalize(
-    records: Sequence[Any], load_id: str, loaded_at: datetime, scope: Scope | None
+    records: Sequence[Any],
+    load_id: str,
+    loaded_at: datetime,
+    scope: Scope | None,
+    channels: ChannelMap,
 ) -> Batch:
     issues: Counter[str] = Counter()
-    screened = screen(records, scope)
+    screened = screen(records, scope, channels)
     good, starts = _latest_copies(screened.records, screened.starts, issues)
     stamp = {"load_id": load_id, "loaded_at": loaded_at}
     builders = {t.name: ColumnBuilder(t, issues) for t in schema.WINDOW_TABLES}
     partition = {
         "environment": pa.array([r["environment"] for r in good], pa.string()),
-        "channel": pa.array([r["channel"] for r in good], pa.string()),
+        "channel": pa.array(
+            [scope.channel] * len(good)
+            if scope is not None
+            else [channels.channel_of(r["channel"]) for r in good],
+            pa.string(),
+        ),
         "conversation_date": pa.array([s.date() for s in starts], pa.date32()),
     }
     conversations = builders["conversations"].table_of(
@@ -241,7 +261,7 @@ def _turn_tables(
     child_key: ChildKey,
     stamp: dict[str, Any],
 ) -> tuple[pa.Table, pa.Table]:
-    """The ``turns`` table and the ``turn_genai`` table (a turn's genAI metadata, when it is an
+    """The ``turns`` table and the ``turn_genai`` table (a turn's ``metadata``, when it is an
     object); a turn's ``raw`` leaves out the metadata ``turn_genai.raw`` holds."""
     # Turns, each with the position of its conversation in ``good``.
     turns: list[Mapping[str, Any]] = []
@@ -260,14 +280,14 @@ def _turn_tables(
         {
             **child_key(owner, turn_index),
             "raw": [
-                to_json(_without(t, api.R_GENAI_METADATA) if i in genai_at else t)
+                to_json(_without(t, api.T_METADATA) if i in genai_at else t)
                 for i, t in enumerate(turns)
             ],
         },
         stamp,
     )
     genai_table = builders["turn_genai"].table_of(
-        genai,
+        [typed_metadata(g, issues) for g in genai],
         {
             **child_key([owner[i] for i in genai_turns], [turn_index[i] for i in genai_turns]),
             "raw": [to_json(g) for g in genai],
@@ -280,17 +300,18 @@ def _turn_tables(
 def _genai_metadata(
     turns: list[Mapping[str, Any]], issues: Counter[str]
 ) -> tuple[list[Mapping[str, Any]], list[int]]:
-    """Each turn's genAI metadata that is an object, and the positions of those turns; any
-    other metadata is counted (and stays in the turn's ``raw``)."""
+    """Each turn's metadata that is an object, and the positions of those turns; any
+    other metadata is counted (and stays in the turn's ``raw``). A turn without it (the flag
+    ignored, or the project sends none) has no ``turn_genai`` row."""
     genai: list[Mapping[str, Any]] = []
     genai_turns: list[int] = []
     for position, turn in enumerate(turns):
-        metadata = turn.get(api.R_GENAI_METADATA)
+        metadata = turn.get(api.T_METADATA)
         if isinstance(metadata, Mapping):
             genai.append(metadata)
             genai_turns.append(position)
         elif metadata is not None:
-            issues[f"turn_genai.{api.R_GENAI_METADATA}"] += 1
+            issues[f"turn_genai.{api.T_METADATA}"] += 1
     return genai, genai_turns
 
 
@@ -301,7 +322,8 @@ def _latency_table(
     child_key: ChildKey,
     stamp: dict[str, Any],
 ) -> pa.Table:
-    """One row per turn and stage of the latency breakdown (``include_latency``).
+    """One row per turn and stage of the latency breakdown, where a response carries one (an
+    assumed shape, :data:`core.api_contract.R_LATENCY_BREAKDOWN`; PolyAI publishes none).
 
     A stage given twice for one turn keeps its last value, and an entry for a turn the
     conversation does not have is left out: each is counted in ``type_issues`` and stays in
@@ -310,19 +332,19 @@ def _latency_table(
     rows: dict[tuple[int, int, str], Any] = {}
     coerce_index = builder.coercers["turn_index"]
     for position, record in enumerate(good):
-        latency = record.get(api.R_LATENCY)
+        latency = record.get(api.R_LATENCY_BREAKDOWN)
         if latency is None:
             continue
         entries = latency.get("turns") if isinstance(latency, Mapping) else None
         if not isinstance(entries, list):
-            issues[f"turn_latency.{api.R_LATENCY}"] += 1
+            issues[f"turn_latency.{api.R_LATENCY_BREAKDOWN}"] += 1
             continue
         turn_count = len(record.get("turns", []))
         for entry in entries:
             entry_stages = entry.get("stages") if isinstance(entry, Mapping) else None
             index = coerce_index(entry.get("turn_index")) if isinstance(entry, Mapping) else None
             if not isinstance(entry_stages, Mapping) or index is None:
-                issues[f"turn_latency.{api.R_LATENCY}"] += 1
+                issues[f"turn_latency.{api.R_LATENCY_BREAKDOWN}"] += 1
                 continue
             if not 0 <= index < turn_count:
                 issues["turn_latency.turn_index_without_a_turn"] += 1

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core import api_contract as api
+from core.channels import DEFAULT_CHANNELS, ChannelMap
 from core.errors import PolyAISyncError
 from core.windows import Scope, Window
 
@@ -43,7 +44,7 @@ class ConversationQuery:
     variant_name: str | None = None
     in_progress: bool | None = None
     include_latency: bool = False
-    include_genai_metadata: bool = False
+    include_turn_metadata: bool = False
     query_type: QueryType | None = None
     query: str | None = None
     turn_type: TurnType | None = None
@@ -89,18 +90,23 @@ class ConversationQuery:
 
     @classmethod
     def for_window(
-        cls, scope: Scope, window: Window, limit: int = api.MAX_LIMIT
+        cls,
+        scope: Scope,
+        window: Window,
+        limit: int = api.MAX_LIMIT,
+        channels: ChannelMap = DEFAULT_CHANNELS,
     ) -> ConversationQuery:
         """The query a sync of one scope over one window sends: every conversation, with
-        its latency breakdown and genAI metadata."""
+        each turn's latency and metadata; the scope's channel filtered as ``channels``
+        spells it."""
         return cls(
             start_time=window.start,
             end_time=window.end,
             environment=scope.environment,
-            channels=(scope.channel,),
+            channels=channels.filter_values(scope.channel),
             limit=limit,
             include_latency=True,
-            include_genai_metadata=True,
+            include_turn_metadata=True,
         )
 
     def with_limit(self, limit: int) -> ConversationQuery:
@@ -129,8 +135,8 @@ class ConversationQuery:
             params[api.P_IN_PROGRESS] = _bool(self.in_progress)
         if self.include_latency:
             params[api.P_INCLUDE_LATENCY] = _bool(True)
-        if self.include_genai_metadata:
-            params[api.P_INCLUDE_GENAI] = _bool(True)
+        if self.include_turn_metadata:
+            params[api.P_INCLUDE_TURN_METADATA] = _bool(True)
         params.update(self.extra)
         return params
 

@@ -1,8 +1,9 @@
 """Which records of a page can become rows, and how the others are set aside.
 
 A record that cannot be a row (not an object, no id, no readable ``started_at``, no
-environment or channel, of another scope than the query's, turns that are not a list of
-objects, text no database can store) is *quarantined* whole: kept as JSON with its position
+environment or channel, of another scope than the query's or with a channel label no
+configured channel has, turns that are not a list of objects, text no database can store) is
+*quarantined* whole: kept as JSON with its position
 in the page and the reason, so the rest of the page still loads. :mod:`core.normalize` turns
 the records admitted here into rows.
 """
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.channels import DEFAULT_CHANNELS, ChannelMap
+from core.env import Env
 from core.errors import PolyAISyncError
 from core.windows import Scope
 
@@ -77,16 +80,19 @@ def parse_timestamp(value: Any, what: str) -> datetime | None:
         raise RecordError(f"{what}: {value!r} is out of range once in UTC") from None
 
 
-def screen(records: Sequence[Any], scope: Scope | None) -> Screened:
-    """Sort a page's records into those that can be rows (of ``scope``, when given), with
-    when each started, and those quarantined, in page order."""
+def screen(
+    records: Sequence[Any], scope: Scope | None, channels: ChannelMap = DEFAULT_CHANNELS
+) -> Screened:
+    """Sort a page's records into those that can be rows (of ``scope``, when given, its
+    channel's labels read from ``channels``), with when each started, and those quarantined,
+    in page order."""
     screened = Screened([], [], [])
     for position, record in enumerate(records):
         if isinstance(record, Unstorable):
             screened.quarantined.append(_quarantined(position, record.record, INVALID_TEXT))
             continue
         try:
-            screened.starts.append(_started_at(record, scope))
+            screened.starts.append(_started_at(record, scope, channels))
         except RecordError as exc:
             screened.quarantined.append(_quarantined(position, record, str(exc)))
             continue
@@ -94,7 +100,7 @@ def screen(records: Sequence[Any], scope: Scope | None) -> Screened:
     return screened
 
 
-def _started_at(record: Any, scope: Scope | None) -> datetime:
+def _started_at(record: Any, scope: Scope | None, channels: ChannelMap) -> datetime:
     """Check that a record can be a row at all (of ``scope``, when given), and return when it
     started."""
     if not isinstance(record, Mapping):
@@ -108,14 +114,8 @@ def _started_at(record: Any, scope: Scope | None) -> datetime:
     for key in ("environment", "channel"):
         if not isinstance(record.get(key), str) or not record.get(key):
             raise RecordError(f"missing {key}")
-    if scope is not None and (record["environment"], record["channel"]) != (
-        scope.environment,
-        scope.channel,
-    ):
-        raise RecordError(
-            f"out of scope: environment {record['environment']!r} and channel "
-            f"{record['channel']!r}, but the query asked for {scope.key}"
-        )
+    if scope is not None:
+        _check_scope(record["environment"], record["channel"], scope, channels)
     turns = record.get("turns", [])
     if not isinstance(turns, list):
         raise RecordError(f"turns: expected a list, got {type(turns).__name__}")
@@ -123,6 +123,28 @@ def _started_at(record: Any, scope: Scope | None) -> datetime:
         if not isinstance(turn, Mapping):
             raise RecordError(f"turn {index}: expected an object, got {type(turn).__name__}")
     return started_at
+
+
+def _check_scope(environment: str, label: str, scope: Scope, channels: ChannelMap) -> None:
+    """Refuse a record the query did not ask for, naming the label mapping it was read by."""
+    mapping = channels.describe(scope.channel)
+    if channels.accepts(scope.channel, label):
+        if environment == scope.environment:
+            return
+        raise RecordError(
+            f"out of scope: environment {environment!r}, but the query asked for {scope.key}"
+        )
+    owner = channels.channel_of(label)
+    if owner == label and owner not in channels.labels:
+        raise RecordError(
+            f"unknown channel label {label!r}: the query asked for {scope.key} ({mapping}) "
+            f"and no other channel has it; if it is {scope.channel!r}, add it to "
+            f"{Env.POLYAI_CHANNEL_MAP}"
+        )
+    raise RecordError(
+        f"out of scope: environment {environment!r} and channel label {label!r} (channel "
+        f"{owner!r}), but the query asked for {scope.key} ({mapping})"
+    )
 
 
 def _quarantined(position: int, record: Any, reason: str) -> Quarantined:

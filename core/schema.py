@@ -5,11 +5,14 @@ resource creates them, the normalizer builds Arrow batches whose columns and typ
 from them, and tests compare against them. Tables are declared without a schema; the
 warehouse places them in ``WAREHOUSE_SCHEMA`` at run time.
 
-Column names are the API's field names. Every data table also carries the partition columns
-(``environment``, ``channel``, ``conversation_date``) and the load's id and time;
-conversations, turns and genAI metadata keep their source object as JSON in ``raw``, each
-byte once (a conversation's without its turns, a turn's without its genAI metadata), so a
-field the API adds later is never lost and can be backfilled without calling the API.
+Column names are the API's field names, except where a column names its unit (``latency_s``)
+or the API's name is taken by a partition column (the response's ``channel`` label is
+``channel_label``): such a column's ``info["key"]`` is the field it is read from. Every data
+table also carries the partition columns (``environment``, ``channel`` (the configured
+channel, see :mod:`core.channels`), ``conversation_date``) and the load's id and time;
+conversations, turns and turn metadata keep their source object as JSON in ``raw``, each
+byte once (a conversation's without its turns, a turn's without its metadata), so a field
+the API adds later is never lost and can be backfilled without calling the API.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
+
+from core import api_contract as api
 
 metadata = sa.MetaData()
 
@@ -54,6 +59,13 @@ conversations = sa.Table(
     sa.Column("project_id", sa.String),
     sa.Column("environment", sa.String, nullable=False),
     sa.Column("channel", sa.String, nullable=False),
+    sa.Column(
+        "channel_label",
+        sa.String,
+        info={"key": "channel"},
+        comment="the channel as the API labelled it (e.g. VOICE-SIP); channel is the "
+        "configured channel that label maps to (POLYAI_CHANNEL_MAP)",
+    ),
     sa.Column("conversation_date", sa.Date, nullable=False, comment="UTC date of started_at"),
     sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
     sa.Column(
@@ -67,15 +79,21 @@ conversations = sa.Table(
     sa.Column("variant_name", sa.String),
     sa.Column("from_number", sa.String, comment="personal data"),
     sa.Column("to_number", sa.String, comment="personal data"),
-    sa.Column("num_turns", sa.Integer),
-    sa.Column("total_duration", sa.Integer),
-    sa.Column("polyai_duration", sa.Integer),
+    sa.Column(
+        "num_turns",
+        sa.Integer,
+        comment="turns the conversation had, even when turns are hidden (transcript access off)",
+    ),
+    sa.Column("total_duration", sa.Integer, comment="seconds"),
+    sa.Column("polyai_duration", sa.Integer, comment="seconds"),
     sa.Column("num_silences", sa.Integer),
     sa.Column("num_ood", sa.Integer),
     sa.Column("handoff", sa.Boolean),
     sa.Column("handoff_reason", sa.String),
     sa.Column("handoff_destination", sa.String),
-    sa.Column("metrics", sa.JSON),
+    sa.Column(
+        "metrics", sa.JSON, comment="name -> a string, or a list of strings if written twice"
+    ),
     sa.Column("state", sa.JSON),
     _raw_column(without="turns (in turns.raw)"),
     *_load_columns(),
@@ -90,14 +108,20 @@ turns = sa.Table(
     sa.Column("agent_response", sa.String),
     sa.Column("user_input_datetime", TZ_TIMESTAMP),
     sa.Column("agent_response_datetime", TZ_TIMESTAMP),
-    sa.Column("latency", sa.Integer),
+    sa.Column(
+        "latency_s",
+        sa.Double,
+        info={"key": api.T_LATENCY},
+        comment="the API's turn latency, in seconds (a float; from include_latency)",
+    ),
+    sa.Column("barge_in", sa.Boolean, comment="whether the user interrupted the agent"),
     sa.Column("translated_user_input", sa.String),
     sa.Column("english_agent_response", sa.String),
     sa.Column("intents", sa.ARRAY(sa.String)),
     sa.Column("entities", sa.JSON),
     sa.Column("is_ood", sa.Boolean),
     sa.Column("is_silence", sa.Boolean),
-    _raw_column(without="genai_metadata (in turn_genai.raw)"),
+    _raw_column(without="metadata (in turn_genai.raw)"),
     *_load_columns(),
 )
 
@@ -108,7 +132,8 @@ turn_latency = sa.Table(
     sa.Column("stage", sa.String, primary_key=True, comment="e.g. speech_recognition, model"),
     sa.Column("latency_ms", sa.Integer),
     *_load_columns(),
-    comment="one row per turn and stage, from include_latency (assumed shape)",
+    comment="one row per turn and stage, from a latency breakdown PolyAI does not publish "
+    "(assumed shape): empty unless a response carries one",
 )
 
 turn_genai = sa.Table(
@@ -119,11 +144,16 @@ turn_genai = sa.Table(
     sa.Column("input_tokens", sa.Integer),
     sa.Column("output_tokens", sa.Integer),
     sa.Column("time_to_first_token_ms", sa.Integer),
-    sa.Column("function_calls", sa.JSON),
-    sa.Column("knowledge_topics", sa.ARRAY(sa.String)),
+    sa.Column("function_calls", sa.JSON, comment="functionEvents"),
+    sa.Column("knowledge_topics", sa.ARRAY(sa.String), comment="retrievedTopics"),
+    sa.Column("cited_topic", sa.String, comment="citedTopic"),
+    sa.Column("node_trace", sa.JSON, comment="nodeTrace"),
+    sa.Column("llm_requests", sa.JSON, comment="llmRequests"),
     _raw_column(),
     *_load_columns(),
-    comment="one row per turn, from the genAI metadata flag (assumed shape)",
+    comment="one row per turn whose metadata is an object (include_turn_metadata); the keys "
+    "inside it are not published (core.api_contract.TURN_METADATA_KEYS): every column may "
+    "be null",
 )
 
 sync_state = sa.Table(

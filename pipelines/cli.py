@@ -153,15 +153,21 @@ def _print_kpis(store: Warehouse, days: list[date]) -> None:
           f"{'avg dur':>8}{'p95 latency':>12}")  # fmt: skip
     for day, scope, convs, handoffs, contained, duration, p95 in rows:
         print(
-            f"  {day!s:<11}{scope:<12}{convs:>6}{handoffs:>9}{contained or 0:>10.1%}"
-            f"{duration or 0:>7.0f}s{p95 or 0:>10.0f}ms"
+            f"  {day!s:<11}{scope:<12}{convs:>6}{handoffs:>9}{_shown(contained, '.1%'):>10}"
+            f"{_shown(duration, '.0f', 's'):>8}{_shown(p95, '.0f', 'ms'):>12}"
         )
+
+
+def _shown(value: float | None, spec: str, unit: str = "") -> str:
+    """A KPI as printed; a null one (e.g. latency with transcripts hidden) as ``-``."""
+    return "-" if value is None else f"{value:{spec}}{unit}"
 
 
 def _simulator_counts(
     server: SimulatorServer, days: list[date], scopes: list[Scope]
 ) -> dict[str, int]:
     """Rows each table should hold for these windows, counted from the simulator's data."""
+    from core import api_contract as api
     from core.windows import daily_window
 
     counts = dict.fromkeys(("conversations", "turns", "turn_latency", "turn_genai"), 0)
@@ -173,8 +179,11 @@ def _simulator_counts(
             ):
                 counts["conversations"] += 1
                 counts["turns"] += len(record["turns"])
-                counts["turn_latency"] += sum(len(t["stages"]) for t in record["latency"]["turns"])
-                counts["turn_genai"] += sum("genai_metadata" in t for t in record["turns"])
+                breakdown = record.get(api.R_LATENCY_BREAKDOWN, {})  # assumed: rarely served
+                counts["turn_latency"] += sum(len(t["stages"]) for t in breakdown.get("turns", []))
+                counts["turn_genai"] += sum(
+                    isinstance(t.get(api.T_METADATA), dict) for t in record["turns"]
+                )
     return counts
 
 

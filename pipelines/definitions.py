@@ -195,6 +195,8 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             if settings.hash_phone_numbers
             else "",
             redact_transcripts=settings.redact_transcripts,
+            channel_map=settings.channel_map.setting,
+            channel_filter=settings.channel_map.filter_mode,
         ),
         "lake": ParquetLake(root=settings.lake_url),
         "warehouse": _warehouse(settings),

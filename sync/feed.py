@@ -211,6 +211,7 @@ def _pages(client: PolyAIClient, job: _Job, stage_rows: StageRows | None) -> _Me
                     load_id=job.load_id,
                     loaded_at=job.loaded_at,
                     scope=key.scope,
+                    channels=client.channels,
                 )
                 batch.large_value_bytes  # noqa: B018  (measured here, once, off the writer)
                 if stage_rows is not None:

@@ -42,7 +42,7 @@ def draw_sample(
         start_time=window.start,
         end_time=window.end,
         environment=scope.environment,
-        channels=(scope.channel,),
+        channels=client.channels.filter_values(scope.channel),
         limit=size,
         sample="random",
     )
@@ -55,7 +55,9 @@ def draw_sample(
     now = datetime.now(UTC)
     # What cannot be a row (no id, no started_at, another scope) is left out, and a
     # conversation drawn twice is kept once (its later copy), as the sync does.
-    batch = normalize_page(drawn, load_id="qa_sample", loaded_at=now, scope=scope)
+    batch = normalize_page(
+        drawn, load_id="qa_sample", loaded_at=now, scope=scope, channels=client.channels
+    )
     kept = batch.conversations
     whole = {c["id"]: c for c in drawn if isinstance(c, dict) and isinstance(c.get("id"), str)}
     conversations = [whole[i] for i in kept.column("id").to_pylist()]

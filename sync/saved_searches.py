@@ -43,7 +43,7 @@ def run_saved_searches(
             start_time=window.start,
             end_time=window.end,
             environment=scope.environment,
-            channels=(scope.channel,),
+            channels=client.channels.filter_values(scope.channel),
             query_type=search.query_type,  # type: ignore[arg-type]
             query=search.query,
         )

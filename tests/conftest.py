@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from core import api_contract as api
 from core.normalize import reassemble
 from devtools import postgres
 from resources.polyai_api import PolyAIClient
@@ -236,7 +237,7 @@ def whole_records(
 ) -> dict[str, dict]:
     """Each conversation's source object put back together from its rows' ``raw`` (each
     part of the object is stored once: the conversation's without its turns, each turn's
-    without the genAI metadata that ``turn_genai`` holds), by conversation id."""
+    without the ``metadata`` object that ``turn_genai`` holds), by conversation id."""
     metadata: dict[str, dict[int, dict]] = {c["id"]: {} for c in conversations}
     for g in genai:
         metadata[g["conversation_id"]][g["turn_index"]] = json.loads(g["raw"])
@@ -244,7 +245,7 @@ def whole_records(
     for turn in sorted(turns, key=lambda t: (t["conversation_id"], t["turn_index"])):
         part = json.loads(turn["raw"])
         if turn["turn_index"] in metadata[turn["conversation_id"]]:
-            assert "genai_metadata" not in part  # stored once, in turn_genai
+            assert api.T_METADATA not in part  # stored once, in turn_genai
         turns_of[turn["conversation_id"]].append(part)
     records = {}
     for conversation in conversations:

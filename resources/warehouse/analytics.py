@@ -1,21 +1,17 @@
-"""The analytics SQL, in one place: the KPI queries, the checks on a synced window, and the
-CLI's KPI summary. Written once for DuckDB and PostgreSQL in the style of
-:mod:`resources.warehouse.sql` (bare table names, ``$name`` values), plus the engine's JSON
-aggregates (:class:`resources.warehouse.resource.JsonFunctions`).
+"""The analytics SQL, in one place: the KPI queries and the CLI's KPI summary (the checks on
+a synced window are :mod:`resources.warehouse.checks`). Written once for DuckDB and PostgreSQL
+in the style of :mod:`resources.warehouse.sql` (bare table names, ``$name`` values), plus the
+engine's JSON functions (:class:`resources.warehouse.resource.JsonFunctions`).
 
 KPIs: each query computes one analytics table's rows for one scope's window from the window
 tables; :func:`recompute_kpis` replaces the window's rows with them in one transaction.
 Percentiles are ``percentile_cont`` (linear interpolation between closest ranks, as numpy's
 default). Rates are over finished conversations (containment) or over turns (silence,
 out-of-domain).
-
-Checks: each is one query, scoped to the window, counting the rows that break one rule;
-:func:`run_checks` runs them all after every load, and tests run them on a broken warehouse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +19,8 @@ import pyarrow as pa
 
 from core import schema
 from core.windows import Scope, Window
-from resources.warehouse.quarantine import COLLISION
 from resources.warehouse.resource import JsonFunctions, Warehouse
 from resources.warehouse.sql import (
-    CONVERSATIONS_IN_WINDOW,
     IN_WINDOW,
     Connection,
     column_list,
@@ -112,8 +106,8 @@ def _latency_kpis() -> str:
     return f"""
 WITH c AS (SELECT id FROM conversations c WHERE {IN_WINDOW}),
 samples AS (
-    SELECT 'overall' AS stage, t.latency AS ms FROM turns t
-    WHERE t.conversation_id IN (SELECT id FROM c) AND t.latency IS NOT NULL
+    SELECT 'overall' AS stage, t.latency_s * 1000 AS ms FROM turns t
+    WHERE t.conversation_id IN (SELECT id FROM c) AND t.latency_s IS NOT NULL
     UNION ALL
     SELECT l.stage, l.latency_ms FROM turn_latency l
     WHERE l.conversation_id IN (SELECT id FROM c) AND l.latency_ms IS NOT NULL
@@ -230,153 +224,3 @@ def kpi_summary(warehouse: Warehouse, first: date, last: date) -> list[tuple[Any
             """,
             {"first": first, "last": last},
         ).fetchall()
-
-
-# --- checks ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    name: str
-    passed: bool
-    violations: int
-    description: str
-    warn_only: bool = False
-
-
-@dataclass(frozen=True)
-class WindowCheck:
-    name: str
-    asset: str
-    """The table (and asset) the check is about."""
-    description: str
-    violations_sql: str
-    """A query returning one number: how many rows break the rule in the window (parameters:
-    ``$env``, ``$channel``, ``$start``, ``$end``, ``$load``, ``$max_fraction``)."""
-    warn_only: bool = False
-    """Whether a violation is a warning (worth a look, the data is consistent) rather than an
-    error."""
-
-
-_CONV = f"conversations c WHERE {IN_WINDOW}"
-
-CHECKS: tuple[WindowCheck, ...] = (
-    WindowCheck(
-        "unique_conversation_ids",
-        "conversations",
-        "No conversation id appears twice.",
-        f"SELECT count(*) - count(DISTINCT c.id) FROM {_CONV}",
-    ),
-    WindowCheck(
-        "unique_turn_keys",
-        "turns",
-        "No (conversation_id, turn_index) appears twice.",
-        "SELECT count(*) - count(DISTINCT (conversation_id, turn_index)) FROM turns "
-        f"WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW})",
-    ),
-    WindowCheck(
-        "turns_have_a_conversation",
-        "turns",
-        "Every turn of the window's scope and dates belongs to a stored conversation.",
-        "SELECT count(*) FROM turns t WHERE t.environment = $env AND t.channel = $channel "
-        "AND t.conversation_date >= CAST($start AS DATE) "
-        "AND t.conversation_date < CAST($end AS DATE) "
-        "AND t.conversation_id NOT IN (SELECT id FROM conversations)",
-    ),
-    WindowCheck(
-        "num_turns_matches_turns_loaded",
-        "conversations",
-        "Each conversation's num_turns equals the turns stored for it.",
-        f"SELECT count(*) FROM {_CONV} AND coalesce(c.num_turns, -1) <> "
-        "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id)",
-    ),
-    WindowCheck(
-        "turn_indexes_have_no_gaps",
-        "turns",
-        "Each conversation's turn indexes run 0, 1, 2, ... without a gap.",
-        "SELECT count(*) FROM (SELECT conversation_id FROM turns "
-        f"WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW}) GROUP BY conversation_id "
-        "HAVING min(turn_index) <> 0 OR max(turn_index) <> count(*) - 1) AS gapped",
-    ),
-    WindowCheck(
-        "timestamps_inside_the_window",
-        "conversations",
-        "Conversations written by the window's last load started inside the window.",
-        "SELECT count(*) FROM conversations c WHERE c.environment = $env "
-        "AND c.channel = $channel AND c.load_id = $load "
-        "AND NOT (c.started_at >= $start AND c.started_at < $end)",
-        # The API served them for this window: they stay with it (IN_WINDOW), reported.
-        warn_only=True,
-    ),
-    WindowCheck(
-        "latencies_non_negative",
-        "turns",
-        "No turn latency or latency stage is negative.",
-        "SELECT (SELECT count(*) FROM turns WHERE latency < 0 "
-        f"AND conversation_id IN ({CONVERSATIONS_IN_WINDOW})) + (SELECT count(*) FROM turn_latency "
-        f"WHERE latency_ms < 0 AND conversation_id IN ({CONVERSATIONS_IN_WINDOW}))",
-    ),
-    WindowCheck(
-        "unique_latency_keys",
-        "turn_latency",
-        "No (conversation_id, turn_index, stage) appears twice.",
-        "SELECT count(*) - count(DISTINCT (conversation_id, turn_index, stage)) "
-        f"FROM turn_latency WHERE conversation_id IN ({CONVERSATIONS_IN_WINDOW})",
-    ),
-    WindowCheck(
-        "quarantine_under_threshold",
-        "conversations",
-        "The window's last load quarantined no more records than the threshold allows.",
-        "SELECT CASE WHEN q.n > $max_fraction * (q.n + (SELECT count(*) FROM conversations "
-        "WHERE load_id = $load)) THEN q.n ELSE 0 END "
-        "FROM (SELECT count(*) AS n FROM quarantine WHERE load_id = $load "
-        f"AND reason NOT LIKE '{COLLISION}:%') q",
-    ),
-    WindowCheck(
-        "no_conversation_held_by_another_window",
-        "conversations",
-        "The window's last load brought no conversation that another window or scope holds "
-        "(each such copy is in the quarantine table, reason 'collision: ...').",
-        f"SELECT count(*) FROM quarantine WHERE load_id = $load AND reason LIKE '{COLLISION}:%'",
-        warn_only=True,
-    ),
-    WindowCheck(
-        "resync_kept_most_conversations",
-        "conversations",
-        "The window's last load kept at least half of the conversations it held before "
-        "(violations: how many it dropped).",
-        "SELECT coalesce(max(CASE WHEN 2 * n.kept < s.replaced_conversations "
-        "THEN s.replaced_conversations - n.kept ELSE 0 END), 0) "
-        f"FROM sync_state s, (SELECT count(*) AS kept FROM {_CONV}) n "
-        "WHERE s.load_id = $load",
-        warn_only=True,
-    ),
-)
-
-
-def run_checks(
-    warehouse: Warehouse,
-    scope: Scope,
-    window: Window,
-    load_id: str,
-    max_quarantined_fraction: float,
-) -> list[CheckOutcome]:
-    """Every check on one window, with the number of rows breaking each."""
-    params = {
-        **window_params(scope, window),
-        "end": window.end,
-        "load": load_id,
-        "max_fraction": max_quarantined_fraction,
-    }
-    outcomes = []
-    with warehouse.connect(read_only=True) as con:
-        for check in CHECKS:
-            sql = check.violations_sql
-            used = {name: value for name, value in params.items() if f"${name}" in sql}
-            violations = count(con, sql, used)
-            outcomes.append(
-                CheckOutcome(
-                    check.name, violations == 0, violations, check.description, check.warn_only
-                )
-            )
-    return outcomes

@@ -2,9 +2,11 @@
 migrations a newer version needs, run inside the one transaction
 :meth:`resources.warehouse.resource.Warehouse.ensure_schema` opens.
 
-A migration only adds: a column a later version declares is added in place (null in old rows),
-and the staging tables follow their tables. Nothing is dropped or rewritten, so an older
-version's rows are kept and a newer version can always open an older warehouse.
+A migration only adds: a column a later version declares is added in place, and the staging
+tables follow their tables. Nothing is dropped or rewritten, so an older version's rows are
+kept and a newer version can always open an older warehouse. A new column is null in old rows,
+unless it can be read from what the row already holds (:data:`BACKFILLS`): the field it is
+read from, in the row's ``raw``, or the window a conversation belongs to.
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ import sqlalchemy as sa
 
 from core import schema
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, quote
+
+BACKFILLS: dict[tuple[str, str], str] = {
+    # The label as received (an older version stored it as the channel itself).
+    ("conversations", "channel_label"): "raw ->> 'channel'",
+    # The API's float seconds; an older version stored an integer (its simulator's
+    # milliseconds) in `latency`, which stays as it was.
+    ("turns", "latency_s"): "{number}",
+}
+"""(table, new column) -> the SQL expression an existing row's value is read from, over the
+row's own columns; ``{number}`` is the row's ``raw`` at the column's key, as a number (the
+engine's ``JsonFunctions.number_field``)."""
 
 
 def is_complete(con: Connection, schema_name: str, stage_tables: bool = True) -> bool:
@@ -38,6 +51,7 @@ def create_and_migrate(
     schema_name: str,
     dialect: sa.engine.Dialect,
     unenforced_keys: tuple[sa.Table, ...],
+    number_field: str,
     stage_tables: bool = True,
 ) -> None:
     """Create what is missing and add the columns older tables lack (in the schema bare names
@@ -58,6 +72,8 @@ def create_and_migrate(
             added = _add_missing_columns(con, schema_name, table, target, dialect)
             if target == "conversations" and "window_start" in added:
                 _assign_owners(con)
+            for column in added:
+                _backfill(con, table, target, column, number_field)
 
 
 def _add_missing_columns(
@@ -77,6 +93,22 @@ def _add_missing_columns(
         kind = column.type.compile(dialect=dialect)
         con.execute(f"ALTER TABLE {quote(target)} ADD COLUMN {quote(column.name)} {kind}")
     return [column.name for column in missing]
+
+
+def _backfill(
+    con: Connection, table: sa.Table, target: str, column: str, number_field: str
+) -> None:
+    """Fill a column just added to ``target`` (``table`` or its staging twin) in the rows it
+    already holds, when :data:`BACKFILLS` says where from."""
+    expression = BACKFILLS.get((table.name, column))
+    if expression is None:
+        return
+    key = table.columns[column].info.get("key", column)
+    number = number_field.format(value="raw", field=key)
+    con.execute(
+        f"UPDATE {quote(target)} SET {quote(column)} = "
+        f"{expression.format(number=number)} WHERE raw IS NOT NULL"
+    )
 
 
 def _assign_owners(con: Connection) -> None:

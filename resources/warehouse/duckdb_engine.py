@@ -94,6 +94,7 @@ class DuckDBWarehouse(Warehouse):
     json: ClassVar[JsonFunctions] = JsonFunctions(
         object_agg="json_group_object({key}, {value})",
         array_length="json_array_length({value})",
+        number_field="TRY_CAST({value} ->> '{field}' AS DOUBLE)",
     )
 
     @property

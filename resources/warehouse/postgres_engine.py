@@ -83,6 +83,10 @@ class PostgresWarehouse(Warehouse):
         array_length=(
             "CASE WHEN json_typeof({value}) = 'array' THEN json_array_length({value}) END"
         ),
+        number_field=(
+            "CASE WHEN json_typeof({value} -> '{field}') = 'number' "
+            "THEN CAST({value} ->> '{field}' AS DOUBLE PRECISION) END"
+        ),
     )
 
     @property

@@ -64,12 +64,15 @@ class WarehouseSizeError(WarehouseError):
 
 @dataclass(frozen=True)
 class JsonFunctions:
-    """The two JSON aggregates the KPI queries need, as each engine spells them."""
+    """The JSON functions the KPI queries and migrations need, as each engine spells them."""
 
     object_agg: str
     """``{key}``/``{value}`` pairs aggregated into a JSON object."""
     array_length: str
     """The length of the JSON array ``{value}`` (null when it is not an array)."""
+    number_field: str
+    """The top-level field ``{field}`` of the JSON object ``{value}`` as a double precision
+    number (null when it is absent or not a number)."""
 
 
 class Warehouse(ConfigurableResource):
@@ -216,6 +219,7 @@ class Warehouse(ConfigurableResource):
                 self.schema_name,
                 self.dialect(),
                 self.unenforced_keys,
+                self.json.number_field,
                 stage_tables=self.staging.in_transaction,
             )
             self.after_ddl(con)

@@ -4,7 +4,7 @@ import pytest
 
 from core.windows import Scope, daily_window
 from resources.warehouse import Warehouse
-from resources.warehouse.analytics import CHECKS, run_checks
+from resources.warehouse.checks import CHECKS, run_checks
 from sync.window import sync_window
 from tests.conftest import SYNC_DAY, Serve, client_for
 
@@ -30,12 +30,16 @@ BREAKAGES = {
         "WHERE id = (SELECT min(conversation_id) FROM polyai.turns)"
     ],
     "num_turns_matches_turns_loaded": ["UPDATE polyai.conversations SET num_turns = num_turns + 1"],
+    "transcripts_visible": [
+        "DELETE FROM polyai.turns WHERE conversation_id = (SELECT min(id) FROM "
+        "polyai.conversations WHERE num_turns > 0 AND NOT in_progress)"
+    ],
     "turn_indexes_have_no_gaps": ["UPDATE polyai.turns SET turn_index = turn_index + 10"],
     "timestamps_inside_the_window": [
         "UPDATE polyai.conversations SET started_at = started_at - INTERVAL '3 days' "
         "WHERE id = (SELECT min(id) FROM polyai.conversations)"
     ],
-    "latencies_non_negative": ["UPDATE polyai.turn_latency SET latency_ms = -1"],
+    "latencies_non_negative": ["UPDATE polyai.turns SET latency_s = -0.5"],
     "unique_latency_keys": [
         "CREATE TABLE polyai.latency_copy AS SELECT * FROM polyai.turn_latency",
         "DROP TABLE polyai.turn_latency",
@@ -58,7 +62,7 @@ BREAKAGES = {
 
 @pytest.fixture
 def synced(serve: Serve, warehouse: Warehouse) -> str:
-    server = serve()
+    server = serve(latency_breakdown=True)  # the stage table's checks need its rows
     result = sync_window(client_for(server, page_size=100), warehouse, LIVE_VOICE, WINDOW)
     return result.load_id
 
@@ -86,3 +90,11 @@ def test_each_check_fails_on_a_warehouse_broken_its_way(
             con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
     violations = check(warehouse, synced)
     assert violations[name] > 0, violations
+
+
+def test_a_negative_latency_stage_fails_the_latency_check_too(
+    warehouse: Warehouse, synced: str
+) -> None:
+    with warehouse.connect() as con:
+        con.execute("UPDATE polyai.turn_latency SET latency_ms = -1")
+    assert check(warehouse, synced)["latencies_non_negative"] > 0

@@ -3,6 +3,7 @@ conversations (not by running the same SQL again)."""
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -10,18 +11,42 @@ import pytest
 
 from core.windows import Scope, daily_window
 from resources.warehouse import Warehouse
-from simulator import SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 from tests.conftest import SYNC_DAY
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
 
 
+@pytest.fixture
+def sim_config(sim_config: SimulatorConfig) -> SimulatorConfig:
+    """With the assumed per-stage breakdown too, so that the stage rows are checked."""
+    return replace(sim_config, latency_breakdown=True)
+
+
 def raw(simulator: SimulatorServer) -> list[dict]:
     return list(
         simulator.dataset.conversations_in(
-            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, genai=True
+            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, metadata=True
         )
+    )
+
+
+def model_and_counts(metadata: dict) -> tuple[str, int | None, int | None, int | None, int]:
+    """A turn's (model, input tokens, output tokens, time to first token, tool calls), read
+    from the simulator's camelCase metadata the way the README says they are."""
+    requests = metadata.get("llmRequests", [])
+    first = requests[0] if requests else {}
+
+    def total(key: str) -> int | None:
+        return sum(r[key] for r in requests) if requests else None
+
+    return (
+        first.get("model", ""),
+        total("inputTokens"),
+        total("outputTokens"),
+        first.get("timeToFirstTokenMs"),
+        len(metadata.get("functionEvents", [])),
     )
 
 
@@ -70,7 +95,7 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
     samples = defaultdict(list)
     for conversation in conversations:
         for turn in conversation["turns"]:
-            samples["overall"].append(turn["latency"])
+            samples["overall"].append(turn["latency"] * 1000)  # seconds, as ms
         for entry in conversation["latency"]["turns"]:
             for stage, ms in entry["stages"].items():
                 samples[stage].append(ms)
@@ -84,18 +109,20 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
     by_model = defaultdict(list)
     for conversation in conversations:
         for turn in conversation["turns"]:
-            by_model[turn["genai_metadata"]["model"]].append(turn["genai_metadata"])
+            counts = model_and_counts(turn["metadata"])
+            by_model[counts[0]].append(counts)
     genai = warehouse.read_table("genai_kpis").set_index("model")
-    assert set(genai.index) == set(by_model)
+    assert set(genai.index) == set(by_model) and len(by_model) > 2
     for model, metas in by_model.items():
         row = genai.loc[model]
         assert row["turns"] == len(metas)
-        assert row["input_tokens"] == sum(m["input_tokens"] for m in metas)
-        assert row["output_tokens"] == sum(m["output_tokens"] for m in metas)
-        ttft = [m["time_to_first_token_ms"] for m in metas]
-        assert row["p50_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 50))
-        assert row["p95_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 95))
-        assert row["tool_calls"] == sum(len(m["function_calls"]) for m in metas)
+        assert row["input_tokens"] == sum(m[1] or 0 for m in metas)
+        assert row["output_tokens"] == sum(m[2] or 0 for m in metas)
+        ttft = [m[3] for m in metas if m[3] is not None]
+        if ttft:
+            assert row["p50_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 50))
+            assert row["p95_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 95))
+        assert row["tool_calls"] == sum(m[4] for m in metas)
 
 
 def test_a_resync_recomputes_only_the_windows_it_touched(

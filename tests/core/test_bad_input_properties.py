@@ -57,7 +57,8 @@ turn_fields = st.fixed_dictionaries(
         "user_input_datetime": timestamps,
         "latency": values,
         "intents": st.lists(odd_text, max_size=2) | values,
-        "genai_metadata": values,
+        "metadata": values,
+        "barge_in": values,
     },
 )
 extra_fields = st.dictionaries(odd_text, values, max_size=2)

@@ -35,7 +35,7 @@ from core.windows import Scope
 from pipelines.alerts import AlertDeliveryError, AlertRefusedError, AlertWebhook
 from pipelines.definitions import build_definitions
 from pipelines.partitions import partition_key
-from resources.warehouse.analytics import CHECKS
+from resources.warehouse.checks import CHECKS
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 from tests.pipelines.cli_runs import run_cli, source_env

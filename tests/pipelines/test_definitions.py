@@ -9,7 +9,7 @@ from core.config import Settings
 from core.names import FRESHNESS_CHECK as CHECK_NAME
 from core.names import POOL, SYNC_JOB, SYNC_STEP, WINDOW_CHECKS
 from pipelines.definitions import FRESHNESS, build_definitions
-from resources.warehouse.analytics import CHECKS
+from resources.warehouse.checks import CHECKS
 
 TABLES = ("conversations", "turns", "turn_latency", "turn_genai")
 KPI_TABLES = ("conversation_kpis", "latency_kpis", "genai_kpis")

@@ -134,7 +134,7 @@ def _begun_load(simulator: SimulatorServer, warehouse: Warehouse) -> tuple[Windo
         channels=("voice",),
         limit=40,
         include_latency=True,
-        include_genai_metadata=True,
+        include_turn_metadata=True,
     )
     pages = []
     for page in client_for(simulator, page_size=40).iter_pages(query):

@@ -14,7 +14,7 @@ import pytest
 
 from core.names import CHECK_JOB
 from core.windows import daily_window
-from resources.warehouse.analytics import CHECKS
+from resources.warehouse.checks import CHECKS
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 from tests.pipelines.cli_runs import run_cli, source_env

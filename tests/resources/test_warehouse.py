@@ -298,6 +298,35 @@ def test_rows_written_before_windows_held_them_are_given_the_window_they_started
     assert sorted(warehouse.read_table("conversations")["id"]) == ["C1", "D1"]
 
 
+def test_a_warehouse_of_the_version_before_labels_and_float_latency_is_migrated(
+    warehouse: Warehouse,
+) -> None:
+    turns = [{"user_input": "u", "latency": 0.873}, {"user_input": "v", "latency": "slow"}]
+    served = {**record("C1", "2026-11-20T01:00:00Z", turns=0, channel="VOICE-SIP"), "turns": turns}
+    load(warehouse, "L1", [served])
+    # The older version: no label column, and latency an integer column (its milliseconds).
+    tables = ["conversations", "turns"]
+    if warehouse.staging.in_transaction:  # staging tables (PostgreSQL's) migrate too
+        tables += ["_stage_conversations", "_stage_turns"]
+    with warehouse.connect() as con:
+        for table in tables:
+            column = "channel_label" if table.endswith("conversations") else "latency_s"
+            con.execute(f"ALTER TABLE polyai.{table} DROP COLUMN {column}")
+        con.execute("ALTER TABLE polyai.turns ADD COLUMN latency INTEGER")
+        con.execute("UPDATE polyai.turns SET latency = 873")
+    warehouse.ensure_schema()
+    (conversation,) = warehouse.read_table("conversations").to_dict("records")
+    assert (conversation["channel"], conversation["channel_label"]) == ("voice", "VOICE-SIP")
+    migrated = warehouse.read_table("turns").sort_values("turn_index")
+    assert migrated["latency_s"].tolist()[0] == 0.873  # read from raw, as seconds
+    assert migrated["latency_s"].isna().tolist()[1]  # not a number: null, raw keeps it
+    assert migrated["latency"].tolist() == [873, 873]  # the old column stays as it was
+    # The partition keys did not move: the same window is replaced by the next load.
+    rows = load(warehouse, "L2", [record("C2", "2026-11-20T02:00:00Z", channel="VOICE-SIP")])
+    assert rows["conversations"] == 1
+    assert warehouse.read_table("conversations")["id"].tolist() == ["C2"]
+
+
 # information_schema's name of each type the schema declares, per engine.
 TYPE_NAMES = {
     "duckdb": {"VARCHAR": "VARCHAR", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "BOOLEAN": "BOOLEAN",
@@ -400,7 +429,8 @@ HOSTILE = [
 def test_values_with_quotes_semicolons_and_placeholders_are_only_ever_data(
     warehouse: Warehouse,
 ) -> None:
-    from resources.warehouse.analytics import recompute_kpis, run_checks
+    from resources.warehouse.analytics import recompute_kpis
+    from resources.warehouse.checks import run_checks
 
     records = [
         record(f"C{i}-{text}", f"2026-11-20T0{i}:00:00Z", variant_id=text, variant_name=text,
