@@ -9,6 +9,11 @@ Time is the simulator's clock (:meth:`Dataset.now`). A conversation is served on
 *arrived* (most arrive seconds after they start; a few arrive late, minutes after, as records
 do in a real pipeline), and it is ``in_progress`` until its last turn is over, so a later
 request sees it finished with more turns.
+
+Channels are kept by their internal names (``voice``, ``chat``: ids, volumes, weights); a
+served conversation carries the analytics label PolyAI publishes instead (``VOICE-SIP``,
+``WEBCHAT``, or ``CHAT`` for chats before the label was renamed). Only the fields the spec
+requires are always there: others are left out where a real response leaves them out.
 """
 
 from __future__ import annotations
@@ -29,10 +34,21 @@ import orjson
 from core import api_contract as api
 from simulator.faults import FaultConfig
 from simulator.turns import PII_PHRASES as PII_PHRASES
-from simulator.turns import Dialogue, draw_dialogue, draw_int, iso
+from simulator.turns import (
+    Dialogue,
+    Omitted,
+    channel_label,
+    draw_dialogue,
+    draw_int,
+    iso,
+    served_metrics,
+    without_optional_keys,
+)
 
 _ENV_WEIGHT = {"live": 1.0, "pre-release": 0.2, "sandbox": 0.1}
 _CHANNEL_WEIGHT = {"voice": 1.0, "chat": 0.6}
+CHANNELS = tuple(_CHANNEL_WEIGHT)
+"""The simulator's internal channel names."""
 _CHANNEL_ID_PREFIX = {"voice": "CA", "chat": "CH"}
 # Share of the day's volume by UTC hour: quiet nights, a late-morning and an afternoon peak.
 _HOURLY_SHAPE = (
@@ -75,7 +91,24 @@ class SimulatorConfig:
     ``PII_PHRASES``), for the privacy controls' tests; 0 leaves the data as it always was."""
     now: datetime | None = None
     """The simulator's clock at start; ``None`` follows the real time."""
+    latency_breakdown: bool = False
+    """Also serve, with ``include_latency=true``, the conversation-level latency breakdown by
+    turn and stage (``api.R_LATENCY_BREAKDOWN``). PolyAI publishes no such object (only each
+    turn's ``latency`` in seconds), so it is off by default; the stage table's tests turn it
+    on."""
+    transcripts_hidden_project_id: str | None = None
+    """A second project of the same account and key whose "Conversation transcript" setting
+    is off: it serves the same conversations (its own id as ``project_id``) with ``turns: []``
+    while ``num_turns`` keeps the real count, and transcript or semantic search on it matches
+    nothing. ``None``: ``f"{project_id}-no-transcripts"``; ``""``: no such project."""
     faults: FaultConfig = field(default_factory=FaultConfig)
+
+    @property
+    def transcripts_hidden_project(self) -> str | None:
+        """The id of the project that serves no transcripts, if there is one."""
+        if self.transcripts_hidden_project_id is None:
+            return f"{self.project_id}-no-transcripts"
+        return self.transcripts_hidden_project_id or None
 
 
 @dataclass(frozen=True)
@@ -197,31 +230,51 @@ class Dataset:
             if index.arrivals[i] <= now_us:
                 yield index.starts[i], index.ids[i], channel
 
+    def transcripts_hidden(self, project_id: str | None) -> bool:
+        """Whether ``project_id`` is the project whose transcript access is off."""
+        return project_id is not None and project_id == self.config.transcripts_hidden_project
+
     def conversation(
         self,
         environment: str,
         channel: str,
         start_us: int,
         conversation_id: str,
-        genai: bool = True,
+        metadata: bool = True,
+        project_id: str | None = None,
     ) -> dict[str, Any]:
-        """The full API object of one conversation, as the simulator's clock sees it now,
-        with the latency breakdown that ``include_latency`` adds and, when ``genai``, the
-        per-turn metadata of the genAI flag (drawn from a stream of its own, so the rest of
-        the conversation is the same either way)."""
-        rng = _rng(self.config.seed, "conversation", conversation_id)
-        genai_rng = _rng(self.config.seed, "genai", conversation_id) if genai else None
+        """The full API object of one conversation of an internal ``channel``, as the
+        simulator's clock sees it now and ``project_id`` (default: the configured project)
+        serves it: each turn's ``latency``, the assumed breakdown when the configuration
+        serves one and, when ``metadata``, each turn's ``metadata`` (drawn from a stream of
+        its own, so the rest of the conversation is the same either way).
+        :func:`without_optional_keys` removes what a request's flags leave out."""
+        seed, hidden = self.config.seed, self.transcripts_hidden(project_id)
+        rng = _rng(seed, "conversation", conversation_id)
+        metadata_rng = _rng(seed, "genai", conversation_id) if metadata and not hidden else None
+        # What PolyAI publishes beyond the first model (omitted fields, barge-in) comes from
+        # a stream of its own: the draws above stay those of every earlier version.
+        shape_rng = _rng(seed, "shape", conversation_id)
+        omitted = Omitted.draw(shape_rng)
         started_at = from_epoch_us(start_us)
         dialogue = draw_dialogue(
             rng,
-            genai_rng,
+            metadata_rng,
+            shape_rng,
             channel,
             started_at,
             self.now(),
             self.config.max_turns,
             self.config.pii_rate,
         )
-        return self._body(rng, environment, channel, conversation_id, started_at, dialogue)
+        body = self._body(rng, environment, channel, conversation_id, started_at, dialogue, omitted)
+        if project_id is not None:
+            body["project_id"] = project_id
+        if hidden:
+            body["turns"] = []
+            if api.R_LATENCY_BREAKDOWN in body:
+                body[api.R_LATENCY_BREAKDOWN]["turns"] = []
+        return body
 
     def _body(
         self,
@@ -231,47 +284,48 @@ class Dataset:
         conversation_id: str,
         started_at: datetime,
         dialogue: Dialogue,
+        omitted: Omitted,
     ) -> dict[str, Any]:
         """The API object around a conversation's turns, its summary drawn from ``rng`` after
-        the turns' draws."""
+        the turns' draws; optional fields left out where a real response leaves them out."""
         turns, in_progress = dialogue.turns, dialogue.in_progress
         total_ms = int((dialogue.end - started_at).total_seconds() * 1000)
         handoff = not in_progress and rng.random() < 0.15
         reason, destination = rng.choice(_HANDOFF_REASONS) if handoff else ("", "")
         variant_id, variant_name = variant_of(self.config.seed, conversation_id)
-        voice = channel == "voice"
-        from_number = f"+4477009{draw_int(rng, 0, 99999):05d}" if voice else ""
-        return {
+        body: dict[str, Any] = {
             "id": conversation_id,
             "account_id": self.config.account_id,
             "project_id": self.config.project_id,
             "environment": environment,
             "started_at": iso(started_at),
-            "channel": channel,
+            "channel": channel_label(channel, started_at),
             "in_progress": in_progress,
             "variant_id": variant_id,
-            "variant_name": variant_name,
-            "from_number": from_number,
-            "to_number": "+442071234567" if voice else "",
-            "num_turns": len(turns),
-            "total_duration": total_ms // 1000,
-            "polyai_duration": (total_ms // 2000) if handoff else (total_ms // 1000),
-            "num_silences": sum(t["is_silence"] for t in turns),
-            "num_ood": sum(t["is_ood"] for t in turns),
-            "handoff": handoff,
-            "handoff_reason": reason,
-            "handoff_destination": destination,
-            "metrics": {
-                "CALL_DURATION": str(total_ms // 1000),
-                "CALL_TURN": [t["user_input_datetime"] for t in turns],
-            },
-            "state": {"language": "en-GB", "authenticated": rng.random() < 0.5},
-            "turns": turns,
-            api.R_LATENCY: {
+        }
+        if not omitted.variant_name:
+            body["variant_name"] = variant_name
+        if channel == "voice":  # a chat has no phone numbers
+            body["from_number"] = f"+4477009{draw_int(rng, 0, 99999):05d}"
+            body["to_number"] = "+442071234567"
+        body["num_turns"] = len(turns)
+        body["total_duration"] = total_ms // 1000
+        body["polyai_duration"] = (total_ms // 2000) if handoff else (total_ms // 1000)
+        body["num_silences"] = sum(t["is_silence"] for t in turns)
+        body["num_ood"] = sum(t["is_ood"] for t in turns)
+        body["handoff"] = handoff
+        if handoff:
+            body["handoff_reason"] = reason
+            body["handoff_destination"] = destination
+        body["metrics"] = {} if omitted.metrics else served_metrics(total_ms // 1000, turns)
+        body["state"] = {"language": "en-GB", "authenticated": rng.random() < 0.5}
+        body["turns"] = turns
+        if self.config.latency_breakdown:
+            body[api.R_LATENCY_BREAKDOWN] = {
                 "total_ms": sum(t["total_ms"] for t in dialogue.turn_latency),
                 "turns": dialogue.turn_latency,
-            },
-        }
+            }
+        return body
 
     def conversation_json(
         self,
@@ -280,18 +334,22 @@ class Dataset:
         start_us: int,
         conversation_id: str,
         latency: bool,
-        genai: bool,
+        metadata: bool,
+        project_id: str | None = None,
     ) -> bytes:
-        """One conversation as served with the given flags, serialized: the bytes of
-        :meth:`conversation` without the keys the flags leave out, cached once finished."""
-        key = (conversation_id, latency, genai)
+        """One conversation as served with the given flags to ``project_id``, serialized:
+        the bytes of :meth:`conversation` without the keys the flags leave out, cached once
+        finished (by everything that changes them)."""
+        key = (conversation_id, latency, metadata, self.transcripts_hidden(project_id))
         with self._serialized_lock:
             cached = self._serialized.get(key)
             if cached is not None:
                 self._serialized.move_to_end(key)
                 return cached
-        body = self.conversation(environment, channel, start_us, conversation_id, genai=genai)
-        data = orjson.dumps(without_optional_keys(body, latency=latency, genai=genai))
+        body = self.conversation(
+            environment, channel, start_us, conversation_id, metadata, project_id
+        )
+        data = orjson.dumps(without_optional_keys(body, latency=latency, metadata=metadata))
         budget = self.config.cache_mb * 1_000_000
         if not body["in_progress"] and len(data) <= budget:
             with self._serialized_lock:
@@ -310,22 +368,16 @@ class Dataset:
         start: datetime,
         end: datetime,
         latency: bool = False,
+        metadata: bool = False,
+        *,
         genai: bool = False,
+        project_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every conversation in [start, end) in paging order, as served with the given
-        flags (by default without the latency and genAI keys): the truth tests compare with."""
+        """Every conversation of the internal ``channels`` in [start, end) in paging order,
+        as served to ``project_id`` with the given flags (by default without the turns'
+        latency and metadata): the truth tests compare with. ``genai`` is the metadata flag's
+        earlier name, kept for callers not yet moved."""
+        metadata = metadata or genai
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
-            body = self.conversation(environment, channel, start_us, cid, genai=genai)
-            yield without_optional_keys(body, latency=latency, genai=genai)
-
-
-def without_optional_keys(
-    conversation: dict[str, Any], latency: bool = False, genai: bool = False
-) -> dict[str, Any]:
-    """The conversation as served with the given flags: the keys they add removed otherwise."""
-    if not latency:
-        conversation.pop(api.R_LATENCY, None)
-    if not genai:
-        for turn in conversation["turns"]:
-            turn.pop(api.R_GENAI_METADATA, None)
-    return conversation
+            body = self.conversation(environment, channel, start_us, cid, metadata, project_id)
+            yield without_optional_keys(body, latency=latency, metadata=metadata)

@@ -30,21 +30,43 @@ from typing import Any
 import orjson
 
 from core import api_contract as api
-from simulator.data import Dataset, variant_of, without_optional_keys
+from simulator.data import CHANNELS, Dataset, variant_of
+from simulator.turns import without_optional_keys
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_ALL_CHANNELS = ["voice", "chat"]
+CHANNEL_FILTER_VALUES = {
+    **{channel: channel for channel in CHANNELS},
+    **{label: channel for channel in CHANNELS for label in api.CHANNEL_LABELS.get(channel, ())},
+}
+"""What ``channel=`` accepts (case-sensitively), and the internal channel each value selects:
+the internal names and every analytics label, since which spelling the real filter takes is
+not settled."""
+FILTER_PARSE_ERROR = "GET_CONVERSATIONS_FILTER_PARSE_ERROR"
+CURSOR_INVALID = "CONVERSATIONS_VALIDATION_FAILED"
+ERROR_CODES = {
+    HTTPStatus.BAD_REQUEST: FILTER_PARSE_ERROR,
+    HTTPStatus.UNAUTHORIZED: "AUTH_USER_UNAUTHORISED",
+    HTTPStatus.FORBIDDEN: "USER_ACCESS_FORBIDDEN",
+    HTTPStatus.NOT_FOUND: "PROJECT_NOT_FOUND",
+    HTTPStatus.TOO_MANY_REQUESTS: "RATE_LIMIT_EXCEEDED",
+}
+"""The ``error_code`` of an error response by status (any other: the status's own name, such
+as ``INTERNAL_SERVER_ERROR`` or ``SERVICE_UNAVAILABLE``)."""
 
 
 class BadRequest(Exception):
-    def __init__(self, status: HTTPStatus, message: str) -> None:
+    """An error the API answers with (a refused request, a fault): its status, message and
+    UPPER_SNAKE ``error_code``."""
+
+    def __init__(self, status: HTTPStatus, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code or ERROR_CODES.get(status, status.name)
 
 
-def _bad(message: str) -> BadRequest:
-    return BadRequest(HTTPStatus.BAD_REQUEST, message)
+def _bad(message: str, code: str = FILTER_PARSE_ERROR) -> BadRequest:
+    return BadRequest(HTTPStatus.BAD_REQUEST, message, code)
 
 
 def encode_cursor(*parts: object) -> str:
@@ -65,7 +87,7 @@ def decode_cursor(cursor: str) -> tuple[str, ...]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _bad(f"malformed cursor {cursor!r}") from None
+        raise _bad(f"malformed cursor {cursor!r}", CURSOR_INVALID) from None
     return tuple(raw.split("|"))
 
 
@@ -73,6 +95,7 @@ def decode_cursor(cursor: str) -> tuple[str, ...]:
 class Request:
     environment: str
     channels: list[str]
+    """Internal channel names."""
     start: datetime
     end: datetime
     limit: int
@@ -82,11 +105,14 @@ class Request:
     variant_name: str | None
     in_progress: bool | None
     include_latency: bool
-    include_genai: bool
+    include_turn_metadata: bool
     query_type: str | None
     query: str | None
     turn_type: str | None
     sample: str | None
+    project_id: str | None = None
+    """The project of the request's path (set by the server): it may be the one whose
+    transcripts are hidden."""
 
     @property
     def ranked(self) -> bool:
@@ -145,6 +171,17 @@ def _choice(query: dict[str, list[str]], name: str, allowed: tuple[str, ...]) ->
     return value
 
 
+def _channels(query: dict[str, list[str]]) -> list[str]:
+    """The internal channels the (repeatable) ``channel`` filter selects: all when absent."""
+    values = query.get(api.P_CHANNEL) or list(CHANNELS)
+    unknown = [value for value in values if value not in CHANNEL_FILTER_VALUES]
+    if unknown:
+        raise _bad(
+            f"{api.P_CHANNEL} {unknown[0]!r} is not one of {', '.join(CHANNEL_FILTER_VALUES)}"
+        )
+    return sorted({CHANNEL_FILTER_VALUES[value] for value in values})
+
+
 def parse_request(query: dict[str, list[str]]) -> Request:
     """The validated request, or :class:`BadRequest` with a message naming the problem."""
     environment = _choice(query, api.P_CLIENT_ENV, api.ENVIRONMENTS) or api.DEFAULT_ENVIRONMENT
@@ -173,7 +210,7 @@ def parse_request(query: dict[str, list[str]]) -> Request:
         raise _bad(f"{api.P_TURN_TYPE} applies to transcript search only")
     return Request(
         environment=environment,
-        channels=sorted(set(query.get(api.P_CHANNEL) or _ALL_CHANNELS)),
+        channels=_channels(query),
         start=start,
         end=end,
         limit=_int(query, api.P_LIMIT, api.MAX_LIMIT, api.MIN_LIMIT, api.MAX_LIMIT),
@@ -183,7 +220,7 @@ def parse_request(query: dict[str, list[str]]) -> Request:
         variant_name=variant_name,
         in_progress=_bool(query, api.P_IN_PROGRESS),
         include_latency=bool(_bool(query, api.P_INCLUDE_LATENCY)),
-        include_genai=bool(_bool(query, api.P_INCLUDE_GENAI)),
+        include_turn_metadata=bool(_bool(query, api.P_INCLUDE_TURN_METADATA)),
         query_type=query_type,
         query=text,
         turn_type=turn_type,
@@ -249,7 +286,7 @@ class Selection:
     def _body(self, key: tuple[int, str, str]) -> dict[str, Any]:
         r = self.request
         return self.dataset.conversation(
-            r.environment, key[2], key[0], key[1], genai=r.include_genai
+            r.environment, key[2], key[0], key[1], r.include_turn_metadata, r.project_id
         )
 
     def _chronological(
@@ -270,7 +307,13 @@ class Selection:
             if c is not None
             else orjson.Fragment(
                 self.dataset.conversation_json(
-                    r.environment, key[2], key[0], key[1], r.include_latency, r.include_genai
+                    r.environment,
+                    key[2],
+                    key[0],
+                    key[1],
+                    r.include_latency,
+                    r.include_turn_metadata,
+                    r.project_id,
                 )
             )
             for key, c in found
@@ -298,7 +341,7 @@ class Selection:
             api.R_CONVERSATIONS: [
                 c
                 if isinstance(c, orjson.Fragment)
-                else without_optional_keys(c, latency=r.include_latency, genai=r.include_genai)
+                else without_optional_keys(c, r.include_latency, r.include_turn_metadata)
                 for c in page
             ],
             api.R_CURSOR: next_cursor if more else None,
@@ -314,7 +357,7 @@ class Selection:
         if r.cursor is not None:
             parts = decode_cursor(r.cursor)
             if len(parts) not in (3, 4) or parts[0] != "k" or not parts[1].isdigit():
-                raise _bad(f"malformed cursor {r.cursor!r}")
+                raise _bad(f"malformed cursor {r.cursor!r}", CURSOR_INVALID)
             after = (int(parts[1]), parts[2])
         found = islice(self._chronological(after), r.offset, r.offset + r.limit + 1)
         window = list(found)
@@ -330,7 +373,7 @@ class Selection:
         if r.cursor is not None:
             parts = decode_cursor(r.cursor)
             if len(parts) != 2 or parts[0] != "r" or not parts[1].isdigit():
-                raise _bad(f"malformed cursor {r.cursor!r}")
+                raise _bad(f"malformed cursor {r.cursor!r}", CURSOR_INVALID)
             position = int(parts[1])
         ranked = self._ranked()
         page = ranked[position : position + r.limit]

@@ -3,6 +3,10 @@
 Built on the standard library's threading HTTP server with HTTP/1.1 keep-alive, so a client
 reuses one connection across pages as it would against the real API. What a request selects
 is decided in :mod:`simulator.selection`; which fault it meets, in :mod:`simulator.faults`.
+
+Every error is PolyAI's published envelope, ``{success: false, error, error_id, error_code,
+error_message, data: null}``, with ``error_id`` also in the ``X-PolyAI-Correlation-Id`` header
+(a success carries a correlation id too).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections import deque
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -24,7 +30,14 @@ import orjson
 from core import api_contract as api
 from simulator.data import Dataset, SimulatorConfig
 from simulator.faults import FaultPlan
-from simulator.selection import BadRequest, Selection, parse_request, restart_cursor
+from simulator.selection import (
+    CURSOR_INVALID,
+    BadRequest,
+    Request,
+    Selection,
+    parse_request,
+    restart_cursor,
+)
 
 COUNTERS_PATH = "/_simulator/counters"
 """The simulator's own counters (requests, connections, conversations served) as JSON, for a
@@ -52,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = self._authorized_request()
         except BadRequest as exc:
-            self._send(exc.status, {"detail": exc.message})
+            self._error(exc)
             return
         faults = self.server.faults
         if faults.config.latency_ms:
@@ -62,11 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         if fault == "429":
-            self._send(HTTPStatus.TOO_MANY_REQUESTS, {"detail": "rate limit exceeded"}, retry=True)
+            self._error(BadRequest(HTTPStatus.TOO_MANY_REQUESTS, "rate limit exceeded"), True)
             return
         if fault == "5xx":
             status = faults.pick_5xx()
-            self._send(status, {"detail": f"simulated {status.phrase.lower()}"})
+            self._error(BadRequest(status, f"simulated {status.phrase.lower()}"))
             return
         if fault == "non_json":
             self._send_raw(HTTPStatus.OK, b"<html><body>502 Bad Gateway</body></html>")
@@ -74,13 +87,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "stall":
             time.sleep(faults.config.stall_seconds)
         if fault == "reject_cursor":
-            self._send(HTTPStatus.BAD_REQUEST, {"detail": "cursor is invalid or has expired"})
+            message = "cursor is invalid or has expired"
+            self._error(BadRequest(HTTPStatus.BAD_REQUEST, message, CURSOR_INVALID))
             return
         try:
             serialized = not faults.config.alters_records
             body = Selection(self.server.dataset, request, serialized).body()
         except BadRequest as exc:
-            self._send(exc.status, {"detail": exc.message})
+            self._error(exc)
             return
         if not serialized:
             faults.alter_records(body[api.R_CONVERSATIONS])
@@ -93,21 +107,38 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count("conversations", len(body[api.R_CONVERSATIONS]))
         self._send(HTTPStatus.OK, body, truncate=fault == "truncate")
 
-    def _authorized_request(self):
+    def _authorized_request(self) -> Request:
+        """The request, parsed, for a known endpoint, key and project; the project may be
+        the one whose transcripts are hidden."""
         config = self.server.dataset.config
         url = urlsplit(self.path)
         match = _PATH.match(url.path)
         if not match:
-            raise BadRequest(HTTPStatus.NOT_FOUND, f"no such endpoint {url.path}")
+            raise BadRequest(HTTPStatus.NOT_FOUND, f"no such endpoint {url.path}", "NOT_FOUND")
         key = self.headers.get(api.API_KEY_HEADER)
         if not key:
             raise BadRequest(HTTPStatus.UNAUTHORIZED, f"missing {api.API_KEY_HEADER} header")
         if key != config.api_key:
             # A key that exists but is not scoped to this project (or region) is refused.
             raise BadRequest(HTTPStatus.FORBIDDEN, "API key is not valid for this project")
-        if (match["account"], match["project"]) != (config.account_id, config.project_id):
+        projects = (config.project_id, config.transcripts_hidden_project)
+        if match["account"] != config.account_id or match["project"] not in projects:
             raise BadRequest(HTTPStatus.NOT_FOUND, "unknown account or project")
-        return parse_request(parse_qs(url.query, keep_blank_values=True))
+        request = parse_request(parse_qs(url.query, keep_blank_values=True))
+        return replace(request, project_id=match["project"])
+
+    def _error(self, error: BadRequest, retry: bool = False) -> None:
+        """PolyAI's error envelope, its ``error_id`` also the correlation header."""
+        error_id = str(uuid.uuid4())
+        body = {
+            api.E_SUCCESS: False,
+            api.E_ERROR: error.message,
+            api.E_ERROR_ID: error_id,
+            api.E_ERROR_CODE: error.code,
+            api.E_ERROR_MESSAGE: error.message,
+            api.E_DATA: None,
+        }
+        self._send(error.status, body, retry=retry, correlation_id=error_id)
 
     def _send(
         self,
@@ -115,11 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
         body: dict[str, Any],
         retry: bool = False,
         truncate: bool = False,
+        correlation_id: str | None = None,
     ) -> None:
         payload = orjson.dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        self.send_header(api.CORRELATION_ID_HEADER, correlation_id or str(uuid.uuid4()))
         if retry:
             retry_after = self.server.faults.retry_after_header()
             if retry_after is not None:

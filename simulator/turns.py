@@ -1,8 +1,11 @@
-"""The turns of a synthetic conversation: what is said, when, how fast, and the genAI metadata.
+"""The turns of a synthetic conversation (what is said, when, how fast, the turn metadata) and
+the published shapes around them (channel labels, metrics, the keys a request's flags add).
 
 Everything here is drawn from the random streams the caller passes in, in a fixed order, so a
 conversation stays a pure function of its seed (see :mod:`simulator.data`, which wraps these
-turns in the rest of the API object).
+turns in the rest of the API object). What PolyAI publishes since the first version of this
+module (``barge_in``, the turn's ``latency`` in seconds, the ``metadata`` key) is drawn from
+streams of its own, so the draws of the rest of a conversation are as they always were.
 """
 
 from __future__ import annotations
@@ -44,7 +47,14 @@ _INTENTS = ("book_table", "change_booking", "opening_hours", "cancel_order", "tr
 _MODELS = ("gpt-4o-mini", "claude-3-5-haiku", "polyai-raven-2")
 _TOOLS = ("lookup_booking", "create_booking", "track_parcel", "transfer_call")
 _TOPICS = ("opening_hours", "cancellation_policy", "delivery_times", "allergens")
+_NODES = ("greeting", "identify_intent", "collect_details", "call_tool", "answer", "goodbye")
+BARGE_IN_RATE = 0.10
+"""Share of voice turns where the caller talks over the agent (never on chat)."""
 
+
+CHAT_LABEL_RENAMED_AT = datetime(2026, 3, 27, tzinfo=UTC)
+"""When the webchat label became ``WEBCHAT``: chats that started before are labelled ``CHAT``."""
+_LABEL_BEFORE = {"chat": (CHAT_LABEL_RENAMED_AT, api.CHANNEL_LABELS["chat"][1])}
 
 PII_PHRASES = (
     "you can email me at jane.doe@example.com",
@@ -66,6 +76,31 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def channel_label(channel: str, started_at: datetime) -> str:
+    """The analytics label a response gives a conversation of an internal channel."""
+    renamed = _LABEL_BEFORE.get(channel)
+    if renamed is not None and started_at < renamed[0]:
+        return renamed[1]
+    labels = api.CHANNEL_LABELS.get(channel)
+    return labels[0] if labels else channel
+
+
+@dataclass(frozen=True)
+class Omitted:
+    """Which optional fields one conversation is served without, beyond those its channel (a
+    chat has no phone numbers) or its lack of a handoff (no reason, no destination) leave out."""
+
+    variant_name: bool
+    """About 5%: the conversation still has its variant, and its ``variant_id``."""
+    metrics: bool
+    """About 5%: ``metrics`` is ``{}``, as for a project that records none."""
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Omitted:
+        """Drawn first from a conversation's own stream for the published shapes."""
+        return cls(variant_name=rng.random() < 0.05, metrics=rng.random() < 0.05)
+
+
 @dataclass
 class Dialogue:
     """The turns of one conversation that are over by the simulator's clock."""
@@ -77,7 +112,8 @@ class Dialogue:
     turns: list[dict[str, Any]] = field(default_factory=list)
     """The API objects of the turns."""
     turn_latency: list[dict[str, Any]] = field(default_factory=list)
-    """Each turn's latency breakdown, as ``include_latency`` serves it."""
+    """Each turn's latency by stage in milliseconds: the *assumed* breakdown that
+    ``SimulatorConfig.latency_breakdown`` serves."""
 
     @property
     def in_progress(self) -> bool:
@@ -87,15 +123,18 @@ class Dialogue:
 
 def draw_dialogue(
     rng: random.Random,
-    genai_rng: random.Random | None,
+    metadata_rng: random.Random | None,
+    shape_rng: random.Random,
     channel: str,
     started_at: datetime,
     now: datetime,
     max_turns: int,
     pii_rate: float,
 ) -> Dialogue:
-    """A conversation's turns up to ``now``: 1 to ``max_turns`` planned, drawn from ``rng``,
-    with per-turn genAI metadata drawn from ``genai_rng`` when one is given."""
+    """A conversation's turns up to ``now``: 1 to ``max_turns`` planned, drawn from ``rng``;
+    each turn's ``barge_in`` drawn from ``shape_rng`` and, when ``metadata_rng`` is given, its
+    ``metadata`` from that. Every turn carries its ``latency`` (seconds, a float), which the
+    server leaves out unless ``include_latency`` asks for it."""
     dialogue = Dialogue(planned_turns=draw_int(rng, 1, max_turns), end=started_at)
     for index in range(dialogue.planned_turns):
         user_at = dialogue.end + timedelta(milliseconds=draw_int(rng, 1500, 9000))
@@ -105,8 +144,9 @@ def draw_dialogue(
         if agent_at > now:
             break
         turn = _draw_turn(rng, channel, pii_rate, user_at, agent_at, latency)
-        if genai_rng is not None:
-            turn[api.R_GENAI_METADATA] = _genai_metadata(genai_rng, stages["model"])
+        turn[api.T_BARGE_IN] = shape_rng.random() < BARGE_IN_RATE and channel == "voice"
+        if metadata_rng is not None:
+            turn[api.T_METADATA] = turn_metadata(metadata_rng, stages["model"])
         dialogue.turns.append(turn)
         dialogue.turn_latency.append({"turn_index": index, "stages": stages, "total_ms": latency})
         dialogue.end = agent_at
@@ -146,7 +186,7 @@ def _draw_turn(
         "agent_response": agent,
         "user_input_datetime": iso(user_at),
         "agent_response_datetime": iso(agent_at),
-        "latency": latency,
+        api.T_LATENCY: round(latency / 1000, 3),
         "translated_user_input": user_en,
         "english_agent_response": agent_en,
         "intents": [] if is_ood else rng.sample(_INTENTS, k=draw_int(rng, 0, 2)),
@@ -160,16 +200,61 @@ def _draw_turn(
     }
 
 
-def _genai_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:
-    """One turn's genAI metadata: the model, its tokens, tool calls and knowledge used."""
-    calls = []
+def turn_metadata(rng: random.Random, model_ms: int) -> dict[str, Any]:
+    """One turn's ``metadata`` (``include_turn_metadata``). Its shape is not published: the
+    camelCase keys of the nearest published object (the debug chat's metadata), every one of
+    them present only some of the time, and now and then none at all."""
+    metadata: dict[str, Any] = {}
+    if rng.random() < 0.08:
+        return metadata
+    if rng.random() < 0.9:
+        metadata["llmRequests"] = [
+            {
+                "model": rng.choice(_MODELS),
+                "inputTokens": draw_int(rng, 300, 4000),
+                "outputTokens": draw_int(rng, 10, 200),
+                "timeToFirstTokenMs": draw_int(rng, 80, max(81, model_ms)),
+            }
+            for _ in range(draw_int(rng, 1, 2))
+        ]
     if rng.random() < 0.25:
-        calls.append({"name": rng.choice(_TOOLS), "arguments": {"party_size": draw_int(rng, 1, 8)}})
-    return {
-        "model": rng.choice(_MODELS),
-        "input_tokens": draw_int(rng, 300, 4000),
-        "output_tokens": draw_int(rng, 10, 200),
-        "time_to_first_token_ms": draw_int(rng, 80, max(81, model_ms)),
-        "function_calls": calls,
-        "knowledge_topics": rng.sample(_TOPICS, k=draw_int(rng, 0, 2)),
-    }
+        arguments = {"party_size": draw_int(rng, 1, 8)}
+        metadata["functionEvents"] = [{"name": rng.choice(_TOOLS), "arguments": arguments}]
+    topics = rng.sample(_TOPICS, k=draw_int(rng, 0, 2))
+    if topics:
+        metadata["retrievedTopics"] = topics
+        if rng.random() < 0.6:
+            metadata["citedTopic"] = topics[0]
+    if rng.random() < 0.7:
+        start = draw_int(rng, 0, len(_NODES) - 2)
+        metadata["nodeTrace"] = list(_NODES[start : start + draw_int(rng, 2, 3)])
+    return metadata
+
+
+def served_metrics(total_seconds: int, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``metrics`` of a conversation whose project records call duration and turns: a
+    metric written once is a string, one written twice or more a list of strings (the spec's
+    ``oneOf``, whose list has at least two items); one never written is absent."""
+    metrics: dict[str, Any] = {"CALL_DURATION": str(total_seconds)}
+    if len(turns) == 1:
+        metrics["CALL_TURN"] = turns[0]["user_input_datetime"]
+    elif turns:
+        metrics["CALL_TURN"] = [t["user_input_datetime"] for t in turns]
+    return metrics
+
+
+def without_optional_keys(
+    conversation: dict[str, Any], latency: bool = False, metadata: bool = False
+) -> dict[str, Any]:
+    """The conversation as served with the given flags: the keys they add removed otherwise
+    (``include_latency``: each turn's latency and the assumed breakdown;
+    ``include_turn_metadata``: each turn's metadata)."""
+    if not latency:
+        conversation.pop(api.R_LATENCY_BREAKDOWN, None)
+    if not (latency and metadata):
+        for turn in conversation["turns"]:
+            if not latency:
+                turn.pop(api.T_LATENCY, None)
+            if not metadata:
+                turn.pop(api.T_METADATA, None)
+    return conversation

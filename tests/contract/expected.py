@@ -14,7 +14,16 @@ def fetch(client: PolyAIClient, q: ConversationQuery) -> list[dict]:
     return [c for page in client.iter_pages(q) for c in page.conversations]
 
 
-def truth(server: SimulatorServer, environment: str = "live", channels=("voice", "chat")):
+def truth(
+    server: SimulatorServer,
+    environment: str = "live",
+    channels: tuple[str, ...] = ("voice", "chat"),
+    **served: object,
+) -> list[dict]:
+    """What the dataset holds for the window, of the internal ``channels``, as served with
+    ``served`` (``latency``, ``metadata``, ``project_id``) to a request that asks for it."""
     return list(
-        server.dataset.conversations_in(environment, list(channels), WINDOW.start, WINDOW.end)
+        server.dataset.conversations_in(
+            environment, list(channels), WINDOW.start, WINDOW.end, **served
+        )
     )

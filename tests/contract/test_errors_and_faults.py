@@ -38,6 +38,15 @@ def test_400_fails_at_once_with_the_servers_message(serve: Serve) -> None:
     assert (stats.requests, stats.retries) == (1, 0)
 
 
+def test_an_unknown_channel_is_a_400_naming_it(serve: Serve) -> None:
+    server = serve()
+    unknown = ConversationQuery(start_time=WINDOW.start, end_time=WINDOW.end, channels=("SMS",))
+    with pytest.raises(PolyAIHTTPError, match=r"HTTP 400.*channel 'SMS' is not one of") as error:
+        read_all(client_for(server), query=unknown)
+    assert error.value.status == 400
+    assert server.requests == 1
+
+
 @pytest.mark.parametrize(("key", "status"), [("", 401), ("sk-someone-elses", 403)])
 def test_401_and_403_fail_at_once(serve: Serve, key: str, status: int) -> None:
     server = serve()

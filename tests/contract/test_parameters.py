@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from core import api_contract as api
+from core.channels import ChannelMap
 from core.query import ConversationQuery, QueryError
 from core.windows import daily_window
 from simulator.data import variant_of
@@ -27,15 +28,35 @@ def test_environment_selects_that_environment_only(serve: Serve, environment: st
 
 
 @pytest.mark.parametrize(
-    ("channels", "expected"),
-    [(("voice",), {"voice"}), (("chat",), {"chat"}), (("voice", "chat"), {"voice", "chat"})],
+    ("channels", "internal"),
+    [
+        (("voice",), ("voice",)),
+        (("chat",), ("chat",)),
+        (("voice", "chat"), ("voice", "chat")),
+        (("VOICE-SIP",), ("voice",)),
+        (("WEBCHAT", "CHAT"), ("chat",)),
+        (("VOICE-SIP", "WEBCHAT"), ("voice", "chat")),
+    ],
 )
-def test_channels_repeat_and_filter(serve: Serve, channels: tuple, expected: set) -> None:
+def test_channels_repeat_and_filter(serve: Serve, channels: tuple, internal: tuple) -> None:
     server = serve()
     got = fetch(client_for(server), query(channels=channels))
-    assert {c["channel"] for c in got} == expected
-    assert got == truth(server, channels=channels)
+    labels = {api.CHANNEL_LABELS[channel][0] for channel in internal}  # after the rename
+    assert {c["channel"] for c in got} == labels
+    assert got == truth(server, channels=internal)
     assert all(path.count("channel=") == len(channels) for path in server.recent_paths)
+
+
+@pytest.mark.parametrize("mode", api.CHANNEL_FILTERS)
+@pytest.mark.parametrize("channel", ["voice", "chat"])
+def test_every_filter_spelling_a_sync_sends_selects_its_channel(
+    serve: Serve, mode: str, channel: str
+) -> None:
+    server = serve()
+    channels = ChannelMap(filter_mode=mode)
+    got = fetch(client_for(server), query(channels=channels.filter_values(channel)))
+    assert got == truth(server, channels=(channel,)) != []
+    assert all(channels.accepts(channel, c["channel"]) for c in got)
 
 
 def test_time_range_is_half_open_and_exact(serve: Serve) -> None:
@@ -68,7 +89,16 @@ def test_variant_filters_and_spaces_travel_as_percent_20(
 ) -> None:
     server = serve()
     got = fetch(client_for(server), query(**{field: value}))
-    expected = [c for c in truth(server) if c[field] == value]
+    # A few conversations are served without variant_name: the filter still selects them.
+    position = 0 if field == "variant_id" else 1
+    expected = [
+        c for c in truth(server) if variant_of(server.config.seed, c["id"])[position] == value
+    ]
+    if field == "variant_id":
+        assert expected == [c for c in truth(server) if c[field] == value]
+    else:
+        assert any(field not in c for c in got)
+        assert all(c[field] == value for c in got if field in c)
     assert got == expected and 0 < len(got) < len(truth(server))
     if field == "variant_name":
         assert all("variant_name=Spring%20Promo" in p for p in server.recent_paths)
@@ -98,30 +128,55 @@ def test_in_progress_conversations_finish_later(serve: Serve) -> None:
         assert after["turns"][: len(before["turns"])] == before["turns"]
 
 
-def test_include_latency_adds_the_breakdown(serve: Serve) -> None:
+def test_include_latency_adds_each_turns_latency_in_seconds(serve: Serve) -> None:
     server = serve()
     plain = fetch(client_for(server), query(channels=("voice",)))
     with_latency = fetch(client_for(server), query(channels=("voice",), include_latency=True))
-    assert all(api.R_LATENCY not in c for c in plain)
+    assert with_latency == truth(server, channels=("voice",), latency=True)
+    assert all(api.T_LATENCY not in t for c in plain for t in c["turns"])
+    turns = [t for c in with_latency for t in c["turns"]]
+    assert turns and all(isinstance(t[api.T_LATENCY], float) for t in turns)
+    assert all(api.R_LATENCY_BREAKDOWN not in c for c in with_latency)  # not published
+
+
+def test_the_assumed_breakdown_comes_with_include_latency_when_served(serve: Serve) -> None:
+    server = serve(latency_breakdown=True)
+    plain = fetch(client_for(server), query(channels=("voice",)))
+    with_latency = fetch(client_for(server), query(channels=("voice",), include_latency=True))
+    assert all(api.R_LATENCY_BREAKDOWN not in c for c in plain)
     for conversation in with_latency:
-        breakdown = conversation[api.R_LATENCY]
+        breakdown = conversation[api.R_LATENCY_BREAKDOWN]
         assert [t["turn_index"] for t in breakdown["turns"]] == list(
             range(len(conversation["turns"]))
         )
         for entry, turn in zip(breakdown["turns"], conversation["turns"], strict=True):
             assert set(entry["stages"]) == set(api.LATENCY_STAGES)
-            assert entry["total_ms"] == sum(entry["stages"].values()) == turn["latency"]
+            assert entry["total_ms"] == sum(entry["stages"].values())
+            assert entry["total_ms"] / 1000 == turn[api.T_LATENCY]
 
 
-def test_include_genai_metadata_adds_per_turn_metadata(serve: Serve) -> None:
+def test_include_turn_metadata_adds_per_turn_metadata(serve: Serve) -> None:
     server = serve()
     plain = fetch(client_for(server), query())
-    rich = fetch(client_for(server), query(include_genai_metadata=True))
-    assert all(api.R_GENAI_METADATA not in t for c in plain for t in c["turns"])
-    turns = [t for c in rich for t in c["turns"]]
-    assert turns and all(t[api.R_GENAI_METADATA]["input_tokens"] > 0 for t in turns)
-    assert any(t[api.R_GENAI_METADATA]["function_calls"] for t in turns)
+    rich = fetch(client_for(server), query(include_turn_metadata=True))
+    assert all(api.T_METADATA not in t for c in plain for t in c["turns"])
+    assert f"{api.P_INCLUDE_TURN_METADATA}=true" in server.recent_paths[-1]
+    assert rich == truth(server, metadata=True)
+    metadata = [t[api.T_METADATA] for c in rich for t in c["turns"]]
+    requests = [r for m in metadata for r in m.get("llmRequests", [])]
+    assert requests and all(r["inputTokens"] > 0 for r in requests)
+    assert any(m.get("functionEvents") for m in metadata)
     assert [c["id"] for c in rich] == [c["id"] for c in plain]
+
+
+def test_a_project_without_transcripts_is_read_with_turn_counts_only(serve: Serve) -> None:
+    server = serve()
+    hidden = server.config.transcripts_hidden_project
+    got = fetch(client_for(server, project_id=hidden), query())
+    assert got == truth(server, project_id=hidden)
+    shown = truth(server)
+    assert [c["num_turns"] for c in got] == [len(c["turns"]) for c in shown]
+    assert all(c["turns"] == [] for c in got) and any(c["num_turns"] for c in got)
 
 
 def test_unknown_extra_parameters_are_sent_as_given(serve: Serve) -> None:

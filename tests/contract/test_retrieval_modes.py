@@ -66,3 +66,12 @@ def test_random_sample_is_within_the_range_and_repeatable(serve: Serve, limit: i
     if limit == 5:
         chosen = [c["id"] for c in page.conversations]
         assert chosen != list(everyone)[:5]  # a sample, not the first five
+
+
+@pytest.mark.parametrize("mode", ["transcript", "semantic"])
+def test_search_in_a_project_without_transcripts_finds_nothing(serve: Serve, mode: str) -> None:
+    server = serve()
+    text = "change my reservation"
+    assert fetch(client_for(server), query(query_type=mode, query=text))
+    hidden = client_for(server, project_id=server.config.transcripts_hidden_project)
+    assert fetch(hidden, query(query_type=mode, query=text)) == []
