@@ -37,6 +37,7 @@ from tenacity import (
 )
 
 from core import api_contract as api
+from core.channels import ChannelMap
 from core.env import DEFAULTS, Env
 from core.pagination import PaginationError, PaginationStyle, paginator
 from core.privacy import PrivacyPolicy
@@ -54,10 +55,10 @@ from resources.polyai_errors import (
     PolyAIUnavailableError,
     _Transient,
 )
-from resources.polyai_responses import error_detail, parse_body, read_body
 
 # The contract tests read the lenient JSON parser from here, where it used to live.
 from resources.polyai_responses import lenient_json as _lenient_json  # noqa: F401
+from resources.polyai_responses import parse_body, read_body, read_error, scrub_key
 
 __all__ = [
     "CursorRejectedError",
@@ -147,6 +148,21 @@ class PolyAIClient(ConfigurableResource):
     redact_transcripts: bool = Field(
         default=False, description="redact emails, phone and card numbers in transcript text"
     )
+    channel_map: str = Field(
+        default=DEFAULTS[Env.POLYAI_CHANNEL_MAP],
+        description=f"{Env.POLYAI_CHANNEL_MAP}: configured channel = the response labels it "
+        "accepts, over the defaults (voice=VOICE-SIP;chat=WEBCHAT,CHAT)",
+    )
+    channel_filter: str = Field(
+        default=DEFAULTS[Env.POLYAI_CHANNEL_FILTER],
+        description=f"{Env.POLYAI_CHANNEL_FILTER}: what channel= sends: both (name and "
+        "labels), labels or name",
+    )
+
+    @property
+    def channels(self) -> ChannelMap:
+        """Which labels a scope's channel accepts, and what its filter sends."""
+        return ChannelMap.parse(self.channel_map, self.channel_filter)
 
     @property
     def privacy(self) -> PrivacyPolicy:
@@ -165,7 +181,9 @@ class PolyAIClient(ConfigurableResource):
     ) -> Iterator[Page]:
         """Every conversation of one scope in one window, with latency and genAI metadata,
         page by page (what a sync reads); ``start_cursor`` resumes an interrupted read."""
-        query = ConversationQuery.for_window(scope, window, limit=self.page_size)
+        query = ConversationQuery.for_window(
+            scope, window, limit=self.page_size, channels=self.channels
+        )
         return self.iter_pages(query, stats=stats, start_cursor=start_cursor)
 
     def iter_pages(
@@ -256,8 +274,11 @@ class PolyAIClient(ConfigurableResource):
             if exc.status is not None:
                 raise PolyAIUnavailableError(
                     exc.status,
-                    f"{exc.reason} (gave up after {self.max_attempts} attempts)",
+                    exc.reason,
                     query.describe(),
+                    attempts=self.max_attempts,
+                    error_code=exc.error_code,
+                    error_id=exc.error_id,
                 ) from None
             raise PolyAITransportError(
                 f"could not read {query.describe()} from {self.base_url} after "
@@ -288,18 +309,24 @@ class PolyAIClient(ConfigurableResource):
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
         if response.status_code != httpx.codes.OK:
-            detail = self._scrub(error_detail(response, content))
-            if is_retryable_status(response.status_code):
+            # The published envelope (error_code, error_message, error_id), every part
+            # scrubbed of the key before it reaches an error, a log line or a repr.
+            said = read_error(response, content, self._scrub)
+            status = response.status_code
+            if is_retryable_status(status):
                 retry_after = parse_retry_after(
                     response.headers.get("retry-after"), datetime.now(UTC)
                 )
-                raise _Transient(detail, response.status_code, retry_after)
+                raise _Transient(
+                    said.message, status, retry_after, error_code=said.code, error_id=said.error_id
+                )
             where = query.describe()
-            if response.status_code in (401, 403):
-                raise PolyAIAuthError(response.status_code, detail, where)
-            if response.status_code == 400 and api.P_CURSOR in params:
-                raise CursorRejectedError(response.status_code, detail, where)
-            raise PolyAIHTTPError(response.status_code, detail, where)
+            envelope = {"error_code": said.code, "error_id": said.error_id, "host": said.host}
+            if status in (401, 403):
+                raise PolyAIAuthError(status, said.message, where, **envelope)
+            if status == 400 and api.P_CURSOR in params:
+                raise CursorRejectedError(status, said.message, where, **envelope)
+            raise PolyAIHTTPError(status, said.message, where, **envelope)
         body = parse_body(content, query)
         if not isinstance(body, dict):
             raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
@@ -313,8 +340,9 @@ class PolyAIClient(ConfigurableResource):
         return body
 
     def _scrub(self, text: str) -> str:
-        """What the server said, without the key should it echo it back."""
-        return text.replace(self.api_key, "***") if self.api_key else text
+        """What the server said, without the key should it echo it back (whole, encoded, or
+        cut short at the end of ``text``)."""
+        return scrub_key(text, self.api_key)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
 
+from core import api_contract as api
 from core.env import Env
 from core.query import ConversationQuery
 from resources.polyai_errors import PolyAIResponseError, _Transient
@@ -107,12 +110,72 @@ def lenient_json(content: bytes) -> Any:
         return None
 
 
-def error_detail(response: httpx.Response, content: bytes) -> str:
-    """What an error response says: its JSON ``detail``, else the start of its body."""
+@dataclass(frozen=True)
+class ErrorBody:
+    """What an error response says, each part already scrubbed of the key."""
+
+    message: str
+    code: str | None
+    error_id: str | None
+    host: str
+    """The API host (and port) the request went to: where a 404 says to look."""
+
+
+_ERROR_TEXT_CHARS = 500
+_ERROR_BODY_PREFIX = 64 * 1024
+"""Of a body that is not the envelope, only this much is decoded and scrubbed; then the start
+of what is left is shown."""
+_FASTAPI_DETAIL = "detail"  # what the bundled simulator (and FastAPI servers) send
+
+
+def read_error(response: httpx.Response, content: bytes, scrub: Callable[[str], str]) -> ErrorBody:
+    """What an error response says: PolyAI's published envelope (``error_message``, else
+    ``error``, else a FastAPI-style ``detail``, else the start of the body; ``error_code``;
+    ``error_id``, else the correlation id header). Every part goes through ``scrub`` before
+    it is cut short, so a key echoed where it is cut cannot leave a piece of itself behind."""
     try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        return content[:500].decode("utf-8", "replace") or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)[:500]
+        body = lenient_json(content)
+    except RecursionError:
+        body = None
+    said = body if isinstance(body, dict) else {}
+    keys = (api.E_ERROR_MESSAGE, api.E_ERROR, _FASTAPI_DETAIL)
+    message = next((text for key in keys if (text := _text(said.get(key)))), None)
+    if message is None:
+        start = content[:_ERROR_BODY_PREFIX].decode("utf-8", "replace").strip()
+        message = start or response.reason_phrase or "(no body)"
+    error_id = _text(said.get(api.E_ERROR_ID)) or _text(
+        response.headers.get(api.CORRELATION_ID_HEADER)
+    )
+    url = response.request.url
+    host = f"{url.host}:{url.port}" if url.port else url.host
+    return ErrorBody(
+        message=_cut(scrub(message)),
+        code=_cut(scrub(code), 100) if (code := _text(said.get(api.E_ERROR_CODE))) else None,
+        error_id=_cut(scrub(error_id), 200) if error_id else None,
+        host=scrub(host),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A field as text, or None when it is absent or empty."""
+    if value is None or value in ("", [], {}):
+        return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    return text or None
+
+
+def _cut(text: str, chars: int = _ERROR_TEXT_CHARS) -> str:
+    return text if len(text) <= chars else f"{text[:chars]}..."
+
+
+def scrub_key(text: str, key: str) -> str:
+    """``text`` without ``key``: whole, as sent or as a URL or a JSON string would write it,
+    and cut short at the end of ``text`` (a body shown only in part)."""
+    if not key:
+        return text
+    for form in {key, quote(key, safe=""), json.dumps(key)[1:-1], key.replace("/", "\\/")}:
+        text = text.replace(form, "***")
+    for size in range(len(key) - 1, 3, -1):
+        if text.endswith(key[:size]):
+            return f"{text[:-size]}***"
+    return text
