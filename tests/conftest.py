@@ -77,13 +77,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def sim_config() -> SimulatorConfig:
+def sim_config(request: pytest.FixtureRequest) -> SimulatorConfig:
+    """The tests' simulator; a test marked ``latency_breakdown`` also gets the assumed
+    per-stage breakdown (PolyAI publishes none), so that every table has rows."""
     return SimulatorConfig(
         api_key="test-key-9f3c",
         account_id="acct-test",
         project_id="proj-test",
         conversations_per_day=300,
         now=FROZEN_NOW,
+        latency_breakdown=request.node.get_closest_marker("latency_breakdown") is not None,
     )
 
 

@@ -3,7 +3,6 @@ conversations (not by running the same SQL again)."""
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -11,17 +10,11 @@ import pytest
 
 from core.windows import Scope, daily_window
 from resources.warehouse import Warehouse
-from simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
-
-
-@pytest.fixture
-def sim_config(sim_config: SimulatorConfig) -> SimulatorConfig:
-    """With the assumed per-stage breakdown too, so that the stage rows are checked."""
-    return replace(sim_config, latency_breakdown=True)
 
 
 def raw(simulator: SimulatorServer) -> list[dict]:
@@ -87,6 +80,7 @@ def test_conversation_kpis_match_an_independent_computation(
         assert row["ood_rate"] == pytest.approx(sum(t["is_ood"] for t in turns) / len(turns))
 
 
+@pytest.mark.latency_breakdown  # the stage rows too
 def test_latency_and_genai_kpis_match_an_independent_computation(
     run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:

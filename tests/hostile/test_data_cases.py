@@ -96,7 +96,11 @@ def test_records_of_another_scope_are_quarantined_with_the_reason(
     assert deployment.ids() == ["g0", "g1", "g2"]
     reasons = {q["conversation_id"]: q["reason"] for q in deployment.rows("quarantine")}
     assert set(reasons) == {"sms1", "up1", "sb1"}
-    assert all("out of scope" in r and "live.voice" in r for r in reasons.values())
+    assert all("live.voice" in r for r in reasons.values())
+    assert "out of scope: environment 'sandbox'" in reasons["sb1"]
+    for unknown in ("sms1", "up1"):  # a label no channel has: the setting that maps one
+        assert "unknown channel label" in reasons[unknown]
+        assert "POLYAI_CHANNEL_MAP" in reasons[unknown]
     assert not any(".." in str(p) for p in deployment.lake.rglob("*") if "x" in p.name)
 
     # With the default threshold, a window that is half strays is not published at all.
@@ -113,9 +117,10 @@ def test_integers_beyond_64_bits_are_kept_exactly_in_raw(deployment: Deployment)
     )
     deployment.api.put("live", "voice", D4, [record])
     done = deployment.sync(D4, None, "--channel", "voice")
-    # Loaded; and num_turns (null now) disagrees with the 2 turns stored, which a check says.
+    # Loaded, num_turns null (an optional field may be null; its 2 turns are not held against
+    # it), and the value that did not fit is reported.
     assert "1 of 1 window(s) synced" in done.stdout
-    assert done.returncode == 1 and "FAILED: check num_turns_matches_turns_loaded" in done.stderr
+    assert done.returncode == 0, done.stderr
     (row,) = deployment.rows("conversations")
     assert row["num_turns"] is None  # beyond the column's 64 bits: null, and reported
     raw = row["raw"] if isinstance(row["raw"], dict) else json.loads(row["raw"])

@@ -26,6 +26,10 @@ from sync.window import sync_window
 from tests.conftest import SYNC_DAY, client_for, everything_stored
 from tests.pipelines.cli_runs import clean_env, run_cli
 
+# Every window table with rows (and a lake file to rewrite): the assumed per-stage breakdown
+# is served too.
+pytestmark = pytest.mark.latency_breakdown
+
 SALT = "pepper-for-tests-3f9a1c"
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)

@@ -117,6 +117,7 @@ def test_a_write_failing_in_the_middle_of_a_file_leaves_the_old_file(
     assert not [path for path in every_file(lake) if path.endswith(".tmp")]
 
 
+@pytest.mark.latency_breakdown  # a file of every window table with rows
 def test_a_window_failing_after_its_first_file_leaves_every_old_file(
     run_sync_job, warehouse: Warehouse, any_lake: ParquetLake
 ) -> None:

@@ -54,6 +54,7 @@ def _rows_by_day(warehouse: Warehouse) -> dict[str, dict[Any, int]]:
     return counts
 
 
+@pytest.mark.latency_breakdown  # rows in every table
 def test_windows_past_retention_are_removed_everywhere_and_recorded(
     run_sync_job,
     simulator: SimulatorServer,
