@@ -103,7 +103,7 @@ TURN_METADATA_KEYS: Final = {
 }
 LLM_REQUEST_TOTALS: Final = ("input_tokens", "output_tokens")
 """Columns summed over ``llmRequests`` items (read with the same keys) when the metadata does
-not give them itself; ``model`` and ``time_to_first_token_ms`` come from the first request."""
+not give them itself; the others come from the first request (core.turn_metadata)."""
 
 # ASSUMED (not published): with include_latency=true, a per-stage breakdown of each turn's
 # latency at the conversation level, in milliseconds. PolyAI publishes only the turn's own

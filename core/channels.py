@@ -11,6 +11,7 @@ name as a label too, so a warehouse loaded before labels keeps loading the same 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -34,6 +35,8 @@ class ChannelMap:
 
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=_default_labels)
     filter_mode: str = api.CHANNEL_FILTERS[0]
+    _owners: dict[str, str] = field(init=False, repr=False, compare=False)
+    """Label -> the channel that has it (each channel has its own name too)."""
 
     def __post_init__(self) -> None:
         if self.filter_mode not in api.CHANNEL_FILTERS:
@@ -50,11 +53,14 @@ class ChannelMap:
                         f"{Env.POLYAI_CHANNEL_MAP}: label {label!r} is mapped to both "
                         f"{owner!r} and {channel!r}; a label belongs to one channel"
                     )
+        object.__setattr__(self, "_owners", owners)  # looked up once per record
 
     @classmethod
+    @functools.cache
     def parse(cls, value: str = "", filter_mode: str = api.CHANNEL_FILTERS[0]) -> ChannelMap:
         """``channel=LABEL,LABEL;channel=LABEL`` entries over the defaults (an entry replaces
-        that channel's default labels), e.g. ``voice=VOICE-SIP;chat=WEBCHAT,CHAT``."""
+        that channel's default labels), e.g. ``voice=VOICE-SIP;chat=WEBCHAT,CHAT``. Cached:
+        a client reads its setting once per page."""
         labels = dict(api.CHANNEL_LABELS)
         setting = Env.POLYAI_CHANNEL_MAP
         for entry in _parts(value.split(";")):
@@ -79,14 +85,11 @@ class ChannelMap:
 
     def accepts(self, channel: str, label: object) -> bool:
         """Whether a response's ``label`` is one of ``channel``'s."""
-        return label in self.labels_of(channel)
+        return label == channel or self._owners.get(label) == channel
 
     def channel_of(self, label: str) -> str:
         """The configured channel a label belongs to (the label itself when none claims it)."""
-        for channel in self.labels:
-            if label in self.labels_of(channel):
-                return channel
-        return label
+        return self._owners.get(label, label)
 
     def filter_values(self, channel: str) -> tuple[str, ...]:
         """What ``channel=`` sends for a configured channel."""

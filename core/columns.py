@@ -10,6 +10,7 @@ column becomes 5, what cannot be converted becomes null, and each change is coun
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,16 +58,24 @@ def _to_int(value: Any) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, float) or _is_int64(value)
 
 
 def _to_float(value: Any) -> Any:
+    """A number written as text, or an integer beyond 64 bits, as a float (a finite one)."""
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             return _NOT_CONVERTIBLE
-    return _NOT_CONVERTIBLE
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # beyond any float
+            return _NOT_CONVERTIBLE
+    else:
+        return _NOT_CONVERTIBLE
+    return number if math.isfinite(number) else _NOT_CONVERTIBLE
 
 
 def _to_bool(value: Any) -> Any:
@@ -198,8 +207,8 @@ class ColumnBuilder:
             if fast is not None and set(map(type, values)) - {type(None)} <= fast:
                 try:
                     return pa.array(values, arrow_type)
-                except OverflowError:  # an integer beyond 64 bits: value by value below
-                    pass
+                except (OverflowError, pa.ArrowInvalid):  # an integer beyond 64 bits: value
+                    pass  # by value below
         return pa.array([coerce(v) for v in values], arrow_type)
 
     def table_of(

@@ -112,8 +112,11 @@ def _started_at(record: Any, scope: Scope | None, channels: ChannelMap) -> datet
     if started_at is None:
         raise RecordError("missing started_at")
     for key in ("environment", "channel"):
-        if not isinstance(record.get(key), str) or not record.get(key):
+        value = record.get(key)
+        if value is None or value == "":
             raise RecordError(f"missing {key}")
+        if not isinstance(value, str):
+            raise RecordError(f"{key}: expected a string, got {type(value).__name__}")
     if scope is not None:
         _check_scope(record["environment"], record["channel"], scope, channels)
     turns = record.get("turns", [])
@@ -127,7 +130,6 @@ def _started_at(record: Any, scope: Scope | None, channels: ChannelMap) -> datet
 
 def _check_scope(environment: str, label: str, scope: Scope, channels: ChannelMap) -> None:
     """Refuse a record the query did not ask for, naming the label mapping it was read by."""
-    mapping = channels.describe(scope.channel)
     if channels.accepts(scope.channel, label):
         if environment == scope.environment:
             return
@@ -135,6 +137,7 @@ def _check_scope(environment: str, label: str, scope: Scope, channels: ChannelMa
             f"out of scope: environment {environment!r}, but the query asked for {scope.key}"
         )
     owner = channels.channel_of(label)
+    mapping = channels.describe(scope.channel)
     if owner == label and owner not in channels.labels:
         raise RecordError(
             f"unknown channel label {label!r}: the query asked for {scope.key} ({mapping}) "

@@ -370,14 +370,11 @@ class Dataset:
         latency: bool = False,
         metadata: bool = False,
         *,
-        genai: bool = False,
         project_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every conversation of the internal ``channels`` in [start, end) in paging order,
         as served to ``project_id`` with the given flags (by default without the turns'
-        latency and metadata): the truth tests compare with. ``genai`` is the metadata flag's
-        earlier name, kept for callers not yet moved."""
-        metadata = metadata or genai
+        latency and metadata): the truth tests compare with."""
         for start_us, cid, channel in self.keys_in(environment, channels, start, end):
             body = self.conversation(environment, channel, start_us, cid, metadata, project_id)
             yield without_optional_keys(body, latency=latency, metadata=metadata)

@@ -228,7 +228,8 @@ def _start(
     ):
         log.warning(
             f"{key.describe()}: the {state.pages} page(s) load {state.load_id} staged are no "
-            "longer all there; loading the window again from its first page"
+            "longer all there (or were staged by another version, with other columns); "
+            "loading the window again from its first page"
         )
         state = None
     if state is not None and state.status == "running":

@@ -5,8 +5,8 @@ migrations a newer version needs, run inside the one transaction
 A migration only adds: a column a later version declares is added in place, and the staging
 tables follow their tables. Nothing is dropped or rewritten, so an older version's rows are
 kept and a newer version can always open an older warehouse. A new column is null in old rows,
-unless it can be read from what the row already holds (:data:`BACKFILLS`): the field it is
-read from, in the row's ``raw``, or the window a conversation belongs to.
+unless it can be read from what the row already holds: the field it is read from, in the
+row's ``raw`` (:data:`BACKFILLS`), or the window a conversation belongs to.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ import sqlalchemy as sa
 from core import schema
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, quote
 
-BACKFILLS: dict[tuple[str, str], str] = {
+BACKFILLS: dict[tuple[str, str], tuple[str, str]] = {
     # The label as received (an older version stored it as the channel itself).
-    ("conversations", "channel_label"): "raw ->> 'channel'",
-    # The API's float seconds; an older version stored an integer (its simulator's
-    # milliseconds) in `latency`, which stays as it was.
-    ("turns", "latency_s"): "{number}",
+    ("conversations", "channel_label"): ("text", "TRUE"),
+    # The API's seconds, where raw holds them as a decimal number: an older version could not
+    # type those (its column was an integer one), and an integer there was its simulator's
+    # milliseconds, kept as they were in the old `latency` column.
+    ("turns", "latency_s"): ("number", "{text} LIKE '%.%' OR lower({text}) LIKE '%e%'"),
+    ("turns", "barge_in"): ("boolean", "TRUE"),
 }
-"""(table, new column) -> the SQL expression an existing row's value is read from, over the
-row's own columns; ``{number}`` is the row's ``raw`` at the column's key, as a number (the
-engine's ``JsonFunctions.number_field``)."""
+"""(table, new column) -> how an existing row's value is read from its ``raw`` at the
+column's key (``text``, or the engine's ``JsonFunctions.number_field``/``boolean_field``),
+and for which rows (SQL over ``{text}``, the field as text). A column of ``turn_genai`` is
+not among them: its keys' mapping (core.turn_metadata) is not SQL; a re-sync fills it."""
 
 
 def is_complete(con: Connection, schema_name: str, stage_tables: bool = True) -> bool:
@@ -51,7 +54,7 @@ def create_and_migrate(
     schema_name: str,
     dialect: sa.engine.Dialect,
     unenforced_keys: tuple[sa.Table, ...],
-    number_field: str,
+    json_fields: dict[str, str],
     stage_tables: bool = True,
 ) -> None:
     """Create what is missing and add the columns older tables lack (in the schema bare names
@@ -73,7 +76,7 @@ def create_and_migrate(
             if target == "conversations" and "window_start" in added:
                 _assign_owners(con)
             for column in added:
-                _backfill(con, table, target, column, number_field)
+                _backfill(con, table, target, column, json_fields)
 
 
 def _add_missing_columns(
@@ -96,18 +99,20 @@ def _add_missing_columns(
 
 
 def _backfill(
-    con: Connection, table: sa.Table, target: str, column: str, number_field: str
+    con: Connection, table: sa.Table, target: str, column: str, json_fields: dict[str, str]
 ) -> None:
     """Fill a column just added to ``target`` (``table`` or its staging twin) in the rows it
-    already holds, when :data:`BACKFILLS` says where from."""
-    expression = BACKFILLS.get((table.name, column))
-    if expression is None:
+    already holds, when :data:`BACKFILLS` says where from; ``json_fields`` are the engine's
+    ``number`` and ``boolean`` readers."""
+    if (table.name, column) not in BACKFILLS:
         return
+    kind, condition = BACKFILLS[(table.name, column)]
     key = table.columns[column].info.get("key", column)
-    number = number_field.format(value="raw", field=key)
+    text = f"(raw ->> '{key}')"
+    value = text if kind == "text" else json_fields[kind].format(value="raw", field=key)
     con.execute(
-        f"UPDATE {quote(target)} SET {quote(column)} = "
-        f"{expression.format(number=number)} WHERE raw IS NOT NULL"
+        f"UPDATE {quote(target)} SET {quote(column)} = {value} "
+        f"WHERE raw IS NOT NULL AND ({condition.format(text=text)})"
     )
 
 

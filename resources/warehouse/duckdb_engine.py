@@ -94,7 +94,14 @@ class DuckDBWarehouse(Warehouse):
     json: ClassVar[JsonFunctions] = JsonFunctions(
         object_agg="json_group_object({key}, {value})",
         array_length="json_array_length({value})",
-        number_field="TRY_CAST({value} ->> '{field}' AS DOUBLE)",
+        number_field=(
+            "CASE WHEN json_type({value}, '$.{field}') IN ('DOUBLE', 'UBIGINT', 'BIGINT', "
+            "'HUGEINT') THEN TRY_CAST({value} ->> '{field}' AS DOUBLE) END"
+        ),
+        boolean_field=(
+            "CASE WHEN json_type({value}, '$.{field}') = 'BOOLEAN' "
+            "THEN CAST({value} ->> '{field}' AS BOOLEAN) END"
+        ),
     )
 
     @property

@@ -83,9 +83,14 @@ class PostgresWarehouse(Warehouse):
         array_length=(
             "CASE WHEN json_typeof({value}) = 'array' THEN json_array_length({value}) END"
         ),
-        number_field=(
-            "CASE WHEN json_typeof({value} -> '{field}') = 'number' "
-            "THEN CAST({value} ->> '{field}' AS DOUBLE PRECISION) END"
+        number_field=(  # through numeric: 1e400 would not cast to a double, and fail
+            "CASE WHEN json_typeof({value} -> '{field}') = 'number' THEN CASE WHEN "
+            "abs(CAST({value} ->> '{field}' AS numeric)) < 1e300 "
+            "THEN CAST({value} ->> '{field}' AS DOUBLE PRECISION) END END"
+        ),
+        boolean_field=(
+            "CASE WHEN json_typeof({value} -> '{field}') = 'boolean' "
+            "THEN CAST({value} ->> '{field}' AS BOOLEAN) END"
         ),
     )
 

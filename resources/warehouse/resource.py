@@ -72,7 +72,9 @@ class JsonFunctions:
     """The length of the JSON array ``{value}`` (null when it is not an array)."""
     number_field: str
     """The top-level field ``{field}`` of the JSON object ``{value}`` as a double precision
-    number (null when it is absent or not a number)."""
+    number (null when it is absent, not a number, or beyond a double's range)."""
+    boolean_field: str
+    """The same as a boolean (null when it is absent or not one)."""
 
 
 class Warehouse(ConfigurableResource):
@@ -219,7 +221,7 @@ class Warehouse(ConfigurableResource):
                 self.schema_name,
                 self.dialect(),
                 self.unenforced_keys,
-                self.json.number_field,
+                {"number": self.json.number_field, "boolean": self.json.boolean_field},
                 stage_tables=self.staging.in_transaction,
             )
             self.after_ddl(con)

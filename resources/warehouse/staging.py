@@ -29,6 +29,8 @@ from core import schema
 from resources.files import owner_only
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, count, quote
 
+_SCHEMAS = {table.name: schema.arrow_schema(table) for table in schema.WINDOW_TABLES}
+
 
 class _Engine(Protocol):
     def insert(self, con: Any, table: str, rows: pa.Table, page: int | None = None) -> int: ...
@@ -180,8 +182,14 @@ class FileStaging(Staging):
             page += 1
 
     def _read(self, load_id: str, page: int, table: str) -> pa.Table:
+        """A staged file's rows; ``ArrowInvalid`` if it is not this version's table (a load
+        an older version staged: its pages are fetched again rather than published short of
+        a column)."""
         path = self._page(load_id, page) / f"{table}.arrow"
-        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        rows = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        if not rows.schema.equals(_SCHEMAS[table]):
+            raise pa.ArrowInvalid(f"{path} was staged with other columns than {table}'s")
+        return rows
 
     @contextlib.contextmanager
     def readable(self, con: Any, load_id: str, pages: int) -> Iterator[None]:

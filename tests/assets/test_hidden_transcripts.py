@@ -33,7 +33,8 @@ def test_a_window_with_transcripts_hidden_loads_warns_and_leaves_turn_kpis_null(
 ) -> None:
     # First with transcripts visible: the turn KPIs have values, every check passes.
     shown = run_sync_job()
-    assert all(e.passed for e in evaluations(shown).values())
+    assert evaluations(shown) and all(e.passed for e in evaluations(shown).values())
+    assert kpis(warehouse)
     assert all(row[k] > 0 for row in kpis(warehouse) for k in ("turns_per_conversation",))
     assert not any(pd.isna(row[k]) for row in kpis(warehouse) for k in TURN_KPIS)
     assert len(warehouse.read_table("turns")) > 0

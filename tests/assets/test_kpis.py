@@ -113,6 +113,7 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
         assert row["input_tokens"] == sum(m[1] or 0 for m in metas)
         assert row["output_tokens"] == sum(m[2] or 0 for m in metas)
         ttft = [m[3] for m in metas if m[3] is not None]
+        assert bool(ttft) == (model != "")  # every request of the simulator's gives one
         if ttft:
             assert row["p50_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 50))
             assert row["p95_time_to_first_token_ms"] == pytest.approx(np.percentile(ttft, 95))

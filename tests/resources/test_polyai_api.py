@@ -17,7 +17,7 @@ def test_pages_through_the_window_with_the_cursor(
     pages = list(client.iter_window(LIVE_VOICE, WINDOW))
     expected = list(
         simulator.dataset.conversations_in(
-            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, genai=True
+            "live", ["voice"], WINDOW.start, WINDOW.end, latency=True, metadata=True
         )
     )
     assert len(pages) == -(-len(expected) // client.page_size) > 2

@@ -301,7 +301,11 @@ def test_rows_written_before_windows_held_them_are_given_the_window_they_started
 def test_a_warehouse_of_the_version_before_labels_and_float_latency_is_migrated(
     warehouse: Warehouse,
 ) -> None:
-    turns = [{"user_input": "u", "latency": 0.873}, {"user_input": "v", "latency": "slow"}]
+    turns = [
+        {"user_input": "u", "latency": 0.873, "barge_in": True},
+        {"user_input": "v", "latency": "slow"},
+        {"user_input": "w", "latency": 873},  # the older simulator's milliseconds
+    ]
     served = {**record("C1", "2026-11-20T01:00:00Z", turns=0, channel="VOICE-SIP"), "turns": turns}
     load(warehouse, "L1", [served])
     # The older version: no label column, and latency an integer column (its milliseconds).
@@ -310,8 +314,11 @@ def test_a_warehouse_of_the_version_before_labels_and_float_latency_is_migrated(
         tables += ["_stage_conversations", "_stage_turns"]
     with warehouse.connect() as con:
         for table in tables:
-            column = "channel_label" if table.endswith("conversations") else "latency_s"
-            con.execute(f"ALTER TABLE polyai.{table} DROP COLUMN {column}")
+            columns = (
+                ["channel_label"] if table.endswith("conversations") else ["latency_s", "barge_in"]
+            )
+            for column in columns:
+                con.execute(f"ALTER TABLE polyai.{table} DROP COLUMN {column}")
         con.execute("ALTER TABLE polyai.turns ADD COLUMN latency INTEGER")
         con.execute("UPDATE polyai.turns SET latency = 873")
     warehouse.ensure_schema()
@@ -319,8 +326,9 @@ def test_a_warehouse_of_the_version_before_labels_and_float_latency_is_migrated(
     assert (conversation["channel"], conversation["channel_label"]) == ("voice", "VOICE-SIP")
     migrated = warehouse.read_table("turns").sort_values("turn_index")
     assert migrated["latency_s"].tolist()[0] == 0.873  # read from raw, as seconds
-    assert migrated["latency_s"].isna().tolist()[1]  # not a number: null, raw keeps it
-    assert migrated["latency"].tolist() == [873, 873]  # the old column stays as it was
+    assert migrated["latency_s"].isna().tolist()[1:] == [True, True]  # not seconds: null
+    assert migrated["latency"].tolist() == [873, 873, 873]  # the old column stays as it was
+    assert migrated["barge_in"].tolist()[0] is True and migrated["barge_in"].isna().tolist()[1]
     # The partition keys did not move: the same window is replaced by the next load.
     rows = load(warehouse, "L2", [record("C2", "2026-11-20T02:00:00Z", channel="VOICE-SIP")])
     assert rows["conversations"] == 1

@@ -7,6 +7,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from core.windows import Scope, daily_window
@@ -65,7 +66,7 @@ def test_pages_staged_ahead_of_a_stopped_writer_are_committed_not_fetched_again(
     assert not (duckdb_warehouse.staging.root / "load-1").exists()  # removed once published
 
 
-@pytest.mark.parametrize("gone", ["the folder", "one table's file"])
+@pytest.mark.parametrize("gone", ["the folder", "one table's file", "a column (older version)"])
 def test_staged_pages_that_are_gone_are_noticed_and_the_window_loads_again(
     simulator: SimulatorServer,
     duckdb_warehouse: DuckDBWarehouse,
@@ -91,15 +92,23 @@ def test_staged_pages_that_are_gone_are_noticed_and_the_window_loads_again(
     assert state is not None and (state.status, state.pages) == ("running", 2)
     if gone == "the folder":  # someone cleaned up
         shutil.rmtree(duckdb_warehouse.staging.root)
-    else:  # a file publishing would read, lost in a crash
+    elif gone == "one table's file":  # a file publishing would read, lost in a crash
         (duckdb_warehouse.staging.root / "load-1" / "000002" / "turn_genai.arrow").unlink()
+    else:  # staged by the version before channel labels: it lacks a column publishing reads
+        path = duckdb_warehouse.staging.root / "load-1" / "000001" / "conversations.arrow"
+        with pa.OSFile(str(path)) as source:  # read into memory: the file is replaced
+            older = pa.ipc.open_file(source).read_all().drop_columns(["channel_label"])
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, older.schema) as writer:
+            writer.write_table(older)
 
     with caplog.at_level(logging.WARNING):
         result = sync_window(client, duckdb_warehouse, LIVE_VOICE, WINDOW)
 
-    assert "are no longer all there; loading the window again" in caplog.text
+    assert "are no longer all there" in caplog.text
+    assert "loading the window again from its first page" in caplog.text
     assert result.resumed_from_page is None
     assert sorted(duckdb_warehouse.read_table("conversations")["id"]) == expected
+    assert set(duckdb_warehouse.read_table("conversations")["channel_label"]) == {"VOICE-SIP"}
 
 
 def test_a_page_is_committed_once_and_a_second_commit_keeps_the_loads_files(
