@@ -341,3 +341,10 @@ def test_transcripts_hidden_load_the_conversation_without_turns() -> None:
     batch = normalize_page([record], load_id="L", loaded_at=LOADED_AT)
     assert batch.conversations.to_pylist()[0]["num_turns"] == 3
     assert batch.turns.num_rows == 0 and not batch.quarantined and not batch.type_issues
+
+
+def test_a_latency_no_float_column_can_hold_is_null_and_counted_not_a_failed_page() -> None:
+    turns = [{"latency": v} for v in (10**30, 2**64, 10**400, "nan", "0.25", 0.5)]
+    batch = normalize_page([conversation(turns=turns)], load_id="L", loaded_at=LOADED_AT)
+    assert batch.turns.column("latency_s").to_pylist() == [1e30, 2.0**64, None, None, 0.25, 0.5]
+    assert batch.type_issues["turns.latency_s"] == 5  # all but the float itself
