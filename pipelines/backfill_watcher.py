@@ -27,15 +27,15 @@ from dagster import (
     PartitionsDefinition,
     RunsFilter,
 )
-from dagster._core.storage.tags import (
+
+from core import names
+from core.names import POOL, WINDOW_LANDED
+from pipelines.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     BACKFILL_ID_TAG,
     PARTITION_NAME_TAG,
 )
-
-from core import names
-from core.names import POOL, WINDOW_LANDED
 from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_failure
 
 POLL_SECONDS = 0.5

@@ -18,12 +18,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import DagsterEventType, DefaultRunLauncher
-from dagster._core.execution.api import execute_run
-from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
-from dagster._serdes import ConfigurableClass
-from dagster._serdes.config_class import ConfigurableClassData
-from dagster._utils.hosted_user_process import recon_job_from_origin
 
+from pipelines.dagster_internals import (
+    CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+    execute_run,
+    recon_job_from_origin,
+)
 from pipelines.run_workers import Worker
 
 # Dagster's backfill step submits runs from inside an asyncio loop, so a run executed here

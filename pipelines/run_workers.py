@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter, executor
-from dagster._core.definitions.executor_definition import IN_PROC_CONFIG
-from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-from dagster._core.execution.retries import RetryMode
-from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.executor.in_process import InProcessExecutor
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    Executor,
+    InitExecutorContext,
+    RunsFilter,
+    executor,
+    in_process_executor,
+)
+
+from pipelines import dagster_internals
 
 WORKER_TAG = "polyai-sync/worker"
 """``host|boot_id|pid|start_ticks`` of the process executing the run."""
@@ -157,7 +162,7 @@ def recover_dead_runs(instance: DagsterInstance) -> list[Recovered]:
 def recover_orphaned_backfills(instance: DagsterInstance) -> list[str]:
     """Mark failed the backfills that a ``polyai-sync sync`` drove and whose process is gone
     (otherwise a daemon started later would pick them up and run them again); their ids."""
-    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+    from pipelines.dagster_internals import BulkActionsFilter, BulkActionStatus
 
     orphaned = []
     for backfill in instance.get_backfills(
@@ -176,42 +181,34 @@ def free_slots(instance: DagsterInstance, run_id: str) -> None:
         storage.free_concurrency_slots_for_run(run_id)
 
 
-class _WorkerTaggingExecutor(InProcessExecutor):
+class _WorkerTaggingExecutor(Executor):
     """Dagster's in-process executor that first records which process executes the run."""
+
+    def __init__(self, in_process: Executor) -> None:
+        self._in_process = in_process
+
+    @property
+    def retries(self):
+        return self._in_process.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._in_process.step_dependency_config
 
     def execute(self, plan_context, execution_plan) -> Iterator:  # type: ignore[override]
         plan_context.instance.add_run_tags(plan_context.run_id, {WORKER_TAG: this_process().tag()})
-        yield from super().execute(plan_context, execution_plan)
+        yield from self._in_process.execute(plan_context, execution_plan)
 
 
-@executor(name="in_process", config_schema=IN_PROC_CONFIG)
-def run_worker_executor(init_context) -> InProcessExecutor:
+@executor(name="in_process", config_schema=in_process_executor.config_schema)
+def run_worker_executor(init_context: InitExecutorContext) -> Executor:
     """Every step in the run's own process (one DuckDB writer, no process per step), the run
-    tagged with that process so a dead run can be told from a live one."""
-    config = init_context.executor_config
-    return _WorkerTaggingExecutor(
-        retries=RetryMode.from_config(config["retries"]),  # type: ignore[arg-type]
-        marker_to_close=config.get("marker_to_close"),  # type: ignore[arg-type]
-        step_dependency_config=StepDependencyConfig.from_config(
-            config.get("step_dependency_config")  # type: ignore[arg-type]
-        ),
-    )
+    tagged with that process so a dead run can be told from a live one. Dagster's own
+    in-process executor, built from the same config, does the executing."""
+    create = in_process_executor.executor_creation_fn
+    assert create is not None
+    return _WorkerTaggingExecutor(create(init_context))
 
 
-def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
-    """Seconds until a step waiting for a pool slot asks the storage again.
-
-    Dagster 1.13.27 returns ``min([0, *deltas])``, never more than 0, so the executor's loop
-    never sleeps while a step waits for a slot: one core at ~90% for as long as the wait
-    lasts (seen: 20 minutes behind a dead run's slot). The storage is asked only when a
-    deadline passes; sleeping until the nearest one costs nothing.
-    """
-    if not self._pending_claims:
-        return 0.0
-    deadlines = self._pending_timeouts.values()
-    return max(0.0, min((deadline - time.time() for deadline in deadlines), default=0.0))
-
-
-InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
-    _interval_to_next_pending_claim_check
-)
+# Every process that loads the code location executes steps that may wait for a pool slot.
+dagster_internals.stop_pool_wait_spinning()

@@ -27,18 +27,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.storage.tags import BACKFILL_ID_TAG
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.utils import make_new_backfill_id
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.backfill import execute_backfill_jobs
 
 from core import names
 from pipelines.backfill_watcher import POLL_SECONDS, BackfillWatcher
+from pipelines.dagster_internals import (
+    BACKFILL_ID_TAG,
+    DEFAULT_RUN_COORDINATOR,
+    NOOP_COMPUTE_LOG_MANAGER,
+    BulkActionStatus,
+    InProcessCodeLocationOrigin,
+    InProcessWorkspaceLoadTarget,
+    InstanceRef,
+    LoadableTargetOrigin,
+    PartitionBackfill,
+    WorkspaceProcessContext,
+    execute_backfill_jobs,
+    make_new_backfill_id,
+)
 from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_problems
 from pipelines.run_workers import (
     DRIVER_TAG,
@@ -71,18 +76,12 @@ def cli_instance(home: str) -> DagsterInstance:
     ref = InstanceRef.from_dir(
         home,
         overrides={
-            "run_coordinator": {
-                "module": "dagster._core.run_coordinator",
-                "class": "DefaultRunCoordinator",
-            },
+            "run_coordinator": DEFAULT_RUN_COORDINATOR,
             "run_launcher": {
                 "module": "pipelines.run_launcher",
                 "class": "InProcessRunLauncher",
             },
-            "compute_logs": {
-                "module": "dagster._core.storage.noop_compute_log_manager",
-                "class": "NoOpComputeLogManager",
-            },
+            "compute_logs": NOOP_COMPUTE_LOG_MANAGER,
         },
     )
     return DagsterInstance.from_ref(ref)

@@ -5,14 +5,14 @@ from datetime import timedelta
 
 import pandas as pd
 from dagster import DagsterInstance
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from assets.keys import CONVERSATIONS, TURN_GENAI, TURN_LATENCY, TURNS
 from core.names import SYNC_STEP
 from core.windows import Scope, daily_window
+from pipelines.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from pipelines.partitions import partition_key
 from resources.warehouse import Warehouse
 from simulator import SimulatorServer

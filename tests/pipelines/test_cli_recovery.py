@@ -261,7 +261,7 @@ def test_an_interrupt_while_the_pool_closes_a_connection_is_not_printed_as_an_er
     the pool logs the interrupt as an error with its traceback, then re-raises it."""
     import logging
 
-    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster import DagsterExecutionInterruptedError
 
     from pipelines.sync_command import _interrupts_not_logged_as_errors
 
