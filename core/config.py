@@ -101,6 +101,8 @@ class Settings:
     """The UI's address, that alerts link runs under."""
     retention_days: int
     """Windows older than this many days are removed by the nightly retention run (0: off)."""
+    automation_interval_seconds: int
+    """How often the daemon evaluates the downstream assets' automation condition."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -174,7 +176,7 @@ class Settings:
         if missing:
             raise ConfigError(
                 f"missing configuration: set {', '.join(missing)} "
-                "(see the Configuration section of README.md)"
+                "(see docs/reference/configuration.md)"
             )
 
 
@@ -317,6 +319,9 @@ def _operations(
         ),
         "dagster_ui_url": ui_url(get(Env.DAGSTER_UI_URL)),
         "retention_days": retention_days,
+        "automation_interval_seconds": _int_setting(
+            get, Env.POLYAI_AUTOMATION_INTERVAL_SECONDS, 1, 86400
+        ),
     }
 
 

@@ -56,6 +56,7 @@ class Env(StrEnum):
     POLYAI_ALERT_WEBHOOK_URL = auto()
     DAGSTER_UI_URL = auto()
     POLYAI_RETENTION_DAYS = auto()
+    POLYAI_AUTOMATION_INTERVAL_SECONDS = auto()
 
 
 DEFAULTS: Final[dict[str, str]] = {
@@ -80,6 +81,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_ALLOW_INSECURE_HTTP: "false",
     Env.DAGSTER_UI_URL: "http://127.0.0.1:3000",  # where `polyai-sync ui` serves
     Env.POLYAI_RETENTION_DAYS: "0",  # off
+    Env.POLYAI_AUTOMATION_INTERVAL_SECONDS: "30",
 }
 """The only place a default is written: :class:`Settings` has none of its own, so
 ``Settings.from_env({})`` is the default configuration. A variable missing here defaults to
@@ -158,6 +160,10 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     Env.POLYAI_ALERT_WEBHOOK_URL: "Slack-compatible incoming webhook that failed runs, failed "
     "ERROR checks and recoveries are posted to; a secret, bound as `EnvVar`, never printed",
     Env.DAGSTER_UI_URL: "the UI's address, that alerts link runs under",
+    Env.POLYAI_AUTOMATION_INTERVAL_SECONDS: "how often, under the daemon, the downstream "
+    "assets' automation condition is evaluated: after only the tables of some windows were "
+    "materialized (a backfill from the UI), their KPIs, lake files, QA sample and saved "
+    "searches follow within about this long",
     Env.POLYAI_RETENTION_DAYS: "the nightly retention run removes windows older than this "
     "many days from every table and the lake; must be more than `POLYAI_LOOKBACK_DAYS` + 1",
 }

@@ -96,7 +96,7 @@ def build_definitions(settings: Settings) -> Definitions:
             *retention.schedules,
         ],
         sensors=[
-            _downstream_sensor(downstream),
+            _downstream_sensor(downstream, settings.automation_interval_seconds),
             # Failure alerts, when POLYAI_ALERT_WEBHOOK_URL is set (pipelines/alerts.py).
             *(
                 [build_alert_sensor(partitions, settings.dagster_ui_url)]
@@ -165,15 +165,17 @@ def _downstream_assets(
     ]
 
 
-def _downstream_sensor(downstream: list[AssetsDefinition]) -> AutomationConditionSensorDefinition:
+def _downstream_sensor(
+    downstream: list[AssetsDefinition], interval_seconds: int
+) -> AutomationConditionSensorDefinition:
     """Under the daemon: when only the tables of some windows were materialized, bring those
     windows' KPIs, lake, sample and searches up to date (their automation condition,
-    assets/analytics.py)."""
+    assets/analytics.py), evaluated every POLYAI_AUTOMATION_INTERVAL_SECONDS."""
     return AutomationConditionSensorDefinition(
         DOWNSTREAM_SENSOR,
         target=AssetSelection.assets(*downstream),
         default_status=DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
     )
 
 
