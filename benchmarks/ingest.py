@@ -1,7 +1,7 @@
 """Ingest benchmark: polyai-sync against dlt and against the floor, side by side.
 
 For each size N, one simulator process serves a seeded dataset of N conversations (one
-scope, spread evenly over 30 days, about 12 turns each, each turn with its latency and
+scope, spread evenly over 30 days (``--days``), about 12 turns each, each turn with its latency and
 metadata in the shapes PolyAI publishes),
 and each contender lands it into a fresh DuckDB file, one after the other, each in a child
 process of its own so that its peak memory (RSS) is its own:
@@ -84,10 +84,12 @@ class Source:
     page_size: int = 1000
     postgres: str = ""
     """A PostgreSQL server's URL, for the PostgreSQL contenders (each makes a database)."""
+    days: int = DAYS
+    """The dataset's daily windows, from FIRST_DAY."""
 
     @property
     def windows(self) -> list[Window]:
-        return [daily_window(FIRST_DAY + timedelta(days=i)) for i in range(DAYS)]
+        return [daily_window(FIRST_DAY + timedelta(days=i)) for i in range(self.days)]
 
     @property
     def query(self) -> ConversationQuery:
@@ -510,15 +512,15 @@ def _serve(config: SimulatorConfig, port_queue: multiprocessing.Queue) -> None:
     server.serve_forever()
 
 
-def simulator_config(conversations: int) -> SimulatorConfig:
-    per_day = -(-conversations // DAYS)
+def simulator_config(conversations: int, days: int = DAYS) -> SimulatorConfig:
+    per_day = -(-conversations // days)
     return SimulatorConfig(
         conversations_per_day=per_day,
         max_turns=MAX_TURNS,
         flat_volume=True,
         late_arrival_rate=0.0,
-        now=datetime.combine(FIRST_DAY + timedelta(days=DAYS + 2), datetime.min.time(), UTC),
-        cache_mb=max(256, per_day * DAYS * SERIALIZED_BYTES_PER_CONVERSATION // 1_000_000),
+        now=datetime.combine(FIRST_DAY + timedelta(days=days + 2), datetime.min.time(), UTC),
+        cache_mb=max(256, per_day * days * SERIALIZED_BYTES_PER_CONVERSATION // 1_000_000),
     )
 
 
@@ -528,10 +530,11 @@ def bench_size(
     limits: Limits,
     page_size: int = 1000,
     postgres: str = "",
+    days: int = DAYS,
 ) -> list[Result]:
     """Every contender over one dataset, after one untimed pass that fills the simulator's
     cache (so that every contender, the first included, meets the same server)."""
-    config = simulator_config(conversations)
+    config = simulator_config(conversations, days)
     context = multiprocessing.get_context("spawn")
     port_queue = context.Queue()
     server = context.Process(target=_serve, args=(config, port_queue), daemon=True)
@@ -545,6 +548,7 @@ def bench_size(
             config.project_id,
             page_size,
             postgres,
+            days,
         )
         run_source(source, Path("."))  # warm the simulator's cache
         results = []
@@ -571,11 +575,11 @@ def check_same_rows(size: int, results: list[Result]) -> None:
         raise SystemExit(f"contenders landed different rows at N={size}: {lines}")
 
 
-def format_table(size: int, results: list[Result]) -> str:
+def format_table(size: int, results: list[Result], days: int = DAYS) -> str:
     first = next(r.landed for r in results if r.landed is not None)
     lines = [
         f"N = {size:,}: {first.conversations:,} conversations, {first.turns:,} turns, "
-        f"{DAYS} daily windows",
+        f"{days} daily windows",
         f"  {'contender':<37}{'conv/s':>10}{'turns/s':>11}{'peak RSS':>11}"
         f"{'requests':>10}{'seconds':>9}",
     ]
@@ -653,6 +657,13 @@ def _parser() -> argparse.ArgumentParser:
         help="stop a contender that runs longer than this (default 20)",
     )
     parser.add_argument(
+        "--days",
+        type=int,
+        default=DAYS,
+        help=f"daily windows the dataset spans, one Dagster run each for the Dagster "
+        f"contenders (default {DAYS})",
+    )
+    parser.add_argument(
         "--page-size",
         type=int,
         default=1000,
@@ -682,8 +693,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted({int(s) for s in args.sizes.split(",")})
     except ValueError:
         parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
-    if not sizes or min(sizes) < DAYS:
-        parser.error(f"--sizes must each be at least {DAYS} (one conversation a day)")
+    if not 1 <= args.days <= 366:
+        parser.error(f"--days must be between 1 and 366, got {args.days}")
+    if not sizes or min(sizes) < args.days:
+        parser.error(f"--sizes must each be at least --days, {args.days} (one conversation a day)")
     if not 1 <= args.page_size <= 1000:
         parser.error(f"--page-size must be between 1 and 1000, got {args.page_size}")
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
@@ -706,10 +719,10 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             print(f"N = {size:,} ...", file=sys.stderr, flush=True)
             limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
-            results = bench_size(size, contenders, limits, args.page_size, postgres_url)
+            results = bench_size(size, contenders, limits, args.page_size, postgres_url, args.days)
             check_same_rows(size, results)
             by_size[size] = results
-            print(format_table(size, results), flush=True)
+            print(format_table(size, results, args.days), flush=True)
     print(ratio_line(by_size), flush=True)
     return 0
 

@@ -14,6 +14,7 @@ from benchmarks.ingest import CONTENDERS, Landed, Result, check_same_rows, ratio
 pytest.importorskip("dlt", reason="the benchmark's peers: uv sync --group bench")
 
 
+@pytest.mark.e2e
 def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_server: str) -> None:
     done = subprocess.run(
         [
@@ -23,6 +24,8 @@ def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_ser
             "--sizes",
             "60",  # one size: the suite's budget (two sizes took 117 s); the peak-RSS ratio
             # across sizes is the last test's
+            "--days",
+            "3",  # three windows, three runs through Dagster: the run's shape, not its length
             "--postgres-url",
             postgres_server,
         ],
@@ -35,7 +38,7 @@ def test_every_contender_lands_the_same_rows_and_the_verdict_prints(postgres_ser
     header = next(i for i, line in enumerate(lines) if line.startswith("N = 60:"))
     rows = lines[header + 2 : header + 2 + len(CONTENDERS)]
     assert [row.split("  ")[1].strip() for row in rows] == list(CONTENDERS)
-    assert "N = 60: 60 conversations" in done.stdout
+    assert "N = 60: 60 conversations" in done.stdout and "3 daily windows" in done.stdout
     verdict = lines[-1]
     ratios = ("polyai-sync/dlt", "polyai-sync/floor", "source/polyai-sync",
               "(PostgreSQL)/DuckDB", "(PostgreSQL x2)/DuckDB", "Dagster/in-process")  # fmt: skip
