@@ -35,15 +35,44 @@ from simulator import FaultConfig, SimulatorConfig, SimulatorServer
 from tests.s3 import bucket, ec2_metadata, s3_env, s3_server  # noqa: F401 (fixtures for every test)
 
 FROZEN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-CAMPAIGN_REPORT: list[str] = []
-"""The fault campaign's lines, printed at the end of the run (tests/test_fault_campaign.py)."""
+CAMPAIGN_PROPERTY = "fault campaign"
+"""The user property (``record_property``) holding the fault campaign's lines: a report
+carries it from an xdist worker to the controller, which prints it at the end of the run
+(tests/test_fault_campaign.py)."""
+_CAMPAIGN_REPORT: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == CAMPAIGN_PROPERTY and report.when == "call":
+            _CAMPAIGN_REPORT.extend(value)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if CAMPAIGN_REPORT:
+    if _CAMPAIGN_REPORT:
         terminalreporter.section("fault campaign")
-        for line in CAMPAIGN_REPORT:
+        for line in _CAMPAIGN_REPORT:
             terminalreporter.write_line(line)
+
+
+E2E = "e2e"
+"""The end-to-end set's marker (registered in pyproject.toml): a test that starts a real
+process of the product or a peer (the CLI, the daemon, the webserver, a browser, a child
+pytest, the benchmark, the fault campaign) or needs the PostgreSQL server. ``-m "not e2e"``
+is the inner loop."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every PostgreSQL case is end-to-end (a "postgresql" parameter, or the server's
+    fixture); and the end-to-end tests, the long ones, are collected first, so that parallel
+    workers start on them and the short ones fill in around them at the end instead of one
+    long test running on alone."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres or "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker(E2E) is None)
 
 
 _GC_CALLBACKS_BEFORE_RUN: list[Any] = []

@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parents[1]
 MIX = [
     "tests/core/test_bad_input_properties.py::test_every_record_lands_or_is_quarantined_with_a_reason",
@@ -23,7 +27,7 @@ MIX = [
 
 def test_a_run_with_hypothesis_dagster_and_duckdb_ends_on_the_summary_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MIX],
+        [sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", *MIX],
         cwd=ROOT,
         env=os.environ,
         capture_output=True,

@@ -19,6 +19,8 @@ from sync.feed import AHEAD_PAGES
 from tests.assets.warehouse_reads import committed_pages, table_contents
 from tests.conftest import ENGINES, SYNC_DAY, Serve, client_for
 
+pytestmark = pytest.mark.e2e
+
 LIVE_VOICE = Scope("live", "voice")
 WINDOW = daily_window(SYNC_DAY)
 PAGE_SIZE = 40

@@ -27,7 +27,7 @@ def raw(simulator: SimulatorServer) -> list[dict]:
 
 def model_and_counts(metadata: dict) -> tuple[str, int | None, int | None, int | None, int]:
     """A turn's (model, input tokens, output tokens, time to first token, tool calls), read
-    from the simulator's camelCase metadata the way the README says they are."""
+    from the simulator's camelCase metadata the way docs/data-model.md says they are."""
     requests = metadata.get("llmRequests", [])
     first = requests[0] if requests else {}
 

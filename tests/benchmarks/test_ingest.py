@@ -1,7 +1,8 @@
 """The ingest benchmark runs end to end at a tiny size, and refuses contenders that disagree.
 
-Its figures are not asserted (performance lives in the benchmark's own output, see the
-README); what is tested is that every contender lands the same rows and the verdict prints.
+Its figures are not asserted (performance lives in the benchmark's own output, see
+docs/performance.md); what is tested is that every contender lands the same rows and the
+verdict prints.
 """
 
 import subprocess

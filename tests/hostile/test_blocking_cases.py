@@ -14,6 +14,8 @@ from resources.polyai_api import PolyAIResponseError
 from tests.hostile.harness import Deployment
 from tests.hostile.server import Query, Reply, conversation, json_reply
 
+pytestmark = pytest.mark.e2e
+
 DAYS = [f"2026-01-{d:02d}" for d in range(4, 10)]
 RAW_ERRORS = ("Traceback", "RecursionError", "KeyError", "OverflowError", "AttributeError")
 

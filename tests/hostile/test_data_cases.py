@@ -4,8 +4,12 @@ else in the warehouse, the KPI tables or the lake changes."""
 
 import json
 
+import pytest
+
 from tests.hostile.harness import Deployment
 from tests.hostile.server import conversation, json_reply
+
+pytestmark = pytest.mark.e2e
 
 D4, D5 = "2026-01-04", "2026-01-05"
 

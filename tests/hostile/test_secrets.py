@@ -6,6 +6,8 @@ import pytest
 from tests.hostile.harness import Deployment
 from tests.hostile.server import KEY
 
+pytestmark = pytest.mark.e2e
+
 PASSWORD = "pw-hunter2-77"
 
 

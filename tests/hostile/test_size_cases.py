@@ -18,6 +18,8 @@ from sync.window import sync_window
 from tests.hostile.harness import Deployment
 from tests.hostile.server import ACCOUNT, PROJECT, conversation
 
+pytestmark = pytest.mark.e2e
+
 DAY = "2026-01-05"
 TURN_TEXT = "".join(chr(0x41 + n % 26) for n in range(33 * 2**20))  # 33 MiB, one turn's text
 

@@ -336,6 +336,7 @@ def test_the_sensor_is_defined_only_with_a_webhook_and_binds_it_by_name(
 DAEMON = str(Path(sys.executable).parent / "dagster-daemon")
 
 
+@pytest.mark.e2e
 def test_the_daemon_alerts_for_a_failed_sync_the_cli_recorded(
     simulator: SimulatorServer, receiver: Receiver, tmp_path: Path
 ) -> None:

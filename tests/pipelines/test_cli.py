@@ -17,6 +17,8 @@ from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, free_port
 from tests.pipelines.cli_runs import CLI, clean_env, run_cli, source_env
 
+pytestmark = pytest.mark.e2e
+
 SOURCE_VARIABLES = ("POLYAI_BASE_URL", "POLYAI_API_KEY", "POLYAI_ACCOUNT_ID", "POLYAI_PROJECT_ID")
 
 
@@ -192,7 +194,8 @@ def test_two_concurrent_syncs_on_one_duckdb_file_both_succeed(serve, tmp_path: P
     """Two writers on one DuckDB file: the second waits for the file's lock between the
     first's commits, and both land. Each has a Dagster instance of its own: two processes at
     once on one SQLite-backed instance have stalled waiting for a pool slot under load (seen
-    twice in CI, never alone; README, Operations), which is not what this test is about."""
+    twice in CI, never alone; docs/operations.md, Concurrency), which is not what this test
+    is about."""
     server = serve(faults={"latency_ms": 100})
     envs = {
         channel: {**source_env(server, tmp_path), "DAGSTER_HOME": str(tmp_path / channel)}

@@ -27,6 +27,8 @@ from tests.assets.warehouse_reads import table_contents
 from tests.conftest import SYNC_DAY, Serve
 from tests.pipelines.cli_runs import CLI, run_cli, source_env
 
+pytestmark = pytest.mark.e2e
+
 PAGE_SIZE = "40"
 DAY = str(SYNC_DAY)
 

@@ -56,6 +56,7 @@ def _forget_cli(warehouse: Warehouse, lake: Path, hashed: bool, *args: str):
     return run_cli("forget", *args, env=env, cwd=lake.parent)
 
 
+@pytest.mark.e2e
 def test_a_forgotten_caller_is_found_nowhere_and_the_rest_of_the_window_stays(
     run_sync_job, simulator: SimulatorServer, warehouse: Warehouse, tmp_path: Path, hashed: bool
 ) -> None:
@@ -101,6 +102,7 @@ def test_a_forgotten_caller_is_found_nowhere_and_the_rest_of_the_window_stays(
     assert again.erased.conversations == 0 and again.lake_files_rewritten == 0
 
 
+@pytest.mark.e2e
 def test_forget_by_id_and_bad_input(
     simulator: SimulatorServer, warehouse: Warehouse, tmp_path: Path
 ) -> None:
@@ -229,6 +231,7 @@ def test_an_erasure_stopped_half_way_through_the_lake_is_finished_by_running_it_
     assert [v for v in (caller, *ids) if v in stored] == [] and not leftover.exists()
 
 
+@pytest.mark.e2e
 def test_forget_rewrites_the_files_of_a_lake_on_s3(
     simulator: SimulatorServer, duckdb_warehouse: Warehouse, bucket: str, tmp_path: Path
 ) -> None:

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.pipelines.cli_runs import clean_env
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_SETTING = clean_env(POLYAI_WINDOWS_PER_RUN="abc")

@@ -27,6 +27,8 @@ from tests.conftest import SYNC_DAY, Serve
 from tests.pipelines.cli_runs import clean_env
 from tests.pipelines.dagster_ui import stop_group
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAYS = [SYNC_DAY - timedelta(days=n) for n in range(3)]

@@ -4,10 +4,14 @@ Backfills list, and re-executes it."""
 
 from pathlib import Path
 
+import pytest
+
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY
 from tests.pipelines.cli_runs import run_cli, source_env
 from tests.pipelines.dagster_ui import FINISHED_RUN, RUN, graphql, polyai_sync_ui, wait_for
+
+pytestmark = pytest.mark.e2e
 
 REEXECUTE = """
 mutation($parent: String!) {

@@ -40,6 +40,8 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def ui(simulator: SimulatorServer, tmp_path: Path) -> Iterator[str]:

@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from simulator import SimulatorServer
 from tests.conftest import SYNC_DAY, free_port
 from tests.pipelines.cli_runs import run_cli, source_env
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """{

@@ -173,6 +173,7 @@ def test_the_lake_api_lists_reads_replaces_and_removes_files(any_lake: ParquetLa
         lake.partition_of("bucket/lake/conversations/day.parquet")
 
 
+@pytest.mark.e2e
 def test_the_demo_writes_its_lake_to_s3_when_lake_url_says_so(
     tmp_path: Path, bucket: str, s3_env: dict[str, str], ec2_metadata: MetadataEndpoint
 ) -> None:
@@ -198,6 +199,7 @@ def test_the_demo_writes_its_lake_to_s3_when_lake_url_says_so(
     assert ec2_metadata.asked == []  # every step process found its keys and region
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("given", ["keys and region", "nothing"])
 def test_with_keys_and_a_region_set_nothing_waits_for_the_ec2_metadata_endpoint(
     given: str, bucket: str, s3_env: dict[str, str], ec2_metadata: MetadataEndpoint

@@ -95,6 +95,7 @@ with SimulatorServer(SimulatorConfig()) as server:
 """
 
 
+@pytest.mark.e2e
 def test_the_child_ends_when_the_sync_is_killed() -> None:
     sync = subprocess.Popen(
         [sys.executable, "-c", CHILD_OF_A_KILLED_SYNC],
