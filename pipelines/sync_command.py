@@ -8,6 +8,7 @@ sync starts, so that ``--help`` and configuration errors answer without loading 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,21 @@ UI_PORT = 3000
 """Where ``polyai-sync ui`` serves by default; a sync's last line links there."""
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a command imports Dagster and the code
+    location, then everything imported moved out of its sight (``gc.freeze``). Collections
+    during those imports free nothing (modules live until exit) and cost about a fifth of the
+    import time; later ones no longer walk the definitions' objects. A two-day sync took 15 to
+    20% less CPU (docs/performance.md)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def run_sync(
     settings: Settings,
     days: list[date],
@@ -38,10 +54,12 @@ def run_sync(
 ) -> int:
     """Backfill every (day, scope) partition through Dagster; 0 when all succeeded."""
     # Imported here so that `--help` and configuration errors answer without loading Dagster.
-    from pipelines.instance import dagster_home
-    from pipelines.partitions import partition_key
-    from pipelines.progress import SyncProgress
-    from pipelines.runner import cli_instance, code_location, run_backfill
+    with collector_paused():
+        import pipelines.definitions  # noqa: F401 (the code location's module, loaded now)
+        from pipelines.instance import dagster_home
+        from pipelines.partitions import partition_key
+        from pipelines.progress import SyncProgress
+        from pipelines.runner import cli_instance, code_location, run_backfill
 
     home = dagster_home(home)
     windows = windows_of_days(days, settings.granularity)
