@@ -62,17 +62,42 @@ pytest, the benchmark, the fault campaign) or needs the PostgreSQL server. ``-m 
 is the inner loop."""
 
 
+STARTED_FIRST = (
+    "tests/benchmarks/test_ingest.py",
+    "tests/pipelines/test_webserver.py",
+    "tests/pipelines/test_downstream_automation.py",
+    "tests/pipelines/test_reexecution.py",
+    "tests/test_fault_campaign.py",
+    "tests/pipelines/test_ui_browser.py",
+    "tests/pipelines/test_postgres_instance.py",
+)
+"""The longest tests (one to three minutes, mostly waiting on a daemon's ticks or a child's
+work), started before the rest so that none of them begins near the end of a parallel run.
+A worker is handed two tests at the start (``--maxschedchunk 1``): a long one and a shorter
+one each."""
+
+
+def _start_order(item: pytest.Item) -> tuple[int, bool]:
+    if item.get_closest_marker(E2E) is not None:
+        for rank, prefix in enumerate(STARTED_FIRST):
+            if item.nodeid.startswith(prefix):
+                return (rank, False)
+        return (len(STARTED_FIRST), False)
+    return (len(STARTED_FIRST), True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every PostgreSQL case is end-to-end (a "postgresql" parameter, or the server's
-    fixture); and the end-to-end tests, the long ones, are collected first, so that parallel
-    workers start on them and the short ones fill in around them at the end instead of one
-    long test running on alone."""
+    fixture); and the end-to-end tests, the long ones, are collected first (the longest of
+    them, :data:`STARTED_FIRST`, before the others), so that parallel workers start on them
+    and the short ones fill in around them at the end instead of one long test running on
+    alone."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and "postgresql" in callspec.params.values()
         if on_postgres or "postgres_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.get_closest_marker(E2E) is None)
+    items.sort(key=_start_order)
 
 
 _GC_CALLBACKS_BEFORE_RUN: list[Any] = []
