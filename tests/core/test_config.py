@@ -95,11 +95,19 @@ def test_quarantine_fraction_must_be_between_0_and_1(value: str) -> None:
         ("POLYAI_LOOKBACK_DAYS", "-1"),
         ("POLYAI_LOOKBACK_DAYS", "two"),
         ("POLYAI_SCHEDULE_HOUR", "24"),
+        ("POLYAI_AUTOMATION_INTERVAL_SECONDS", "0"),
+        ("POLYAI_AUTOMATION_INTERVAL_SECONDS", "5s"),
     ],
 )
 def test_schedule_settings_are_checked(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_the_automation_interval_defaults_to_30_seconds() -> None:
+    assert Settings.from_env({}).automation_interval_seconds == 30
+    given = {"POLYAI_AUTOMATION_INTERVAL_SECONDS": "5"}
+    assert Settings.from_env(given).automation_interval_seconds == 5
 
 
 def test_qa_sample_size_is_checked_and_zero_turns_it_off() -> None:

@@ -104,3 +104,12 @@ def test_the_phone_hash_salt_is_bound_by_name_never_by_value(
     assert resources["polyai"].hash_phone_numbers is True
     assert salt not in repr(resources) + str(resources)
     assert resources["polyai"].phone_hash_salt == "POLYAI_PHONE_HASH_SALT"  # the EnvVar's name
+
+
+def test_the_automation_interval_setting_reaches_the_downstream_sensor() -> None:
+    from core.names import DOWNSTREAM_SENSOR
+
+    settings = Settings.from_env({"POLYAI_AUTOMATION_INTERVAL_SECONDS": "5"})
+    sensors = build_definitions(settings).sensors or []
+    (sensor,) = [s for s in sensors if s.name == DOWNSTREAM_SENSOR]
+    assert sensor.minimum_interval_seconds == 5
