@@ -35,8 +35,8 @@ def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a command imports Dagster and the code
     location, then everything imported moved out of its sight (``gc.freeze``). Collections
     during those imports free nothing (modules live until exit) and cost about a fifth of the
-    import time; later ones no longer walk the definitions' objects. A two-day sync took 15 to
-    20% less CPU (docs/performance.md)."""
+    import time; later ones no longer walk the definitions' objects. A two-day sync took 0.78x
+    the CPU (benchmarks/sync_start.py, docs/performance.md)."""
     gc.disable()
     try:
         yield
