@@ -7,6 +7,7 @@ Screenshots are saved under test-artifacts/ for a human to look at.
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,9 +57,17 @@ def ui(simulator: SimulatorServer, tmp_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def visit(page: Page, url: str, wait_for: str, shot: str) -> str:
+def visit(page: Page, url: str, wait_for: str | re.Pattern[str], shot: str) -> str:
+    """The page's text once ``wait_for`` shows (the UI loads what it shows in several
+    queries: a page's name may be there long before its statuses)."""
     page.goto(url)
-    page.get_by_text(wait_for).first.wait_for(timeout=30_000)
+    if isinstance(wait_for, str):
+        page.get_by_text(wait_for).first.wait_for(timeout=30_000)
+    else:  # text spread over several elements: polled in the page's text
+        deadline = time.monotonic() + 30
+        while not wait_for.search(page.inner_text("body")):
+            assert time.monotonic() < deadline, f"{url}: no {wait_for.pattern!r} in 30 s"
+            page.wait_for_timeout(250)
     page.wait_for_timeout(500)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
@@ -76,16 +85,18 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
             lineage = visit(page, f"{base}/asset-groups", "polyai_analytics", "asset-lineage")
             assert "polyai" in lineage and "polyai_analytics" in lineage
             groups = f"{base}/locations/pipelines.definitions/asset-groups"
-            graph = visit(page, f"{groups}/polyai", "turn_genai", "asset-graph-sync")
+            passed = re.compile(r"(\d+) / \1 Passed")
+            graph = visit(page, f"{groups}/polyai", passed, "asset-graph-sync")
             for name in ("conversations", "turns", "turn_latency", "turn_genai"):
                 assert name in graph
-            assert re.search(r"(\d+) / \1 Passed", graph), "the graph shows checks passed"
+            assert passed.search(graph), "the graph shows checks passed"
             kpis = visit(page, f"{groups}/polyai_analytics", "latency_kpis", "asset-graph-kpis")
             for name in ("conversation_kpis", "latency_kpis", "genai_kpis"):
                 assert name in kpis
 
             events = visit(
-                page, f"{base}/assets/polyai/conversations?view=events", "dagster/row_count",
+                page, f"{base}/assets/polyai/conversations?view=events",
+                re.compile(r"Partition \S+ materialized[\s\S]*dagster/row_count\s+\d"),
                 "conversations-events",
             )  # fmt: skip
             shown = re.search(r"Partition (\S+)\|(\S+) materialized", events)
@@ -101,7 +112,7 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
             assert re.search(rf"dagster/row_count\s+{expected}\b", events), events[:3000]
 
             checks = visit(
-                page, f"{base}/assets/polyai/conversations?view=checks", "Execute all",
+                page, f"{base}/assets/polyai/conversations?view=checks", "Succeeded",
                 "conversations-checks",
             )  # fmt: skip
             names = [c.name for c in CHECKS if c.asset == "conversations"]
@@ -117,7 +128,7 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
                 detail = visit(
                     page,
                     f"{base}/assets/polyai/conversations?view=checks&checkDetail={name}",
-                    "Latest execution",
+                    re.compile(rf"Latest execution[\s\S]*{SYNC_DAY}\|\S+: passed"),
                     shot,
                 )
                 shown = re.search(rf"({SYNC_DAY}\|\S+): passed", detail)
@@ -133,11 +144,18 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
             partition.click()
             partition.fill(key)
             page.get_by_role("menuitem", name=key).first.click()
-            page.get_by_text("Launch Run").first.click()
+            # The button is disabled while the launchpad loads the partition's config and
+            # validates it; a click on it then does nothing. Clicking the button by its role
+            # waits until it is enabled (a click on its label would not).
+            page.get_by_role("button", name="Launch Run").click(timeout=60_000)
             page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]{36}.*"), timeout=30_000)
             page.get_by_text("Success").first.wait_for(timeout=120_000)
             page.screenshot(path=str(ARTIFACTS / "check-run.png"), full_page=True)
             for name in names:
                 assert latest(name, f"check-{name}") == key
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
         finally:
             browser.close()
