@@ -36,13 +36,20 @@ def collector_paused() -> Iterator[None]:
     location, then everything imported moved out of its sight (``gc.freeze``). Collections
     during those imports free nothing (modules live until exit) and cost about a fifth of the
     import time; later ones no longer walk the definitions' objects. A two-day sync took 0.78x
-    the CPU (benchmarks/sync_start.py, docs/performance.md)."""
+    the CPU (benchmarks/sync_start.py, docs/performance.md). Call :func:`collector_resumed`
+    before the process exits."""
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
         gc.enable()
+
+
+def collector_resumed() -> None:
+    """What :func:`collector_paused` froze, back in the collector's sight, so that the
+    interpreter's exit frees it (frozen, DuckDB's types are reported as leaked at exit)."""
+    gc.unfreeze()
 
 
 def run_sync(
@@ -55,13 +62,23 @@ def run_sync(
     """Backfill every (day, scope) partition through Dagster; 0 when all succeeded."""
     # Imported here so that `--help` and configuration errors answer without loading Dagster.
     with collector_paused():
-        import pipelines.definitions  # noqa: F401 (the code location's module, loaded now)
+        # The code location's module and the backfill's, loaded now (used by _backfill).
+        import pipelines.definitions
+        import pipelines.runner  # noqa: F401
         from pipelines.instance import dagster_home
-        from pipelines.partitions import partition_key
-        from pipelines.progress import SyncProgress
-        from pipelines.runner import cli_instance, code_location, run_backfill
+    try:
+        return _backfill(settings, days, scopes, dagster_home(home), verbose)
+    finally:
+        collector_resumed()
 
-    home = dagster_home(home)
+
+def _backfill(
+    settings: Settings, days: list[date], scopes: list[Scope], home: Path, verbose: bool
+) -> int:
+    from pipelines.partitions import partition_key
+    from pipelines.progress import SyncProgress
+    from pipelines.runner import cli_instance, code_location, run_backfill
+
     windows = windows_of_days(days, settings.granularity)
     keys = [str(partition_key(window, scope)) for scope in scopes for window in windows]
     progress = SyncProgress(total=len(keys), write=lambda line: print(line, flush=True))
