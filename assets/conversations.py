@@ -35,6 +35,7 @@ from assets.keys import (
 from core.errors import PolyAISyncError
 from core.names import GROUP, OWNER, POOL, SYNC_STEP, WINDOW_LANDED
 from core.windows import Scope, Window, window_key
+from resources.api_pace import PaceReport
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
 from sync.feed import PageInfo
@@ -92,6 +93,9 @@ def _sync_windows(
     landed: list[tuple[str, dict[AssetKey, dict[str, object]]]] = []
     windows = sorted(window_of(k) for k in context.partition_keys)
 
+    pace = polyai.pace  # made here, before the fetch processes that share it
+    pace.start_report()
+
     def log_page(page: PageInfo) -> None:
         context.log.debug(f"page {page.number}: {page.conversations} conversations")
 
@@ -119,7 +123,7 @@ def _sync_windows(
                         )
                 raise _failure(key, exc) from exc
             _log_result(context, scope, window, result)
-            common = _metadata(scope, window, result)
+            common = {**_metadata(scope, window, result), **_pace_metadata(pace.report())}
             by_table = {}
             for asset_key in TABLE_DESCRIPTIONS:
                 metadata = {**common, "dagster/row_count": result.rows[asset_key.path[-1]]}
@@ -170,6 +174,20 @@ def _log_result(
             f"{label}: values converted or nulled to fit the schema: "
             + ", ".join(f"{k} x{n}" for k, n in sorted(result.type_issues.items()))
         )
+
+
+def _pace_metadata(report: PaceReport) -> dict[str, object]:
+    """The requests in flight when the window landed, and since the step began: the limit
+    (falls on a 429, climbs back), the most at once, and the rate."""
+    return {
+        "api_in_flight": report.in_flight,
+        "api_in_flight_limit": report.limit,
+        "api_in_flight_max": report.maximum,
+        "api_in_flight_peak": report.peak,
+        "api_in_flight_lowest_limit": report.lowest,
+        "api_throttle_cuts": report.cuts,
+        "api_requests_per_second": round(report.requests_per_second, 2),
+    }
 
 
 def _metadata(scope: Scope, window: Window, result: WindowSyncResult) -> dict[str, object]:

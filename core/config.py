@@ -82,6 +82,8 @@ class Settings:
     sync_workers: int
     """Processes beside the writer that fetch and normalize pages (0: none; a one-core
     machine uses none whatever this says)."""
+    max_in_flight: int
+    """Requests a sync has in flight at once, at most (one page a window)."""
     granularity: str
     lake_url: str
     qa_sample_size: int
@@ -149,6 +151,7 @@ class Settings:
             schedule_hour=schedule_hour,
             windows_per_run=windows_per_run,
             sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, MAX_WORKERS),
+            max_in_flight=_int_setting(get, Env.POLYAI_MAX_IN_FLIGHT, 1, MAX_IN_FLIGHT),
             granularity=granularity,
             lake_url=lake_url(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
@@ -337,6 +340,8 @@ def _int_setting(get: Getter, name: str, lo: int, hi: int) -> int:
 
 
 MAX_WORKERS = 256
+MAX_IN_FLIGHT = 64
+"""The highest in-flight maximum ``POLYAI_MAX_IN_FLIGHT`` may ask for."""
 MAX_RETENTION_DAYS = 36500
 MIN_MAX_MEMORY_MB = 256
 """The smallest WAREHOUSE_MAX_MEMORY_MB: DuckDB's own cap (128 MB) and room for a page."""

@@ -43,6 +43,7 @@ class Env(StrEnum):
     POLYAI_SCHEDULE_HOUR = auto()
     POLYAI_WINDOWS_PER_RUN = auto()
     POLYAI_SYNC_WORKERS = auto()
+    POLYAI_MAX_IN_FLIGHT = auto()
     POLYAI_WINDOW = auto()
     LAKE_URL = auto()
     POLYAI_QA_SAMPLE_SIZE = auto()
@@ -72,6 +73,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_SCHEDULE_HOUR: "2",
     Env.POLYAI_WINDOWS_PER_RUN: "7",
     Env.POLYAI_SYNC_WORKERS: str(os.cpu_count() or 1),  # every core
+    Env.POLYAI_MAX_IN_FLIGHT: "8",
     Env.POLYAI_WINDOW: "daily",
     Env.LAKE_URL: str(LOCAL_DIR / "lake"),
     Env.POLYAI_QA_SAMPLE_SIZE: "20",
@@ -130,10 +132,15 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     Env.POLYAI_SCHEDULE_HOUR: "UTC hour of the nightly run",
     Env.POLYAI_WINDOWS_PER_RUN: "windows a backfill run covers (the backfill policy, and the "
     "CLI's grouping)",
-    Env.POLYAI_SYNC_WORKERS: "processes beside the writer that fetch, normalize and (DuckDB) "
-    "stage pages, a window each (`sync/feed.py`); a cap for a small or shared machine. `0` "
-    "keeps that work in the writer's process (a one-core machine does so whatever this "
-    "says); more than the machine's cores counts as its cores",
+    Env.POLYAI_SYNC_WORKERS: "pages normalized and (DuckDB) staged at once, beside the "
+    "writer (`sync/feed.py`); a cap for a small or shared machine. `0` keeps all of a sync's "
+    "work, fetching included, in the writer's process, one request at a time (a one-core "
+    "machine does so whatever this says); more than the machine's cores counts as its cores",
+    Env.POLYAI_MAX_IN_FLIGHT: "requests a sync has in flight at once, at most (1 to 64): "
+    "windows are fetched side by side, one page in flight each, by that many processes. A "
+    "429 halves the limit for every request of the key, and it climbs back by one per round "
+    "of answers that are not (`resources/api_pace.py`). A run keeps up to this many pages "
+    "in memory, one a window",
     Env.POLYAI_WINDOW: "window size: `daily` (UTC days) or `hourly` for high-volume "
     "projects; partition keys become `2026-11-20-05:00`. Changing it on a warehouse that "
     "holds data needs a new warehouse (or schema)",

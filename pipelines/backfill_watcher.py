@@ -144,6 +144,9 @@ class BackfillWatcher:
                     _count(observation.metadata, "rows_turns"),
                     max(landed - self.last_landed[run_id], 0.0),
                     notes=_notes(observation.metadata),
+                    in_flight=_number(observation.metadata, "api_in_flight"),
+                    in_flight_limit=_number(observation.metadata, "api_in_flight_limit"),
+                    requests_per_second=_number(observation.metadata, "api_requests_per_second"),
                 )
             )
             self.last_landed[run_id] = landed
@@ -216,6 +219,11 @@ def _notes(metadata: Mapping[str, Any]) -> tuple[str, ...]:
 def _count(metadata: Mapping[str, Any], name: str) -> int:
     value = metadata.get(name)
     return int(value.value) if value is not None else 0
+
+
+def _number(metadata: Mapping[str, Any], name: str) -> Any:
+    value = metadata.get(name)
+    return value.value if value is not None else None
 
 
 def _describe_run(instance: DagsterInstance, run_id: str) -> str:

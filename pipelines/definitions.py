@@ -189,6 +189,7 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             account_id=EnvVar(Env.POLYAI_ACCOUNT_ID),
             project_id=EnvVar(Env.POLYAI_PROJECT_ID),
             page_size=settings.page_size,
+            max_in_flight=settings.max_in_flight,
             request_deadline_seconds=settings.request_deadline_seconds,
             allow_insecure_http=settings.allow_insecure_http,
             hash_phone_numbers=settings.hash_phone_numbers,

@@ -23,12 +23,15 @@ class SyncProgress:
     def __post_init__(self) -> None:
         self.started = self.clock()
 
-    def window_done(self, label: str, conversations: int, turns: int, seconds: float) -> None:
+    def window_done(
+        self, label: str, conversations: int, turns: int, seconds: float, api: str = ""
+    ) -> None:
+        """A window landed; ``api``: what the requests were doing then (see :func:`api_pace`)."""
         self.done += 1
         self.conversations += conversations
         self.write(
             f"[{self.done}/{self.total}] {label}: {conversations} conversations, {turns} turns "
-            f"({seconds:.1f}s) | {self._totals()}"
+            f"({seconds:.1f}s) | {self._totals()}" + (f" | {api}" if api else "")
         )
 
     def window_failed(self, label: str, error: str) -> None:
@@ -55,3 +58,10 @@ def _duration(elapsed: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def api_pace(in_flight: int | None, limit: int | None, per_second: float | None) -> str:
+    """``API: 6 in flight (limit 8), 7.4 requests/s``, or nothing when not recorded."""
+    if in_flight is None or limit is None or per_second is None:
+        return ""
+    return f"API: {in_flight} in flight (limit {limit}), {per_second:.1f} requests/s"

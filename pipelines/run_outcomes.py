@@ -30,6 +30,11 @@ class WindowOutcome:
     error: str | None = None
     notes: tuple[str, ...] = ()
     """What a landed window's numbers alone do not say (records set aside, a big drop)."""
+    in_flight: int | None = None
+    """Requests in flight when it landed, the limit then, and the requests per second since
+    its run's sync step began (``None``: not recorded)."""
+    in_flight_limit: int | None = None
+    requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)

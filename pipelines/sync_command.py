@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from core.config import Settings
 from core.urls import display_url
 from core.windows import Scope, windows_of_days
+from pipelines.progress import SyncProgress, api_pace
 
 if TYPE_CHECKING:
-    from pipelines.progress import SyncProgress
     from pipelines.run_outcomes import BackfillResult, WindowOutcome
 
 UI_PORT = 3000
@@ -76,7 +76,6 @@ def _backfill(
     settings: Settings, days: list[date], scopes: list[Scope], home: Path, verbose: bool
 ) -> int:
     from pipelines.partitions import partition_key
-    from pipelines.progress import SyncProgress
     from pipelines.runner import cli_instance, code_location, run_backfill
 
     windows = windows_of_days(days, settings.granularity)
@@ -116,7 +115,8 @@ def _window_printer(progress: SyncProgress) -> Callable[[WindowOutcome], None]:
     def report(outcome: WindowOutcome) -> None:
         label = outcome.key.replace("|", " ")
         if outcome.success:
-            progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds)
+            api = api_pace(outcome.in_flight, outcome.in_flight_limit, outcome.requests_per_second)
+            progress.window_done(label, outcome.conversations, outcome.turns, outcome.seconds, api)
             for note in outcome.notes:
                 print(f"  warning: {label}: {note}", flush=True)
         else:

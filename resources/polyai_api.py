@@ -45,6 +45,7 @@ from core.query import ConversationQuery, QueryError
 from core.retry import is_retryable_status, parse_retry_after
 from core.urls import ConfigError, check_source
 from core.windows import Scope, Window
+from resources.api_pace import MAX_IN_FLIGHT, InFlightLimit, pace_for
 from resources.polyai_errors import (
     CursorRejectedError,
     PolyAIAuthError,
@@ -134,6 +135,13 @@ class PolyAIClient(ConfigurableResource):
         default=512 * 1024 * 1024, gt=0, description="the largest response body, inflated"
     )
     max_attempts: int = Field(default=6, ge=1, description="tries per request, first included")
+    max_in_flight: int = Field(
+        default=int(DEFAULTS[Env.POLYAI_MAX_IN_FLIGHT]),
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        description=f"{Env.POLYAI_MAX_IN_FLIGHT}: requests in flight at once, at most, across "
+        "a sync's processes (a 429 lowers it for a while: resources/api_pace.py)",
+    )
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     max_retry_after_seconds: float = Field(
@@ -163,6 +171,11 @@ class PolyAIClient(ConfigurableResource):
     def channels(self) -> ChannelMap:
         """Which labels a scope's channel accepts, and what its filter sends."""
         return ChannelMap.parse(self.channel_map, self.channel_filter)
+
+    @property
+    def pace(self) -> InFlightLimit:
+        """The in-flight limit every client of this key shares in this process."""
+        return pace_for(self.base_url, self.api_key, self.max_in_flight)
 
     @property
     def privacy(self) -> PrivacyPolicy:
@@ -295,18 +308,7 @@ class PolyAIClient(ConfigurableResource):
         stats: RequestStats,
     ) -> dict[str, Any]:
         stats.requests += 1
-        try:
-            response, content = read_body(
-                http,
-                url,
-                query,
-                deadline_seconds=self.request_deadline_seconds,
-                max_bytes=self.max_response_bytes,
-            )
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        response, content = self._read(http, url, query)
         stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
         if response.status_code != httpx.codes.OK:
             # The published envelope (error_code, error_message, error_id), every part
@@ -338,6 +340,37 @@ class PolyAIClient(ConfigurableResource):
                 f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
             )
         return body
+
+    def _read(
+        self, http: httpx.Client, url: str, query: ConversationQuery
+    ) -> tuple[httpx.Response, bytes]:
+        """One request and its body, in a slot of the in-flight limit (a 429 cuts it);
+        a timeout or a transport error is transient."""
+        pace = self.pace
+        ticket = pace.acquire()
+        throttled, retry_after = False, None
+        try:
+            response, content = read_body(
+                http,
+                url,
+                query,
+                deadline_seconds=self.request_deadline_seconds,
+                max_bytes=self.max_response_bytes,
+            )
+            throttled = response.status_code == httpx.codes.TOO_MANY_REQUESTS
+            if throttled:
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), datetime.now(UTC)
+                )
+            return response, content
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if retry_after is not None:
+                retry_after = min(retry_after, self.max_retry_after_seconds)
+            pace.release(ticket, throttled, retry_after)
 
     def _scrub(self, text: str) -> str:
         """What the server said, without the key should it echo it back (whole, encoded, or

@@ -18,6 +18,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.count("requests")
         self.server.paths.append(self.path)
+        with self.server.handling():
+            self._answer()
+
+    def _answer(self) -> None:
         try:
             request = self._authorized_request()
         except BadRequest as exc:
@@ -191,12 +197,30 @@ class _Server(ThreadingHTTPServer):
         self.dataset = dataset
         self.faults = faults
         self._lock = threading.Lock()
-        self.counters = {"requests": 0, "connections": 0, "conversations": 0}
+        self.counters = {
+            "requests": 0,
+            "connections": 0,
+            "conversations": 0,
+            "in_flight": 0,
+            "peak_in_flight": 0,
+        }
         self.paths: deque[str] = deque(maxlen=100)  # the raw request lines, for tests
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self.counters[name] += amount
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """A request being answered: counted in flight, and in the most at once."""
+        with self._lock:
+            self.counters["in_flight"] += 1
+            peak = max(self.counters["peak_in_flight"], self.counters["in_flight"])
+            self.counters["peak_in_flight"] = peak
+        try:
+            yield
+        finally:
+            self.count("in_flight", -1)
 
 
 class SimulatorServer:
@@ -236,6 +260,11 @@ class SimulatorServer:
     def recent_paths(self) -> list[str]:
         """The raw paths (with query strings) of the last 100 requests, oldest first."""
         return list(self._server.paths)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests this server answered at once."""
+        return self._server.counters["peak_in_flight"]
 
     @property
     def connections(self) -> int:

@@ -114,23 +114,32 @@ class PageFeed:
     to the lane with the fewest waiting), or in this process (``lanes`` 0)."""
 
     def __init__(
-        self, client: PolyAIClient, lanes: int, stage_rows: StageRows | None = None
+        self,
+        client: PolyAIClient,
+        lanes: int,
+        stage_rows: StageRows | None = None,
+        normalizers: int | None = None,
     ) -> None:
         self.client = client
         self.lanes = lanes
         self.stage_rows = stage_rows
+        self.normalizers = lanes if normalizers is None else max(1, min(normalizers, lanes))
+        """Lanes that may normalize (and stage) a page at once: the cores, while every lane
+        may have its request in flight."""
         self._fetches: deque[tuple[WindowFetch[Any], int, _Messages | None]] = deque()
         self._conns: list[Connection] = []
         self._children: list[multiprocessing.process.BaseProcess] = []
 
     def __enter__(self) -> PageFeed:
         context = multiprocessing.get_context("fork")
+        self.client.pace  # noqa: B018  (made here, so that every lane shares it)
+        turns = context.BoundedSemaphore(max(1, self.normalizers))
         for lane in range(self.lanes):
             ours, theirs = context.Pipe()
             self._conns.append(ours)
             child = context.Process(
                 target=_serve,
-                args=(theirs, list(self._conns), self.client, self.stage_rows, os.getpid()),
+                args=(theirs, list(self._conns), self.client, self.stage_rows, os.getpid(), turns),
                 name=f"polyai-sync pages {lane + 1}",
                 daemon=True,
             )
@@ -197,25 +206,33 @@ the error; the request figures since the message before)."""
 _Messages = Iterator[_Message]
 
 
-def _pages(client: PolyAIClient, job: _Job, stage_rows: StageRows | None) -> _Messages:
+def _pages(
+    client: PolyAIClient,
+    job: _Job,
+    stage_rows: StageRows | None,
+    turn: contextlib.AbstractContextManager[Any] | None = None,
+) -> _Messages:
     """The window's pages, normalized (and their rows staged, with ``stage_rows``), then its
-    end (or the error that ended it), each with the request figures since the one before."""
+    end (or the error that ended it), each with the request figures since the one before.
+    ``turn`` is held while a page is normalized and staged (the lanes share the cores)."""
+    turn = turn if turn is not None else contextlib.nullcontext()
     stats = RequestStats()
     key = job.key
     try:
         pages = client.iter_window(key.scope, key.window, stats=stats, start_cursor=job.cursor)
         with contextlib.closing(pages):
             for number, page in enumerate(pages, start=job.first_page):
-                batch = normalize_page(
-                    page.conversations,
-                    load_id=job.load_id,
-                    loaded_at=job.loaded_at,
-                    scope=key.scope,
-                    channels=client.channels,
-                )
-                batch.large_value_bytes  # noqa: B018  (measured here, once, off the writer)
-                if stage_rows is not None:
-                    batch = stage_rows(key, job.load_id, number, batch, page.next_cursor)
+                with turn:
+                    batch = normalize_page(
+                        page.conversations,
+                        load_id=job.load_id,
+                        loaded_at=job.loaded_at,
+                        scope=key.scope,
+                        channels=client.channels,
+                    )
+                    batch.large_value_bytes  # noqa: B018  (measured here, off the writer)
+                    if stage_rows is not None:
+                        batch = stage_rows(key, job.load_id, number, batch, page.next_cursor)
                 info = PageInfo(page.number, len(page.conversations), page.next_cursor)
                 del page  # before the next is parsed
                 yield "page", info, batch, _taken(stats)
@@ -240,6 +257,7 @@ def _serve(
     client: PolyAIClient,
     stage_rows: StageRows | None,
     sync_pid: int,
+    turn: contextlib.AbstractContextManager[Any],
 ) -> None:
     """The child: each window the sync submits, a page at a time, each once the sync took
     the one before (or up to :data:`AHEAD_PAGES` before, when it stages them itself)."""
@@ -254,7 +272,7 @@ def _serve(
     ahead = 1 if stage_rows is None else AHEAD_PAGES
     with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
         while (job := inbox.next_job()) is not None:
-            for message in _pages(client, job, stage_rows):
+            for message in _pages(client, job, stage_rows, turn):
                 _send(conn, message)
                 if message[0] == "page" and not inbox.sent_page(ahead):
                     return  # the sync closed the feed

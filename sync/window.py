@@ -117,14 +117,14 @@ def sync_windows(
     is published. The first window that fails raises, and the windows after it are not
     synced (the failed one is ``windows[number of results yielded]``).
 
-    Pages are fetched and normalized by ``workers`` child processes (:mod:`sync.feed`; every
-    core by default, ``POLYAI_SYNC_WORKERS`` caps them; 0, or a machine with one core, keeps
-    the work in this process), each on a window of its own, while this process commits
-    pages and publishes windows in order.
+    Pages are fetched by child processes, a window each, as many windows side by side as
+    the client may have requests in flight (``POLYAI_MAX_IN_FLIGHT``), and normalized by
+    ``workers`` of them at once (:mod:`sync.feed`; every core by default,
+    ``POLYAI_SYNC_WORKERS`` caps them; 0, or a machine with one core, keeps all the work in
+    this process), while this process commits pages and publishes windows in order.
     """
     log = log or _log
-    cores = os.cpu_count() or 1
-    lanes = 0 if cores == 1 else min(cores if workers is None else workers, cores)
+    lanes, normalizers = _lanes(client, len(windows), workers)
     with (
         warehouse.holding(),
         _without_cycle_collection(),
@@ -132,6 +132,7 @@ def sync_windows(
             client,
             lanes=lanes,
             stage_rows=None if warehouse.staging.in_transaction else _stage_rows(warehouse),
+            normalizers=normalizers,
         ) as feed,
     ):
         warehouse.ensure_schema()
@@ -162,6 +163,14 @@ def sync_windows(
                 client, warehouse, feed, fetch, _once(begin_next), on_page, log,
                 max_quarantined_fraction,
             )  # fmt: skip
+
+
+def _lanes(client: PolyAIClient, windows: int, workers: int | None) -> tuple[int, int]:
+    """Windows fetched side by side (a lane a window, as many as requests may be in flight),
+    and lanes normalizing at once (the cores, or fewer); (0, 0): all in this process."""
+    cores = os.cpu_count() or 1
+    normalizers = 0 if cores == 1 else min(cores if workers is None else workers, cores)
+    return (min(client.max_in_flight, windows) if normalizers else 0), normalizers
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:

@@ -195,3 +195,11 @@ def test_sync_workers_default_to_every_core_and_refuse_what_is_not_a_count(value
     assert Settings.from_env({"POLYAI_SYNC_WORKERS": "3"}).sync_workers == 3
     with pytest.raises(ConfigError, match="POLYAI_SYNC_WORKERS"):
         Settings.from_env({"POLYAI_SYNC_WORKERS": value})
+
+
+@pytest.mark.parametrize("value", ["0", "65", "eight"])
+def test_max_in_flight_defaults_to_8_and_refuses_what_is_not_1_to_64(value: str) -> None:
+    assert Settings.from_env({}).max_in_flight == 8
+    assert Settings.from_env({"POLYAI_MAX_IN_FLIGHT": "16"}).max_in_flight == 16
+    with pytest.raises(ConfigError, match="POLYAI_MAX_IN_FLIGHT"):
+        Settings.from_env({"POLYAI_MAX_IN_FLIGHT": value})

@@ -1,4 +1,4 @@
-from pipelines.progress import SyncProgress
+from pipelines.progress import SyncProgress, api_pace
 
 
 def test_progress_lines_show_done_total_rate_and_time_left() -> None:
@@ -25,3 +25,12 @@ def test_long_durations_read_as_minutes_and_hours() -> None:
     now[0] = 150
     progress.window_done("d s", 1, 1, 1.0)
     assert "2m30s elapsed, ~4h07m left" in lines[0]
+
+
+def test_a_window_line_ends_with_what_the_api_requests_were_doing() -> None:
+    lines: list[str] = []
+    progress = SyncProgress(total=2, write=lines.append, clock=lambda: 1.0)
+    progress.window_done("d s", 1, 1, 1.0, api_pace(6, 8, 7.44))
+    progress.window_done("d s", 1, 1, 1.0, api_pace(None, None, None))
+    assert lines[0].endswith(" | API: 6 in flight (limit 8), 7.4 requests/s")
+    assert "API" not in lines[1]
