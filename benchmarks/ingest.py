@@ -32,6 +32,12 @@ contender whose processes hold more than ``--memory-cap-gib`` or run longer than
 
     uv run python -m benchmarks.ingest                  # 10 000 and 100 000
     uv run python -m benchmarks.ingest --sizes 1000000  # the large option
+
+``--latency-ms`` holds back every answer of the simulator (a real API takes about a second
+for a page of conversations with their turns). ``--scenario backfill`` measures many small
+windows instead (:mod:`benchmarks.backfill`):
+
+    uv run python -m benchmarks.ingest --scenario backfill  # 60 days x 2 scopes, 0 and 1000 ms
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from core.env import Env
 from core.query import ConversationQuery
 from core.windows import Scope, Window, daily_window
 from simulator import SimulatorConfig, SimulatorServer
+from simulator.faults import FaultConfig
 from simulator.server import COUNTERS_PATH
 
 SCOPE = Scope("live", "voice")
@@ -531,10 +538,13 @@ def bench_size(
     page_size: int = 1000,
     postgres: str = "",
     days: int = DAYS,
+    latency_ms: float = 0.0,
 ) -> list[Result]:
     """Every contender over one dataset, after one untimed pass that fills the simulator's
     cache (so that every contender, the first included, meets the same server)."""
-    config = simulator_config(conversations, days)
+    config = replace(
+        simulator_config(conversations, days), faults=FaultConfig(latency_ms=latency_ms)
+    )
     context = multiprocessing.get_context("spawn")
     port_queue = context.Queue()
     server = context.Process(target=_serve, args=(config, port_queue), daemon=True)
@@ -632,8 +642,37 @@ def ratio_line(by_size: dict[int, list[Result]]) -> str:
     return f"at N={largest:,}: " + "; ".join(parts)
 
 
+def _scenario_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario",
+        choices=("sizes", "backfill"),
+        default="sizes",
+        help="sizes: --sizes conversations over --days windows of one scope (default); "
+        "backfill: many one-page windows of two scopes, per --latency-ms",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        default=None,
+        help="the simulator holds every answer back this long: one value for sizes "
+        "(default 0), comma-separated values for backfill (default 0,1000)",
+    )
+    parser.add_argument(
+        "--per-day",
+        type=int,
+        default=300,
+        help="backfill: conversations a day in the busiest scope, one page (default 300)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=8,
+        help="backfill: POLYAI_MAX_IN_FLIGHT, and dlt (tuned)'s extract threads (default 8)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _scenario_options(parser)
     parser.add_argument(
         "--sizes",
         default="10000,100000",
@@ -641,8 +680,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--contenders",
-        default=",".join(CONTENDERS),
-        help=f"comma-separated subset of: {', '.join(CONTENDERS)}",
+        default=None,
+        help=f"comma-separated subset of: {', '.join(CONTENDERS)} (backfill: "
+        "polyai-sync (in process), polyai-sync sync (Dagster), dlt (tuned)); default: all",
     )
     parser.add_argument(
         "--memory-cap-gib",
@@ -659,9 +699,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--days",
         type=int,
-        default=DAYS,
+        default=None,
         help=f"daily windows the dataset spans, one Dagster run each for the Dagster "
-        f"contenders (default {DAYS})",
+        f"contenders (default {DAYS}; backfill: {BACKFILL_DAYS})",
     )
     parser.add_argument(
         "--page-size",
@@ -689,6 +729,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    latencies = _latencies(parser, args.latency_ms, args.scenario)
+    if args.scenario == "backfill":
+        return _backfill(parser, args, latencies)
+    args.days = DAYS if args.days is None else args.days
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",")})
     except ValueError:
@@ -699,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes must each be at least --days, {args.days} (one conversation a day)")
     if not 1 <= args.page_size <= 1000:
         parser.error(f"--page-size must be between 1 and 1000, got {args.page_size}")
-    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    given = args.contenders if args.contenders is not None else ",".join(CONTENDERS)
+    contenders = [c.strip() for c in given.split(",") if c.strip()]
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
         parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
@@ -719,12 +764,51 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             print(f"N = {size:,} ...", file=sys.stderr, flush=True)
             limits = Limits(int(args.memory_cap_gib * 2**30), args.time_limit_minutes * 60)
-            results = bench_size(size, contenders, limits, args.page_size, postgres_url, args.days)
+            results = bench_size(
+                size, contenders, limits, args.page_size, postgres_url, args.days, latencies[0]
+            )
             check_same_rows(size, results)
             by_size[size] = results
             print(format_table(size, results, args.days), flush=True)
     print(ratio_line(by_size), flush=True)
     return 0
+
+
+BACKFILL_DAYS = 60
+
+
+def _latencies(parser: argparse.ArgumentParser, given: str | None, scenario: str) -> list[float]:
+    text = given if given is not None else ("0,1000" if scenario == "backfill" else "0")
+    try:
+        latencies = [float(value) for value in text.split(",")]
+    except ValueError:
+        parser.error(f"--latency-ms must be comma-separated numbers, got {text!r}")
+    if any(not 0 <= latency <= 60_000 for latency in latencies):
+        parser.error(f"--latency-ms must each be between 0 and 60000, got {text!r}")
+    if scenario == "sizes" and len(latencies) != 1:
+        parser.error(f"--latency-ms takes one value for --scenario sizes, got {text!r}")
+    return latencies
+
+
+def _backfill(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, latencies: list[float]
+) -> int:
+    from benchmarks import backfill
+
+    days = BACKFILL_DAYS if args.days is None else args.days
+    if not 1 <= days <= 366:
+        parser.error(f"--days must be between 1 and 366, got {days}")
+    if not 1 <= args.per_day <= 1000:
+        parser.error(f"--per-day must be between 1 and 1000 (one page), got {args.per_day}")
+    if not 1 <= args.max_in_flight <= 64:
+        parser.error(f"--max-in-flight must be between 1 and 64, got {args.max_in_flight}")
+    contenders = list(backfill.CONTENDERS)
+    if args.contenders is not None:
+        contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+        unknown = [c for c in contenders if c not in backfill.CONTENDERS]
+        if unknown or not contenders:
+            parser.error(f"unknown contender(s) {unknown}; choose from {backfill.CONTENDERS}")
+    return backfill.run(days, args.per_day, latencies, args.max_in_flight, contenders)
 
 
 POSTGRES_CONTENDERS = ("polyai-sync (PostgreSQL)", "polyai-sync (PostgreSQL x2)")

@@ -84,6 +84,8 @@ class Settings:
     machine uses none whatever this says)."""
     max_in_flight: int
     """Requests a sync has in flight at once, at most (one page a window)."""
+    max_attempts: int
+    """Tries per request, the first included."""
     granularity: str
     lake_url: str
     qa_sample_size: int
@@ -134,7 +136,6 @@ class Settings:
         windows_per_run = _int_setting(get, Env.POLYAI_WINDOWS_PER_RUN, 1, 1000)
         hash_phone_numbers = _bool_setting(get, Env.POLYAI_HASH_PHONE_NUMBERS)
         phone_hash_salt = _phone_hash_salt(environ, hash_phone_numbers)
-        granularity = _granularity(get)
         return cls(
             base_url=base_url,
             api_key=get(Env.POLYAI_API_KEY) or None,
@@ -152,7 +153,8 @@ class Settings:
             windows_per_run=windows_per_run,
             sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, MAX_WORKERS),
             max_in_flight=_int_setting(get, Env.POLYAI_MAX_IN_FLIGHT, 1, MAX_IN_FLIGHT),
-            granularity=granularity,
+            max_attempts=_int_setting(get, Env.POLYAI_MAX_ATTEMPTS, 1, 20),
+            granularity=_granularity(get),
             lake_url=lake_url(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
             saved_searches=parse_saved_searches(get(Env.POLYAI_SAVED_SEARCHES)),

@@ -44,6 +44,7 @@ class Env(StrEnum):
     POLYAI_WINDOWS_PER_RUN = auto()
     POLYAI_SYNC_WORKERS = auto()
     POLYAI_MAX_IN_FLIGHT = auto()
+    POLYAI_MAX_ATTEMPTS = auto()
     POLYAI_WINDOW = auto()
     LAKE_URL = auto()
     POLYAI_QA_SAMPLE_SIZE = auto()
@@ -74,6 +75,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_WINDOWS_PER_RUN: "7",
     Env.POLYAI_SYNC_WORKERS: str(os.cpu_count() or 1),  # every core
     Env.POLYAI_MAX_IN_FLIGHT: "8",
+    Env.POLYAI_MAX_ATTEMPTS: "6",
     Env.POLYAI_WINDOW: "daily",
     Env.LAKE_URL: str(LOCAL_DIR / "lake"),
     Env.POLYAI_QA_SAMPLE_SIZE: "20",
@@ -141,6 +143,9 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "429 halves the limit for every request of the key, and it climbs back by one per round "
     "of answers that are not (`resources/api_pace.py`). A run keeps up to this many pages "
     "in memory, one a window",
+    Env.POLYAI_MAX_ATTEMPTS: "tries per request, the first included (1 to 20): a request "
+    "answered 429, 5xx, or not at all this many times in a row fails its window, which "
+    "resumes at its last committed page on the next sync. Raise it behind a strict rate limit",
     Env.POLYAI_WINDOW: "window size: `daily` (UTC days) or `hourly` for high-volume "
     "projects; partition keys become `2026-11-20-05:00`. Changing it on a warehouse that "
     "holds data needs a new warehouse (or schema)",

@@ -27,15 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from core import api_contract as api
 from core import schema
 from core.channels import DEFAULT_CHANNELS, ChannelMap
 from core.columns import INT64_MAX, INT64_MIN, ColumnBuilder, to_json
+from core.lazy import lazy_module
 from core.records import (
     INVALID_TEXT,
     Quarantined,
@@ -47,6 +45,13 @@ from core.records import (
 )
 from core.turn_metadata import typed_metadata
 from core.windows import Scope
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 __all__ = [
     "INT64_MAX",
@@ -129,7 +134,7 @@ class Batch:
         return self.tables["turns"]
 
 
-ChildKey = Callable[[list[int], list[int]], dict[str, pa.Array | list[Any]]]
+ChildKey = Callable[[list[int], list[int]], "dict[str, pa.Array | list[Any]]"]
 """The key columns of a child table's rows, from each row's conversation (its position among
 the page's rows) and turn index."""
 

@@ -10,18 +10,24 @@ or the API's name is taken by a partition column (the response's ``channel`` lab
 ``channel_label``): such a column's ``info["key"]`` is the field it is read from. Every data
 table also carries the partition columns (``environment``, ``channel`` (the configured
 channel, see :mod:`core.channels`), ``conversation_date``) and the load's id and time;
-conversations, turns and turn metadata keep their source object as JSON in ``raw``, each
-byte once (a conversation's without its turns, a turn's without its metadata), so a field
-the API adds later is never lost and can be backfilled without calling the API.
+conversations, turns and turn metadata keep their source object as JSON in ``raw``, each byte
+once (a conversation's without its turns, a turn's without its metadata): a field the API
+adds later is never lost, and can be backfilled without calling the API.
 """
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from core import api_contract as api
+from core.lazy import lazy_module
+
+pa = lazy_module("pyarrow")  # only where an Arrow schema is asked for
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 metadata = sa.MetaData()
 
@@ -370,25 +376,20 @@ def create_statements(
 
 
 def _arrow_type(column: sa.Column) -> pa.DataType:
-    kind = column.type
-    # JSON before String: JSON values travel as serialized text and are cast on insert.
-    if isinstance(kind, sa.JSON):
-        return pa.string()
-    if isinstance(kind, sa.ARRAY):
-        return pa.list_(pa.string())
-    if isinstance(kind, sa.DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(kind, sa.Date):
-        return pa.date32()
-    if isinstance(kind, sa.Boolean):
-        return pa.bool_()
-    if isinstance(kind, sa.Integer):
-        return pa.int64()
-    if isinstance(kind, sa.Float):
-        return pa.float64()
-    if isinstance(kind, sa.String):
-        return pa.string()
-    raise TypeError(f"no Arrow type for column {column.table.name}.{column.name} ({kind})")
+    # JSON first (a JSON value travels as serialized text, cast on insert), String last.
+    for kind, arrow in (
+        (sa.JSON, pa.string()),
+        (sa.ARRAY, pa.list_(pa.string())),
+        (sa.DateTime, pa.timestamp("us", tz="UTC")),
+        (sa.Date, pa.date32()),
+        (sa.Boolean, pa.bool_()),
+        (sa.Integer, pa.int64()),
+        (sa.Float, pa.float64()),
+        (sa.String, pa.string()),
+    ):
+        if isinstance(column.type, kind):
+            return arrow
+    raise TypeError(f"no Arrow type for column {column.table.name}.{column.name} ({column.type})")
 
 
 def arrow_schema(table: sa.Table) -> pa.Schema:

@@ -37,6 +37,13 @@ Why the public API does not suffice, by what the project does with them:
   ``ASSET_PARTITION_RANGE_END_TAG``. Only ``MAX_RUNTIME_SECONDS_TAG`` is exported;
   ``RunsFilter.for_backfill`` exists but is not documented either. Their values are stored
   on every run, so the test pins them too.
+- **An event log that keeps its engines open** (:mod:`pipelines.event_log`):
+  ``SqliteEventLogStorage`` (documented as the instance's default event log, but only
+  importable from a private path) and ``SQLITE_BUSY_TIMEOUT_SECONDS``. The subclass overrides
+  its private ``_connect``, ``_initdb``, ``_initialized_dbs`` and ``_db_lock`` use: Dagster's
+  builds an engine per event, half of a backfill's time, and no setting changes that.
+  :func:`default_sqlite_base_dir` reads ``InstanceRef.storage_data`` to tell Dagster's default
+  storage from one the user configured.
 - **A fix to 1.13.27's pool wait** (:func:`stop_pool_wait_spinning`):
   ``InstanceConcurrencyContext``, whose private ``_pending_claims`` and ``_pending_timeouts``
   the replacement reads.
@@ -46,14 +53,15 @@ Replaced by public API in issue 29: the run-worker executor wraps the public
 subclassing ``InProcessExecutor`` with ``IN_PROC_CONFIG``, ``RetryMode`` and
 ``StepDependencyConfig``; ``DagsterExecutionInterruptedError`` is exported by ``dagster``.
 
-The backfill and workspace names are imported on first use: ``dagster._daemon.backfill`` alone
-takes about 1.5 s to import, and the code location and the run launchers, which import this
-module too, never need them.
+The backfill, workspace and event-log names are imported on first use: ``dagster._daemon.backfill``
+alone takes about 1.5 s to import, the SQLite event log ~0.3 s, and the code location and the
+run launchers, which import this module too, never need them.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +88,8 @@ if TYPE_CHECKING:
         BulkActionStatus,
         PartitionBackfill,
     )
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster._daemon.backfill import execute_backfill_jobs
@@ -104,6 +114,8 @@ _IMPORTED_ON_FIRST_USE = {
     "BulkActionsFilter": "dagster._core.execution.backfill",
     "PartitionBackfill": "dagster._core.execution.backfill",
     "WorkspaceProcessContext": "dagster._core.workspace.context",
+    "SqliteEventLogStorage": "dagster._core.storage.event_log",
+    "SQLITE_BUSY_TIMEOUT_SECONDS": "dagster._core.storage.sqlite",
     "InProcessWorkspaceLoadTarget": "dagster._core.workspace.load_target",
     "execute_backfill_jobs": "dagster._daemon.backfill",
 }
@@ -116,6 +128,7 @@ __all__ = [
     "DEFAULT_RUN_COORDINATOR",
     "NOOP_COMPUTE_LOG_MANAGER",
     "PARTITION_NAME_TAG",
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "BulkActionStatus",
     "BulkActionsFilter",
     "CheckRunHealthResult",
@@ -129,11 +142,14 @@ __all__ = [
     "LoadableTargetOrigin",
     "PartitionBackfill",
     "RunLauncher",
+    "SqliteEventLogStorage",
     "WorkerStatus",
     "WorkspaceProcessContext",
+    "default_sqlite_base_dir",
     "execute_backfill_jobs",
     "execute_run",
     "make_new_backfill_id",
+    "pooled_sqlite_storages",
     "recon_job_from_origin",
     "stop_pool_wait_spinning",
 ]
@@ -147,6 +163,41 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def default_sqlite_base_dir(ref: InstanceRef) -> str | None:
+    """The folder of the instance's storage if it is Dagster's default (SQLite files under
+    ``DAGSTER_HOME``); ``None`` if ``dagster.yaml`` configures another (PostgreSQL, ...)."""
+    data = ref.storage_data
+    if data is None or (data.module_name, data.class_name) != (
+        "dagster._core.storage.sqlite_storage",
+        "DagsterSqliteStorage",
+    ):
+        return None
+    return data.config_dict["base_dir"]
+
+
+def pooled_sqlite_storages(base_dir: str) -> dict[str, dict]:
+    """Instance overrides: Dagster's default SQLite storages in ``base_dir`` (the folders
+    ``DagsterSqliteStorage`` uses), the event log :mod:`pipelines.event_log`'s."""
+    history = os.path.join(base_dir, "history")
+    return {
+        "run_storage": {
+            "module": "dagster._core.storage.runs",
+            "class": "SqliteRunStorage",
+            "config": {"base_dir": history + os.sep},
+        },
+        "event_log_storage": {
+            "module": "pipelines.event_log",
+            "class": "PooledSqliteEventLogStorage",
+            "config": {"base_dir": os.path.join(history, "runs") + os.sep},
+        },
+        "schedule_storage": {
+            "module": "dagster._core.storage.schedules",
+            "class": "SqliteScheduleStorage",
+            "config": {"base_dir": os.path.join(base_dir, "schedules")},
+        },
+    }
 
 
 def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:

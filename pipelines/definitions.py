@@ -190,6 +190,7 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             project_id=EnvVar(Env.POLYAI_PROJECT_ID),
             page_size=settings.page_size,
             max_in_flight=settings.max_in_flight,
+            max_attempts=settings.max_attempts,
             request_deadline_seconds=settings.request_deadline_seconds,
             allow_insecure_http=settings.allow_insecure_http,
             hash_phone_numbers=settings.hash_phone_numbers,

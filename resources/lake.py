@@ -38,22 +38,31 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import ConfigurableResource
-from pyarrow import fs
 from pydantic import Field, PrivateAttr
 
 from core import schema
 from core.env import Env
 from core.errors import PolyAISyncError
+from core.lazy import lazy_module
 from core.urls import display_url
 from core.windows import Scope, Window
 from resources.files import owner_only
 from resources.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+else:
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    fs = lazy_module("pyarrow.fs")
 
 # The folder keys hold these; the files do not repeat them.
 _FOLDER_COLUMNS = ("environment", "channel")
@@ -65,7 +74,7 @@ GCS_RETRY_LIMIT_SECONDS = 60
 waiting that long on a lake it cannot reach or authenticate to (no token: the metadata
 server it then asks is retried as a transient error)."""
 
-Writer = Callable[[pa.NativeFile], object]
+Writer = Callable[["pa.NativeFile"], object]
 """Writes a file's bytes to the output stream it is given."""
 
 
@@ -84,7 +93,8 @@ class ParquetLake(ConfigurableResource):
         description=f"{Env.LAKE_URL}: a local folder, file:///path, or s3:// gs:// abfs:// "
         "hdfs:// URL (credentials from the store's usual environment, never the URL)"
     )
-    _opened: tuple[fs.FileSystem, str] | None = PrivateAttr(default=None)
+    # (filesystem, root): pydantic reads the annotation at import, so no pyarrow type in it.
+    _opened: tuple[Any, str] | None = PrivateAttr(default=None)
 
     @property
     def display(self) -> str:

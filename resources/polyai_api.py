@@ -96,7 +96,7 @@ class RequestStats:
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     """One verifying TLS context for every window's client: building one loads the system's
     CA bundle, ~20 ms, which a backfill would otherwise pay once per window."""
     return httpx.create_ssl_context()
@@ -252,7 +252,7 @@ class PolyAIClient(ConfigurableResource):
             raise PolyAIError(str(exc)) from None
         return httpx.Client(
             base_url=self.base_url.rstrip("/"),
-            verify=_ssl_context(),
+            verify=ssl_context(),
             headers={api.API_KEY_HEADER: self.api_key},
             timeout=httpx.Timeout(
                 connect=self.connect_timeout_seconds,

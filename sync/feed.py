@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Generic, Protocol, TypeVar
 
 from core.normalize import Batch, normalize_page
-from resources.polyai_api import PolyAIClient, RequestStats
+from resources.polyai_api import PolyAIClient, RequestStats, ssl_context
 from resources.warehouse import WindowKey
 
 
@@ -132,7 +132,10 @@ class PageFeed:
 
     def __enter__(self) -> PageFeed:
         context = multiprocessing.get_context("fork")
-        self.client.pace  # noqa: B018  (made here, so that every lane shares it)
+        if self.lanes:  # what every lane would otherwise build for itself
+            self.client.pace  # noqa: B018  (one in-flight limit, shared)
+            ssl_context()  # the CA bundle, ~20 ms
+            import httpcore  # noqa: F401  (httpx imports it on first use, ~20 ms)
         turns = context.BoundedSemaphore(max(1, self.normalizers))
         for lane in range(self.lanes):
             ours, theirs = context.Pipe()

@@ -14,16 +14,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from core import schema
 from core.errors import PolyAISyncError
+from core.lazy import lazy_module
 from core.privacy import HASH_PREFIX, hash_number
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
 from resources.warehouse.removal import Erased, erase, record_lake_rewrites
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 LAKE_CSV_TABLES = ("qa_samples",)
 """Lake tables written as CSV (one file per window) that name conversations."""

@@ -4,11 +4,10 @@ warehouse and as one CSV per window in the lake. Plain Python (the Dagster asset
 :mod:`assets.qa_sample`)."""
 
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core import schema
+from core.lazy import lazy_module
 from core.normalize import normalize_page, to_json
 from core.query import ConversationQuery
 from core.windows import Scope, Window
@@ -16,6 +15,11 @@ from resources.lake import ParquetLake
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
 from resources.warehouse.analytics import replace_window_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 
 def transcript(conversation: dict[str, Any]) -> str:

@@ -4,17 +4,21 @@ the API, its matches (id, rank, the first turn containing the text) written to
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core import schema
 from core.config import SavedSearch
+from core.lazy import lazy_module
 from core.query import ConversationQuery
 from core.windows import Scope, Window
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
 from resources.warehouse.analytics import replace_window_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 
 def matched_turn(conversation: dict[str, Any], text: str) -> tuple[int | None, str | None]:

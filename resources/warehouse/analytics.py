@@ -15,9 +15,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from core import schema
+from core.lazy import lazy_module
 from core.windows import Scope, Window
 from resources.warehouse.resource import JsonFunctions, Warehouse
 from resources.warehouse.sql import (
@@ -28,6 +27,11 @@ from resources.warehouse.sql import (
     quote,
     window_params,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 if TYPE_CHECKING:
     import pandas as pd

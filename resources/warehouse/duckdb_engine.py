@@ -25,16 +25,16 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
-import pyarrow as pa
 import sqlalchemy as sa
 from pydantic import Field
 
 from core import schema
 from core.config import duckdb_path
 from core.env import Env
+from core.lazy import lazy_module
 from core.normalize import LARGE_VALUE_BYTES
 from resources.files import owner_only
 from resources.warehouse.resource import (
@@ -46,6 +46,11 @@ from resources.warehouse.resource import (
 )
 from resources.warehouse.sql import PAGE_COLUMN, quote
 from resources.warehouse.staging import FileStaging
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 LOCK_WAIT_SECONDS = 120.0
 HELD_CHECKPOINT_THRESHOLD = "1GB"

@@ -9,19 +9,23 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from core import schema
+from core.lazy import lazy_module
 from core.normalize import Quarantined, reassemble, to_json
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, moment, quote
 from resources.warehouse.state import WindowKey
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
 COLLISION = "collision"
 """The reason prefix of a record set aside when publishing: another window holds its id."""
 
-Insert = Callable[[Connection, str, pa.Table], int]
+Insert = Callable[[Connection, str, "pa.Table"], int]
 """The engine's bulk insert (:meth:`resources.warehouse.resource.Warehouse.insert`)."""
 
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
 import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
@@ -29,6 +28,7 @@ from pydantic import Field, PrivateAttr
 from core import schema
 from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
+from core.lazy import lazy_module
 from core.urls import display_url
 from core.windows import Scope, Window
 from resources.warehouse import ddl
@@ -42,6 +42,11 @@ from resources.warehouse.sql import (
     window_params,
 )
 from resources.warehouse.staging import Staging
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 if TYPE_CHECKING:  # imported where used: a sync needs neither (~100 MB of a process's RSS)
     import pandas as pd

@@ -17,19 +17,28 @@ and the page in ``_page``), whichever staging holds them:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core import schema
+from core.lazy import lazy_module
 from resources.files import owner_only
 from resources.warehouse.sql import PAGE_COLUMN, STAGE_PREFIX, Connection, count, quote
 
-_SCHEMAS = {table.name: schema.arrow_schema(table) for table in schema.WINDOW_TABLES}
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
+
+
+@functools.cache
+def _schema(table: str) -> pa.Schema:
+    """A staged table's Arrow schema (built on first use: pyarrow is imported lazily)."""
+    return schema.arrow_schema(schema.metadata.tables[table])
 
 
 class _Engine(Protocol):
@@ -187,7 +196,7 @@ class FileStaging(Staging):
         a column)."""
         path = self._page(load_id, page) / f"{table}.arrow"
         rows = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-        if not rows.schema.equals(_SCHEMAS[table]):
+        if not rows.schema.equals(_schema(table)):
             raise pa.ArrowInvalid(f"{path} was staged with other columns than {table}'s")
         return rows
 

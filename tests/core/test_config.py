@@ -203,3 +203,11 @@ def test_max_in_flight_defaults_to_8_and_refuses_what_is_not_1_to_64(value: str)
     assert Settings.from_env({"POLYAI_MAX_IN_FLIGHT": "16"}).max_in_flight == 16
     with pytest.raises(ConfigError, match="POLYAI_MAX_IN_FLIGHT"):
         Settings.from_env({"POLYAI_MAX_IN_FLIGHT": value})
+
+
+@pytest.mark.parametrize("value", ["0", "21", "six"])
+def test_max_attempts_defaults_to_6_and_refuses_what_is_not_1_to_20(value: str) -> None:
+    assert Settings.from_env({}).max_attempts == 6
+    assert Settings.from_env({"POLYAI_MAX_ATTEMPTS": "12"}).max_attempts == 12
+    with pytest.raises(ConfigError, match="POLYAI_MAX_ATTEMPTS"):
+        Settings.from_env({"POLYAI_MAX_ATTEMPTS": value})

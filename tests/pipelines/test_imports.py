@@ -36,3 +36,24 @@ def test_the_code_location_fails_at_import_naming_the_bad_setting() -> None:
     done = _import("pipelines.definitions")
     assert done.returncode != 0
     assert "POLYAI_WINDOWS_PER_RUN" in done.stderr
+
+
+def test_the_code_location_imports_no_dataframe_library_and_no_event_log() -> None:
+    """What the steps need (pandas, pyarrow and numpy, ~0.5 s; Dagster's SQLite event log,
+    ~0.3 s) is imported where first used: every process that loads the code location (the
+    webserver, the daemon, each run, each command) skips them until a step runs."""
+    heavy = ("pandas", "pyarrow", "numpy", "dagster._core.storage.event_log.sqlite")
+    code = (
+        "import sys, pipelines.definitions, pipelines.run_launcher; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
