@@ -42,6 +42,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -77,6 +78,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             oldest.dispose()
         return engine
 
+    def has_table(self, table_name: str) -> bool:
+        # Dagster's builds an engine to ask, several times an event. A table once there stays.
+        if table_name not in self._tables and super().has_table(table_name):
+            self._tables.add(table_name)
+        return table_name in self._tables
+
     def _dispose_engines(self) -> None:
         with self._db_lock:
             while self._engines:
@@ -84,6 +91,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self._dispose_engines()  # before the run files are deleted under them
+        self._tables.clear()
         super().wipe()
 
     def dispose(self) -> None:
