@@ -139,3 +139,80 @@ def test_readers_get_in_between_commits_and_two_writers_both_finish(
     }
     assert stored.groupby("channel").size().to_dict() == truth
     assert stored["id"].is_unique
+
+
+WINDOWS_CHILD = """
+import sys
+from datetime import date, timedelta
+from sync.window import sync_windows
+from core.windows import Scope, daily_window
+from resources.polyai_api import PolyAIClient
+from resources.warehouse import warehouse_for
+
+base_url, key, account, project, url, day, page_size, days, in_flight = sys.argv[1:]
+client = PolyAIClient(base_url=base_url, api_key=key, account_id=account, project_id=project,
+                      page_size=int(page_size), max_in_flight=int(in_flight))
+last = date.fromisoformat(day)
+windows = [(Scope("live", "voice"), daily_window(last - timedelta(days=n)))
+           for n in range(int(days))]
+for _ in sync_windows(client, warehouse_for(url), windows):
+    pass
+"""
+DAYS, IN_FLIGHT = 4, 4
+
+
+def start_windows_child(server: SimulatorServer, url: str) -> subprocess.Popen:
+    c = server.config
+    args = [server.base_url, c.api_key, c.account_id, c.project_id, url, SYNC_DAY.isoformat()]
+    return subprocess.Popen(
+        [sys.executable, "-c", WINDOWS_CHILD, *args, str(PAGE_SIZE), str(DAYS), str(IN_FLIGHT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_kill_with_windows_side_by_side_re_requests_at_most_the_pages_in_flight(
+    serve: Serve, new_warehouse_url
+) -> None:
+    """Four windows fetched at once (``POLYAI_MAX_IN_FLIGHT`` 4): a kill loses at most the
+    page each lane was fetching (and, with staging tables, the one it was staging)."""
+    from datetime import timedelta
+
+    from sync.window import sync_windows
+
+    windows = [(LIVE_VOICE, daily_window(SYNC_DAY - timedelta(days=n))) for n in range(DAYS)]
+    reference = serve(faults={"latency_ms": 0})
+    baseline = warehouse_for(new_warehouse_url("baseline"))
+    for _ in sync_windows(client_for(reference, page_size=PAGE_SIZE), baseline, windows):
+        pass
+    expected = table_contents(baseline.url)
+    total_pages = sum(
+        -(-sum(1 for _ in reference.dataset.conversations_in("live", ["voice"], w.start, w.end))
+          // PAGE_SIZE)
+        for _, w in windows
+    )  # fmt: skip
+
+    server = serve(faults={"latency_ms": 250})
+    path = new_warehouse_url("killed")
+    kills = (IN_FLIGHT + 2, 3 * IN_FLIGHT)  # distinct pages served before each kill
+    for k in kills:
+        child = start_windows_child(server, path)
+        deadline = time.monotonic() + 60
+        while len(set(server.recent_paths)) < k:
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "the child never reached the kill point"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert server.peak_in_flight <= IN_FLIGHT
+
+    final = start_windows_child(server, path)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert table_contents(path) == expected
+    paths = server.recent_paths
+    assert len(set(paths)) == total_pages
+    in_files = not warehouse_for(path).staging.in_transaction
+    # Per kill, the page each lane was fetching; with staging tables also the one it staged.
+    assert len(paths) - len(set(paths)) <= (1 if in_files else 2) * IN_FLIGHT * len(kills)
