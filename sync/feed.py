@@ -136,6 +136,8 @@ class PageFeed:
             self.client.pace  # noqa: B018  (one in-flight limit, shared)
             ssl_context()  # the CA bundle, ~20 ms
             import httpcore  # noqa: F401  (httpx imports it on first use, ~20 ms)
+            import pyarrow.compute
+            import pyarrow.ipc  # noqa: F401  (what staging uses)
         turns = context.BoundedSemaphore(max(1, self.normalizers))
         for lane in range(self.lanes):
             ours, theirs = context.Pipe()
