@@ -16,9 +16,7 @@ reading one response (within its deadline and size, then as JSON) is
 
 from __future__ import annotations
 
-import functools
 import logging
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,10 +54,18 @@ from resources.polyai_errors import (
     PolyAIUnavailableError,
     _Transient,
 )
+from resources.polyai_responses import (
+    Turn,
+    parse_page_body,
+    read_body,
+    read_error,
+    released_on_error,
+    scrub_key,
+    ssl_context,
+)
 
 # The contract tests read the lenient JSON parser from here, where it used to live.
 from resources.polyai_responses import lenient_json as _lenient_json  # noqa: F401
-from resources.polyai_responses import parse_body, read_body, read_error, scrub_key
 
 __all__ = [
     "CursorRejectedError",
@@ -93,13 +99,6 @@ class RequestStats:
         self.wait_seconds += other.wait_seconds
         for status, count in other.statuses.items():
             self.statuses[status] = self.statuses.get(status, 0) + count
-
-
-@functools.cache
-def ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context for every window's client: building one loads the system's
-    CA bundle, ~20 ms, which a backfill would otherwise pay once per window."""
-    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -191,13 +190,14 @@ class PolyAIClient(ConfigurableResource):
         window: Window,
         stats: RequestStats | None = None,
         start_cursor: str | None = None,
+        turn: Turn | None = None,
     ) -> Iterator[Page]:
         """Every conversation of one scope in one window, with latency and genAI metadata,
         page by page (what a sync reads); ``start_cursor`` resumes an interrupted read."""
         query = ConversationQuery.for_window(
             scope, window, limit=self.page_size, channels=self.channels
         )
-        return self.iter_pages(query, stats=stats, start_cursor=start_cursor)
+        return self.iter_pages(query, stats=stats, start_cursor=start_cursor, turn=turn)
 
     def iter_pages(
         self,
@@ -205,10 +205,14 @@ class PolyAIClient(ConfigurableResource):
         pagination: PaginationStyle = "cursor",
         stats: RequestStats | None = None,
         start_cursor: str | None = None,
+        turn: Turn | None = None,
     ) -> Iterator[Page]:
         """Every page of ``query``, following the cursor (or the legacy offset).
 
-        ``start_cursor`` resumes a query at a cursor an earlier page returned.
+        ``start_cursor`` resumes a query at a cursor an earlier page returned. ``turn`` (a
+        semaphore the processes fetching side by side share) is acquired once a page's body
+        has arrived, before it is parsed, and the caller releases it when done with the page:
+        a page waits for the cores as bytes, not as parsed objects.
         """
         stats = stats if stats is not None else RequestStats()
         pages = paginator(pagination)
@@ -222,19 +226,20 @@ class PolyAIClient(ConfigurableResource):
             number = 0
             while True:
                 position = pages.position()
-                body = self._get(http, path, {**query.params(), **position}, query, stats)
-                conversations = body.get(api.R_CONVERSATIONS)
-                if not isinstance(conversations, list):
-                    raise PolyAIResponseError(
-                        f"response for {query.describe()} has no '{api.R_CONVERSATIONS}' list"
-                    )
-                more = pages.advance(body)
-                if privacy.active:  # before anything downstream can write a byte of it
-                    conversations = [privacy.apply(record) for record in conversations]
+                body = self._get(http, path, {**query.params(), **position}, query, stats, turn)
+                with released_on_error(turn):
+                    conversations = body.get(api.R_CONVERSATIONS)
+                    if not isinstance(conversations, list):
+                        raise PolyAIResponseError(
+                            f"response for {query.describe()} has no '{api.R_CONVERSATIONS}' list"
+                        )
+                    more = pages.advance(body)
+                    if privacy.active:  # before anything downstream can write a byte of it
+                        conversations = [privacy.apply(record) for record in conversations]
                 number += 1
                 page = Page(number, conversations, body.get(api.R_CURSOR) or None)
                 del body, conversations  # the consumer holds the page: let it free it
-                yield page
+                yield page  # with ``turn`` held: the consumer releases it
                 del page  # before the next page is parsed, not after
                 if not more:
                     return
@@ -269,6 +274,7 @@ class PolyAIClient(ConfigurableResource):
         params: dict[str, Any],
         query: ConversationQuery,
         stats: RequestStats,
+        turn: Turn | None = None,
     ) -> dict[str, Any]:
         # Spaces must travel as %20 (API.md), which httpx's own encoder writes as '+'.
         url = f"{path}?{urlencode(params, doseq=True, quote_via=quote)}"
@@ -282,7 +288,7 @@ class PolyAIClient(ConfigurableResource):
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._get_once(http, url, params, query, stats)
+                    return self._get_once(http, url, params, query, stats, turn)
         except _Transient as exc:
             if exc.status is not None:
                 raise PolyAIUnavailableError(
@@ -306,6 +312,7 @@ class PolyAIClient(ConfigurableResource):
         params: dict[str, Any],
         query: ConversationQuery,
         stats: RequestStats,
+        turn: Turn | None = None,
     ) -> dict[str, Any]:
         stats.requests += 1
         response, content = self._read(http, url, query)
@@ -329,17 +336,10 @@ class PolyAIClient(ConfigurableResource):
             if status == 400 and api.P_CURSOR in params:
                 raise CursorRejectedError(status, said.message, where, **envelope)
             raise PolyAIHTTPError(status, said.message, where, **envelope)
-        body = parse_body(content, query)
-        if not isinstance(body, dict):
-            raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
-        error = body.get("error")
-        if error not in (None, "", {}, []):
-            # A 200 that says it failed (often with an empty page) is not an empty window.
-            said = self._scrub(str(error))
-            raise PolyAIResponseError(
-                f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
-            )
-        return body
+        if turn is not None:
+            turn.acquire()  # held until the caller is done with the page
+        with released_on_error(turn):
+            return parse_page_body(content, query, self._scrub)
 
     def _read(
         self, http: httpx.Client, url: str, query: ConversationQuery

@@ -10,12 +10,15 @@ large, undecodable or nested too deeply is a :class:`PolyAIResponseError`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +28,13 @@ from core import api_contract as api
 from core.env import Env
 from core.query import ConversationQuery
 from resources.polyai_errors import PolyAIResponseError, _Transient
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for every window's client: building one loads the system's
+    CA bundle, ~20 ms, which a backfill would otherwise pay once per window."""
+    return httpx.create_ssl_context()
 
 
 def read_body(
@@ -72,6 +82,41 @@ def _chunks(
                 f"({Env.POLYAI_REQUEST_DEADLINE_SECONDS}); {size:,} bytes had arrived"
             )
         yield chunk
+
+
+class Turn(Protocol):
+    """What :meth:`PolyAIClient.iter_pages` takes as a page's turn: a semaphore."""
+
+    def acquire(self) -> Any: ...
+    def release(self) -> None: ...
+
+
+@contextlib.contextmanager
+def released_on_error(turn: Turn | None) -> Iterator[None]:
+    """``turn`` given back if what the block does with the page fails."""
+    try:
+        yield
+    except BaseException:
+        if turn is not None:
+            turn.release()
+        raise
+
+
+def parse_page_body(
+    content: bytes, query: ConversationQuery, scrub: Callable[[str], str]
+) -> dict[str, Any]:
+    """A 200's body as the JSON object it must be; one that says it failed (often with an
+    empty page) is not an empty window."""
+    body = parse_body(content, query)
+    if not isinstance(body, dict):
+        raise PolyAIResponseError(f"response for {query.describe()} is not a JSON object")
+    error = body.get("error")
+    if error not in (None, "", {}, []):
+        said = scrub(str(error))
+        raise PolyAIResponseError(
+            f"response for {query.describe()} is a 200 carrying an error: {said[:300]}"
+        )
+    return body
 
 
 def parse_body(content: bytes, query: ConversationQuery) -> Any:

@@ -39,6 +39,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from core.normalize import Batch, normalize_page
 from resources.polyai_api import PolyAIClient, RequestStats, ssl_context
+from resources.polyai_responses import Turn
 from resources.warehouse import WindowKey
 
 
@@ -215,19 +216,22 @@ def _pages(
     client: PolyAIClient,
     job: _Job,
     stage_rows: StageRows | None,
-    turn: contextlib.AbstractContextManager[Any] | None = None,
+    turn: Turn | None = None,
 ) -> _Messages:
     """The window's pages, normalized (and their rows staged, with ``stage_rows``), then its
     end (or the error that ended it), each with the request figures since the one before.
-    ``turn`` is held while a page is normalized and staged (the lanes share the cores)."""
-    turn = turn if turn is not None else contextlib.nullcontext()
+    ``turn`` (the lanes share the cores) is held from parsing a page's body until its rows
+    are staged: the client takes it, this gives it back, before the page is sent on (a lane
+    waiting for the writer to take a page must not hold up the others)."""
     stats = RequestStats()
     key = job.key
     try:
-        pages = client.iter_window(key.scope, key.window, stats=stats, start_cursor=job.cursor)
+        pages = client.iter_window(
+            key.scope, key.window, stats=stats, start_cursor=job.cursor, turn=turn
+        )
         with contextlib.closing(pages):
             for number, page in enumerate(pages, start=job.first_page):
-                with turn:
+                try:
                     batch = normalize_page(
                         page.conversations,
                         load_id=job.load_id,
@@ -238,6 +242,9 @@ def _pages(
                     batch.large_value_bytes  # noqa: B018  (measured here, off the writer)
                     if stage_rows is not None:
                         batch = stage_rows(key, job.load_id, number, batch, page.next_cursor)
+                finally:
+                    if turn is not None:
+                        turn.release()
                 info = PageInfo(page.number, len(page.conversations), page.next_cursor)
                 del page  # before the next is parsed
                 yield "page", info, batch, _taken(stats)
@@ -262,7 +269,7 @@ def _serve(
     client: PolyAIClient,
     stage_rows: StageRows | None,
     sync_pid: int,
-    turn: contextlib.AbstractContextManager[Any],
+    turn: Turn,
 ) -> None:
     """The child: each window the sync submits, a page at a time, each once the sync took
     the one before (or up to :data:`AHEAD_PAGES` before, when it stages them itself)."""

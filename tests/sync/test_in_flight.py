@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from core.windows import Scope, daily_window
+from resources.polyai_errors import PolyAIError
 from resources.warehouse.duckdb_engine import DuckDBWarehouse
 from simulator import SimulatorServer
 from sync.window import sync_windows
@@ -60,3 +61,39 @@ def test_a_429_storm_cuts_the_limit_and_every_window_lands_exactly(
     # Every request is a window's first try or one of its retries: none beyond the budget.
     assert server.requests == sum(r.requests.requests for r in results)
     assert all(r.requests.requests <= 8 for r in results)
+
+
+class CountingTurn:
+    """A one-slot semaphore that counts, and fails on a second holder."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.acquired = 0
+
+    def acquire(self) -> bool:
+        assert self.held == 0, "taken twice"
+        self.held, self.acquired = 1, self.acquired + 1
+        return True
+
+    def release(self) -> None:
+        assert self.held == 1, "given back twice"
+        self.held = 0
+
+
+def test_a_page_is_parsed_in_its_turn_which_the_consumer_gives_back(serve: Serve) -> None:
+    client = client_for(serve(), page_size=20)
+    turn = CountingTurn()
+    pages = 0
+    for _page in client.iter_window(*WINDOWS[0], turn=turn):
+        assert turn.held == 1  # the consumer holds it while it works on the page
+        pages += 1
+        turn.release()
+    assert pages >= 2 and turn.acquired == pages and turn.held == 0
+
+
+def test_a_body_that_cannot_be_parsed_gives_the_turn_back_at_every_try(serve: Serve) -> None:
+    client = client_for(serve(faults={"non_json_rate": 1.0}), max_attempts=3)
+    turn = CountingTurn()
+    with pytest.raises(PolyAIError):
+        next(client.iter_window(*WINDOWS[0], turn=turn))
+    assert turn.acquired == 3 and turn.held == 0
