@@ -16,15 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 BAD_SETTING = clean_env(POLYAI_WINDOWS_PER_RUN="abc")
 
 
-def _import(modules: str) -> subprocess.CompletedProcess[str]:
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", f"import {modules}"],
-        env=BAD_SETTING,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
+
+
+def _import(modules: str) -> subprocess.CompletedProcess[str]:
+    return _python(f"import {modules}", BAD_SETTING)
 
 
 def test_runner_and_cli_import_under_a_bad_setting() -> None:
@@ -47,13 +46,6 @@ def test_the_code_location_imports_no_dataframe_library_and_no_event_log() -> No
         "import sys, pipelines.definitions, pipelines.run_launcher; "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=clean_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _python(code, clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
