@@ -198,14 +198,23 @@ def _drive(
                 assert current is not None
                 if current.status in _TERMINAL:
                     break
-                if not daemon:
-                    # Dagster's own backfill step: submits the runs that are due; each executes
-                    # here, to its end, inside this call.
-                    list(execute_backfill_jobs(workspace, _log, [current]))
-                time.sleep(POLL_SECONDS)
+                if daemon or not _iterate(instance, workspace, current):
+                    time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         result.interrupted = True
         _cancel(instance, result.backfill_id, daemon)
+
+
+def _iterate(
+    instance: DagsterInstance, workspace: WorkspaceProcessContext, backfill: PartitionBackfill
+) -> bool:
+    """Dagster's own backfill step: submits the runs that are due, each executed here, to its
+    end, inside this call. Whether it launched any (then the next step follows at once: it is
+    the one that sees those runs ended and completes the backfill)."""
+    runs = RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id})
+    before = instance.get_runs_count(runs)
+    list(execute_backfill_jobs(workspace, _log, [backfill]))
+    return instance.get_runs_count(runs) > before
 
 
 def _daemon_serves(instance: DagsterInstance) -> bool:

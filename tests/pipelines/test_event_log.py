@@ -106,3 +106,17 @@ def test_the_pooled_log_writes_the_default_storages_folders(tmp_path: Path, monk
     assert (home / "history" / "runs" / f"{run_id}.db").exists()
     assert (home / "history" / "runs.db").exists()
     assert (home / "history" / "runs" / "index.db").exists()
+
+
+def test_connections_sync_to_disk_at_checkpoints_not_every_commit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    ours, _ = _homes(tmp_path, monkeypatch)
+    storage = ours.event_log_storage
+    assert isinstance(storage, PooledSqliteEventLogStorage)
+    run_id = materialize([counted], instance=ours).run_id
+
+    with storage._connect(run_id) as conn:
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    assert (journal, synchronous) == ("wal", 1)  # 1 is NORMAL; SQLite's default is 2, FULL
