@@ -41,7 +41,13 @@ from simulator.faults import FaultConfig
 FIRST_DAY = date(2026, 10, 1)
 SCOPES = (Scope("live", "voice"), Scope("live", "chat"))
 _MIDNIGHT = datetime.min.time()
-CONTENDERS = ("polyai-sync (in process)", "polyai-sync sync (Dagster)", "dlt (tuned)")
+DAGSTER_FLOOR = "Dagster's own cost (steps that do nothing)"
+CONTENDERS = (
+    "polyai-sync (in process)",
+    "polyai-sync sync (Dagster)",
+    "dlt (tuned)",
+    DAGSTER_FLOOR,
+)
 
 
 @dataclass(frozen=True)
@@ -188,8 +194,34 @@ def _dlt(backfill: Backfill, folder: Path) -> int:
         return int(sql.execute_sql("SELECT count(*) FROM conversations")[0][0])
 
 
+def _dagster_floor(backfill: Backfill, folder: Path) -> int:
+    """The same backfill through the same runner, every step doing nothing but record its
+    events (:mod:`benchmarks.dagster_floor`); the windows it reported."""
+    os.environ.update(backfill.env(folder))
+    from benchmarks.dagster_floor import MODULE
+    from pipelines.instance import dagster_home
+    from pipelines.partitions import partition_key
+    from pipelines.runner import cli_instance, code_location, run_backfill
+
+    keys = [str(partition_key(w, scope)) for scope in SCOPES for w in backfill.windows]
+    home = dagster_home(folder / "dagster_home")
+    with cli_instance(str(home)) as instance, code_location(instance, MODULE) as workspace:
+        result = run_backfill(
+            instance,
+            workspace,
+            keys,
+            None,
+            title="Dagster's own cost",
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
+    if result.failed or len(result.windows) != len(keys):
+        raise RuntimeError(f"{len(result.failed)} of {len(keys)} windows failed")
+    return len(result.windows)
+
+
 RUNNERS = {"polyai-sync (in process)": _in_process, "polyai-sync sync (Dagster)": _cli}
 RUNNERS["dlt (tuned)"] = _dlt
+RUNNERS[DAGSTER_FLOOR] = _dagster_floor
 
 
 def _child(name: str, backfill: Backfill, folder: Path, queue: multiprocessing.Queue) -> None:
@@ -257,16 +289,17 @@ def format_table(backfill: Backfill, results: list[Timed]) -> str:
     ]
     for r in results:
         ratio = f"{r.seconds / bound:.1f}x" if bound else "-"
-        lines.append(
-            f"| {r.name} | {r.seconds:.1f} | {ratio} | {r.conversations:,} | {r.requests:,} |"
-        )
+        landed = "-" if r.name == DAGSTER_FLOOR else f"{r.conversations:,}"
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {ratio} | {landed} | {r.requests:,} |")
     by_name = {r.name: r for r in results}
-    inside, cli = by_name.get(CONTENDERS[0]), by_name.get(CONTENDERS[1])
-    if inside and cli:
-        lines.append(
-            f"Dagster path / in process: {cli.seconds / inside.seconds:.1f}x "
-            f"({cli.seconds - inside.seconds:.1f} s more)"
-        )
+    cli = by_name.get(CONTENDERS[1])
+    for peer, label in ((CONTENDERS[0], "in process"), (DAGSTER_FLOOR, "Dagster's own cost")):
+        if cli and peer in by_name:
+            other = by_name[peer].seconds
+            lines.append(
+                f"Dagster path / {label}: {cli.seconds / other:.1f}x "
+                f"({cli.seconds - other:.1f} s more)"
+            )
     return "\n".join(lines)
 
 
@@ -279,7 +312,7 @@ def run(
         print(f"latency {latency:g} ms ...", file=sys.stderr, flush=True)
         results = measure(backfill, contenders)
         print(format_table(backfill, results), flush=True)
-        if len({r.conversations for r in results}) > 1:
+        if len({r.conversations for r in results if r.name != DAGSTER_FLOOR}) > 1:
             print("contenders landed different numbers of conversations", file=sys.stderr)
             return 1
     return 0

@@ -98,13 +98,16 @@ def cli_instance(home: str) -> DagsterInstance:
 
 
 @contextmanager
-def code_location(instance: DagsterInstance) -> Iterator[WorkspaceProcessContext]:
+def code_location(
+    instance: DagsterInstance, module: str = LOCATION_NAME
+) -> Iterator[WorkspaceProcessContext]:
     """The project's code location, loaded in this process under the name the webserver and
-    the daemon give it (``workspace.yaml``), so the runs it creates are theirs to re-execute."""
+    the daemon give it (``workspace.yaml``), so the runs it creates are theirs to re-execute.
+    (``module``: another module's ``defs`` under that name, for the benchmarks.)"""
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(
             executable_path=sys.executable,
-            module_name="pipelines.definitions",
+            module_name=module,
             working_directory=os.getcwd(),
         ),
         location_name=LOCATION_NAME,

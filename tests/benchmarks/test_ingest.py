@@ -79,3 +79,30 @@ def test_the_ratio_line_compares_turn_rates_at_the_largest_size() -> None:
     assert "memory polyai-sync/dlt 0.55x" in line
     assert "polyai-sync/floor 0.75x" in line
     assert "peak RSS N=100/N=10 1.10x" in line
+
+
+@pytest.mark.e2e
+def test_the_backfill_scenario_times_every_contender_and_dagsters_own_cost() -> None:
+    from benchmarks.backfill import CONTENDERS as BACKFILL_CONTENDERS
+    from benchmarks.backfill import DAGSTER_FLOOR
+
+    tiny = ["--days", "2", "--per-day", "20", "--latency-ms", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ingest", "--scenario", "backfill", *tiny],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:-1]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| contender")
+    }
+    assert list(rows) == list(BACKFILL_CONTENDERS)
+    landed = {name: cells[2].strip() for name, cells in rows.items()}
+    assert landed.pop(DAGSTER_FLOOR) == "-"  # it lands nothing: its steps do nothing
+    (count,) = set(landed.values())  # every other contender landed the same conversations
+    assert int(count) > 0
+    assert rows[DAGSTER_FLOOR][3].strip() == "0"  # and it asks the API for nothing
+    assert "Dagster path / Dagster's own cost:" in done.stdout
