@@ -33,13 +33,12 @@ from assets.keys import (
     window_of,
 )
 from core.errors import PolyAISyncError
-from core.names import GROUP, OWNER, POOL, SYNC_STEP, WINDOW_LANDED
+from core.names import GROUP, OWNER, POOL, SYNC_STEP, WINDOW_FAILED, WINDOW_LANDED
 from core.windows import Scope, Window, window_key
 from resources.api_pace import PaceReport
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
-from sync.feed import PageInfo
-from sync.window import WindowSyncResult, sync_windows
+from sync.window import WindowFailure, WindowSyncResult, sync_windows
 
 
 def build_sync_asset(
@@ -76,8 +75,11 @@ def build_sync_asset(
         """Sync every window of the run (one, or a range when a backfill groups them). Each
         window's landing is recorded as it happens (an observation of the conversations
         table); the four tables' materializations, one per window with that window's
-        metadata, when the step ends. A window that fails ends the step: the windows before it
-        are recorded as materialized, the window is named in the failure."""
+        metadata, when the step ends. A window that fails on its own (an error status, an
+        invalid response or cursor, too many invalid records) is recorded as failed as it
+        happens, and the others go on; the step then fails naming each, only the windows that
+        landed materialized (Dagster shows the others failed). An error that concerns every
+        window (the key refused, the warehouse) ends the step at once, naming its window."""
         yield from _sync_windows(context, polyai, warehouse, max_quarantined_fraction, workers)
 
     return polyai_conversations_sync
@@ -96,32 +98,31 @@ def _sync_windows(
     pace = polyai.pace  # made here, before the fetch processes that share it
     pace.start_report()
 
-    def log_page(page: PageInfo) -> None:
-        context.log.debug(f"page {page.number}: {page.conversations} conversations")
-
-    # One connection across the run's windows (let go every second for other processes): a
-    # checkpoint a second instead of one a window. The next window's first page is fetched
-    # while this one is published.
+    # One connection across the run's windows (let go every second for other processes).
     results = sync_windows(
         polyai,
         warehouse,
         [(scope, window) for _, scope, window, _ in windows],
-        on_page=log_page,
+        on_page=lambda page: context.log.debug(
+            f"page {page.number}: {page.conversations} conversations"
+        ),
         log=context.log,
         max_quarantined_fraction=max_quarantined_fraction,
         workers=workers,
+        keep_going=True,
     )
+    failed: list[tuple[str, WindowFailure]] = []
     with contextlib.closing(results):
         for _, scope, window, key in windows:
             try:
                 result = next(results)
             except Exception as exc:
-                for done, by_table in landed:
-                    for asset_key, metadata in by_table.items():
-                        yield AssetMaterialization(
-                            asset_key=asset_key, partition=done, metadata=metadata
-                        )
-                raise _failure(key, exc) from exc
+                yield from _materialized(landed)
+                raise _failure(key, exc, failed) from exc
+            if isinstance(result, WindowFailure):
+                failed.append((str(key), result))
+                yield _failed_observation(key, result)
+                continue
             _log_result(context, scope, window, result)
             common = {**_metadata(scope, window, result), **_pace_metadata(pace.report())}
             by_table = {}
@@ -139,15 +140,57 @@ def _sync_windows(
                     **{f"rows_{table}": count for table, count in result.rows.items()},
                 },
             )
+    if failed:
+        yield from _materialized(landed)
+        raise _windows_failed(failed, len(windows), len(landed))
     for asset_key in TABLE_DESCRIPTIONS:
         yield MaterializeResult(asset_key=asset_key)
 
 
-def _failure(key: str, exc: Exception) -> Failure:
-    """The step's failure for window ``key``: named, since the run's other windows did not
-    fail, they were not reached; marked transient when the same command may succeed later."""
+def _failed_observation(key: str, failure: WindowFailure) -> AssetObservation:
+    """A window's own failure, recorded as it happens (the CLI reports it at once)."""
+    return AssetObservation(
+        asset_key=CONVERSATIONS,
+        partition=key,
+        metadata={
+            WINDOW_FAILED: failure.message,
+            "error_type": type(failure.error).__name__,
+            "transient": failure.resumes,
+            "api_requests": failure.result.requests.requests,
+        },
+    )
+
+
+def _windows_failed(failed: list[tuple[str, WindowFailure]], windows: int, landed: int) -> Failure:
+    """The step's failure once every window was attempted: each failed one with its cause."""
     return Failure(
-        description=f"{key}: {exc}",
+        description=f"{len(failed)} of {windows} window(s) failed: "
+        + "; ".join(f"{key}: {failure.message}" for key, failure in failed),
+        metadata={
+            "windows_failed": MetadataValue.json({key: f.message for key, f in failed}),
+            "windows_landed": landed,
+            "transient": all(failure.resumes for _, failure in failed),
+        },
+    )
+
+
+def _materialized(
+    landed: list[tuple[str, dict[AssetKey, dict[str, object]]]],
+) -> Iterator[AssetMaterialization]:
+    """The landed windows' materializations, one by one (a step that fails records only
+    those: Dagster shows its other windows failed)."""
+    for done, by_table in landed:
+        for asset_key, metadata in by_table.items():
+            yield AssetMaterialization(asset_key=asset_key, partition=done, metadata=metadata)
+
+
+def _failure(key: str, exc: Exception, failed: list[tuple[str, WindowFailure]]) -> Failure:
+    """The step's failure for window ``key``, an error that stopped the step: named, since
+    the run's windows after it were not reached; marked transient when the same command may
+    succeed later. Windows that had failed on their own before it are named too."""
+    earlier = "".join(f"; earlier, {done}: {failure.message}" for done, failure in failed)
+    return Failure(
+        description=f"{key}: {exc}{earlier}",
         metadata={
             "window": str(key),
             "error_type": type(exc).__name__,

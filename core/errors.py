@@ -34,6 +34,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+TRANSIENT_NOTE = " (transient: the same command may succeed later)"
+"""What a failure's line ends with when running the same command again may succeed."""
+
 
 class PolyAISyncError(Exception):
     """Base of every error polyai-sync raises on purpose."""

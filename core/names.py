@@ -17,6 +17,9 @@ SCOPE_DIMENSION: Final = "scope"
 SYNC_STEP: Final = "polyai_conversations_sync"
 WINDOW_LANDED: Final = "window_landed"
 """Metadata flag of the observation a window's landing records (progress, read by the CLI)."""
+WINDOW_FAILED: Final = "window_failed"
+"""Metadata of the observation a window's own failure records: the error, and what a re-run
+does (the CLI reports the window failed with it, as it happens)."""
 CONVERSATIONS: Final = ("polyai", "conversations")
 """The conversations table's asset key path (the sync step's landings are observed on it)."""
 

@@ -171,7 +171,7 @@ sync_state = sa.Table(
     sa.Column("channel", sa.String, primary_key=True),
     sa.Column("window_start", TZ_TIMESTAMP, primary_key=True),
     sa.Column("window_end", TZ_TIMESTAMP, nullable=False),
-    sa.Column("status", sa.String, nullable=False, comment="running, staged or complete"),
+    sa.Column("status", sa.String, nullable=False, comment="running, staged, complete, failed"),
     sa.Column("load_id", sa.String, nullable=False),
     sa.Column("cursor", sa.String, comment="of the page after the last committed one"),
     sa.Column("pages", sa.Integer, nullable=False),
@@ -191,12 +191,13 @@ sync_state = sa.Table(
     sa.Column(
         "large_value_bytes",
         sa.BigInteger,
-        comment="bytes the load staged in text values of 16 KiB or more (what DuckDB must "
-        "hold in memory to publish it)",
+        comment="bytes staged in text values of 16 KiB or more (DuckDB holds them to publish)",
     ),
     sa.Column("started_at", TZ_TIMESTAMP, nullable=False),
     sa.Column("updated_at", TZ_TIMESTAMP, nullable=False),
-    sa.Column("completed_at", TZ_TIMESTAMP),
+    sa.Column("completed_at", TZ_TIMESTAMP, comment="when the published load was published"),
+    sa.Column("published_load_id", sa.String, comment="the load the window's tables hold"),
+    sa.Column("error", sa.String, comment="why the last load failed (status failed)"),
 )
 
 quarantine = sa.Table(

@@ -29,7 +29,7 @@ from dagster import (
 )
 
 from core import names
-from core.names import POOL, WINDOW_LANDED
+from core.names import POOL, WINDOW_FAILED, WINDOW_LANDED
 from pipelines.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -128,11 +128,16 @@ class BackfillWatcher:
             key = observation.partition
             if (
                 observation.asset_key != AssetKey(names.CONVERSATIONS)
-                or WINDOW_LANDED not in observation.metadata
                 or key is None
                 or key not in self.keys
                 or key in self.reported
             ):
+                continue
+            failure = observation.metadata.get(WINDOW_FAILED)
+            if failure is not None:  # failed on its own; the run goes on with the others
+                self._report(WindowOutcome(key, run_id, False, error=str(failure.value)))
+                continue
+            if WINDOW_LANDED not in observation.metadata:
                 continue
             landed = record.event_log_entry.timestamp
             self._report(

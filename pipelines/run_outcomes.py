@@ -12,7 +12,7 @@ from typing import Any
 
 from dagster import AssetCheckEvaluation, AssetCheckSeverity, DagsterEventType, DagsterInstance
 
-from core.errors import transient_error_names
+from core.errors import TRANSIENT_NOTE, transient_error_names
 from core.names import SYNC_STEP
 from pipelines.run_launcher import was_interrupted
 
@@ -84,9 +84,6 @@ def run_problems(instance: DagsterInstance, run_id: str) -> list[Problem]:
             )
         )
     return problems
-
-
-TRANSIENT_NOTE = " (transient: the same command may succeed later)"
 
 
 def _step_error(event: Any) -> str:

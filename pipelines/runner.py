@@ -128,10 +128,13 @@ def run_backfill(
     on_window: Callable[[WindowOutcome], None] = lambda _: None,
     on_notice: Callable[[str], None] = lambda _: None,
     run_config: dict | None = None,
+    follow_windows: bool = True,
 ) -> BackfillResult:
     """Backfill ``assets`` over ``partition_keys`` and follow it to its end; every window's
     outcome, in the order they landed (failures when their run ended). ``assets=None``: every
-    partitioned asset of the code location (the tables and everything computed from them)."""
+    partitioned asset of the code location (the tables and everything computed from them).
+    ``follow_windows`` False: a backfill that does not sync (what is computed from the
+    tables): no window outcomes, only its runs and their problems."""
     result = BackfillResult(make_new_backfill_id())
     _recover_crashed(instance, on_notice)
     asset_graph = workspace.create_request_context().asset_graph
@@ -158,9 +161,8 @@ def run_backfill(
     instance.add_backfill(backfill)
     partitions_def = asset_graph.get(AssetKey(names.CONVERSATIONS)).partitions_def
     assert partitions_def is not None
-    watcher = BackfillWatcher(
-        instance, result, set(partition_keys), on_window, on_notice, partitions_def
-    )
+    followed = set(partition_keys) if follow_windows else set()
+    watcher = BackfillWatcher(instance, result, followed, on_window, on_notice, partitions_def)
     daemon = _daemon_serves(instance)
     if daemon:
         on_notice("A Dagster daemon serves this instance: it launches the runs; following them.")
@@ -170,6 +172,29 @@ def run_backfill(
     for run_id in result.run_ids:
         result.problems.extend(run_problems(instance, run_id))
     return result
+
+
+def landed_in_failed_runs(instance: DagsterInstance, result: BackfillResult) -> list[str]:
+    """The windows that landed in a run that then failed (another of its windows failed):
+    Dagster skipped the steps computed from their tables in that run."""
+    failed = {
+        run.run_id
+        for run in instance.get_runs(RunsFilter(run_ids=list(result.run_ids)))
+        if run.status == DagsterRunStatus.FAILURE
+    }
+    return [w.key for w in result.windows if w.success and w.run_id in failed]
+
+
+def computed_assets(workspace: WorkspaceProcessContext) -> list[AssetKey]:
+    """The partitioned assets computed from the synced tables (KPIs, lake, sample, searches):
+    every one but the sync step's."""
+    graph = workspace.create_request_context().asset_graph
+    tables = set(graph.get(AssetKey(names.CONVERSATIONS)).execution_set_asset_keys)
+    return [
+        key
+        for key in graph.materializable_asset_keys
+        if graph.get(key).is_partitioned and key not in tables
+    ]
 
 
 def _recover_crashed(instance: DagsterInstance, on_notice: Callable[[str], None]) -> None:

@@ -24,6 +24,9 @@ from core.windows import Scope, windows_of_days
 from pipelines.progress import SyncProgress, api_pace
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
+    from pipelines.dagster_internals import WorkspaceProcessContext
     from pipelines.run_outcomes import BackfillResult, WindowOutcome
 
 UI_PORT = 3000
@@ -96,6 +99,7 @@ def _backfill(
         cli_instance(str(home)) as instance,
         code_location(instance) as workspace,
     ):
+        run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
         result = run_backfill(
             instance,
             workspace,
@@ -104,9 +108,44 @@ def _backfill(
             title=f"polyai-sync sync {days[0]}..{days[-1]}",
             on_window=_window_printer(progress),
             on_notice=lambda line: print(line, flush=True),
-            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+            run_config=run_config,
         )
+        _catch_up(instance, workspace, result, run_config)
     return _print_result(result, len(keys))
+
+
+def _catch_up(
+    instance: DagsterInstance,
+    workspace: WorkspaceProcessContext,
+    result: BackfillResult,
+    run_config: dict,
+) -> None:
+    """What a failed run skipped for the windows that did land in it (its steps computed from
+    the tables: Dagster skips them once the sync step fails), computed now, as a backfill of
+    those assets over those windows; its problems join the sync's."""
+    from pipelines.runner import computed_assets, landed_in_failed_runs, run_backfill
+
+    windows = [] if result.interrupted else landed_in_failed_runs(instance, result)
+    if not windows:
+        return
+    print(
+        f"Computing the KPIs and lake of the {len(windows)} window(s) that landed in a run "
+        "another window failed ...",
+        flush=True,
+    )
+    follow = run_backfill(
+        instance,
+        workspace,
+        windows,
+        computed_assets(workspace),
+        title=f"polyai-sync sync: what {len(windows)} landed window(s) need",
+        on_notice=lambda line: print(line, flush=True),
+        run_config=run_config,
+        follow_windows=False,
+    )
+    result.run_ids.extend(follow.run_ids)
+    result.problems.extend(follow.problems)
+    result.interrupted = follow.interrupted
 
 
 def _window_printer(progress: SyncProgress) -> Callable[[WindowOutcome], None]:

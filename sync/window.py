@@ -22,19 +22,15 @@ import gc
 import logging
 import os
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.env import DEFAULTS, Env
 from core.errors import PolyAISyncError
 from core.normalize import Batch
 from core.windows import Scope, Window
-from resources.polyai_api import CursorRejectedError, PolyAIClient, RequestStats
+from resources.polyai_api import CursorRejectedError, PolyAIClient
 from resources.warehouse import (
-    Collision,
-    SyncState,
     Warehouse,
     WarehouseError,
     WindowKey,
@@ -43,12 +39,28 @@ from resources.warehouse import (
     sweep_staged,
 )
 from sync.feed import PageFeed, PageInfo, StageRows, WindowFetch
+from sync.results import (
+    DEFAULT_MAX_QUARANTINED_FRACTION,
+    QuarantineThresholdError,
+    WindowFailure,
+    WindowSyncResult,
+    check_quarantine,
+    fails_alone,
+    report,
+)
+
+__all__ = [
+    "QuarantineThresholdError",
+    "WindowFailure",
+    "WindowSyncResult",
+    "fails_alone",
+    "sync_window",
+    "sync_windows",
+]
 
 MAX_WINDOW_RESTARTS = 3
 """A window whose cursor the API rejects is restarted from its first page, this many times at
 most: more than that means the API keeps invalidating cursors and a human should look."""
-
-DEFAULT_MAX_QUARANTINED_FRACTION = float(DEFAULTS[Env.POLYAI_QUARANTINE_MAX_FRACTION])
 
 _log = logging.getLogger(__name__)
 
@@ -57,40 +69,6 @@ AHEAD = 3
 a lane asks for its next window's page as soon as its last one arrives, while the writer
 publishes (one window a lane: 12.2 s for 40 one-page windows at 1 s a page, 8 in flight;
 three: 8.0 s, the latency-bound limit being 5 s). A window waiting holds no page."""
-
-
-class QuarantineThresholdError(PolyAISyncError, RuntimeError):
-    """More of a window's records failed validation than the configured share allows."""
-
-
-@dataclass
-class WindowSyncResult:
-    scope: Scope
-    window: Window
-    load_id: str = ""
-    pages: int = 0
-    """Pages requested and committed by this run."""
-    resumed_from_page: int | None = None
-    """The first page this run requested, when it resumed an interrupted load."""
-    conversations_fetched: int = 0
-    restarts: int = 0
-    quarantined: int = 0
-    in_progress: int = 0
-    type_issues: Counter[str] = field(default_factory=Counter)
-    rows: dict[str, int] = field(default_factory=dict)
-    """Rows the window holds in each table after publishing."""
-    replaced: int = 0
-    """Conversations the window held before publishing."""
-    collisions: tuple[Collision, ...] = ()
-    """Conversations this load brought that another window holds: set aside, not loaded."""
-
-    @property
-    def shrank(self) -> bool:
-        """Whether the window now holds fewer than half the conversations it held before
-        (loaded: the API may really hold fewer; reported, as that is rarely why)."""
-        return 2 * self.rows.get("conversations", 0) < self.replaced
-
-    requests: RequestStats = field(default_factory=RequestStats)
 
 
 def sync_window(
@@ -107,7 +85,9 @@ def sync_window(
         client, warehouse, [(scope, window)], on_page, log, max_quarantined_fraction
     )
     with contextlib.closing(windows):
-        return next(windows)
+        result = next(windows)
+    assert isinstance(result, WindowSyncResult)  # a failure raises, without keep_going
+    return result
 
 
 def sync_windows(
@@ -118,10 +98,11 @@ def sync_windows(
     log: logging.Logger | logging.LoggerAdapter | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
     workers: int | None = None,
-) -> Iterator[WindowSyncResult]:
-    """:func:`sync_window` for each of ``windows`` in order, each result yielded as its window
-    is published. The first window that fails raises, and the windows after it are not
-    synced (the failed one is ``windows[number of results yielded]``).
+    keep_going: bool = False,
+) -> Iterator[WindowSyncResult | WindowFailure]:
+    """:func:`sync_window` for each of ``windows`` in order, each yielded once published. A
+    window failing on its own (:func:`fails_alone`) is recorded as failed, and yielded as a
+    :class:`WindowFailure` (``keep_going``) or raised; any other error raises at once.
 
     Pages are fetched by child processes, a window each, as many windows side by side as
     the client may have requests in flight (``POLYAI_MAX_IN_FLIGHT``), and normalized by
@@ -165,9 +146,9 @@ def sync_windows(
                 raise fetch
             key = WindowKey(client.account_id, client.project_id, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
-            yield _finish(
+            yield _attempt(
                 client, warehouse, feed, fetch, _once(begin_next), on_page, log,
-                max_quarantined_fraction,
+                max_quarantined_fraction, keep_going,
             )  # fmt: skip
 
 
@@ -236,6 +217,12 @@ def _start(
     key = WindowKey(client.account_id, client.project_id, scope, window)
     result = result or WindowSyncResult(scope, window)
     state = read_state(warehouse, key) if result.restarts == 0 else None
+    if state is not None and state.status == "failed":
+        if state.cursor is None:
+            state = None  # nothing of the failed walk is kept: begin afresh
+        else:
+            WindowLoad(warehouse, key, state.load_id).resume()
+            state = read_state(warehouse, key)
     if (
         state is not None
         and state.status in ("running", "staged")
@@ -296,15 +283,14 @@ def _finish(
                     f"paging but the window's state is {final}; another sync may have taken "
                     "it over. Run it again."
                 )
-            _check_quarantine(final, result, max_quarantined_fraction)
+            check_quarantine(final, result, max_quarantined_fraction)
             published = WindowLoad(warehouse, key, result.load_id).publish()
             result.rows, result.replaced = published.rows, published.replaced
             result.collisions = published.collisions
-            _report(result, log)
+            report(result, log)
             return result
         except CursorRejectedError as exc:
             if result.restarts >= MAX_WINDOW_RESTARTS:
-                WindowLoad(warehouse, key, result.load_id).discard()
                 raise
             result.restarts += 1
             log.warning(
@@ -315,6 +301,47 @@ def _finish(
             # The feed ended the window at the error and waits for the next: start it again.
             result.resumed_from_page = None
             fetch = _start(client, warehouse, feed, log, scope, window, result=result, first=True)
+
+
+def _attempt(
+    client: PolyAIClient,
+    warehouse: Warehouse,
+    feed: PageFeed,
+    fetch: WindowFetch[WindowSyncResult],
+    start_next: Callable[[], None],
+    on_page: Callable[[PageInfo], None] | None,
+    log: logging.Logger | logging.LoggerAdapter,
+    max_quarantined_fraction: float,
+    keep_going: bool,
+) -> WindowSyncResult | WindowFailure:
+    """The window finished (:func:`_finish`), or, when it failed on its own, recorded as
+    failed: returned with ``keep_going``, raised otherwise."""
+    try:
+        return _finish(
+            client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
+        )
+    except Exception as exc:
+        if not fails_alone(exc):
+            raise
+        failure = _failed(warehouse, fetch, exc, log)
+        if not keep_going:
+            raise
+        return failure
+
+
+def _failed(
+    warehouse: Warehouse,
+    fetch: WindowFetch[WindowSyncResult],
+    error: Exception,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> WindowFailure:
+    """Record the window's failure in its state: its walk kept only when the error was the
+    API being unavailable (transient), which says nothing against the pages and cursor."""
+    resumes = isinstance(error, PolyAISyncError) and error.transient
+    failure = WindowFailure(fetch.key.scope, fetch.key.window, error, fetch.result, resumes)
+    WindowLoad(warehouse, fetch.key, fetch.load_id).fail(failure.message, keep_walk=resumes)
+    log.error(f"{fetch.key.describe()}: FAILED: {failure.message}")
+    return failure
 
 
 def _stage_pages(
@@ -344,38 +371,3 @@ def _stage_pages(
         number += 1
         del page, batch, fed  # two pages in memory at most: this one and the next
     start_next()  # (a no-op when the last page, the one without a cursor, started it)
-
-
-def _check_quarantine(state: SyncState, result: WindowSyncResult, max_fraction: float) -> None:
-    result.quarantined = state.quarantined
-    result.in_progress = state.in_progress
-    seen = state.conversations + state.quarantined
-    if seen and state.quarantined / seen > max_fraction:
-        raise QuarantineThresholdError(
-            f"{result.scope.key} {result.window.start:%Y-%m-%d}: {state.quarantined} of {seen} "
-            f"records failed validation, more than the allowed {max_fraction:.1%}; they are in "
-            f"the quarantine table under load_id {state.load_id}. The window was not published; "
-            f"re-run after fixing the source or raising {Env.POLYAI_QUARANTINE_MAX_FRACTION}."
-        )
-
-
-def _report(result: WindowSyncResult, log: logging.Logger | logging.LoggerAdapter) -> None:
-    """Warn of what a published window's numbers alone would not show."""
-    where = f"{result.scope.key} {result.window.start:%Y-%m-%d}"
-    if result.collisions:
-        shown = ", ".join(
-            f"{c.conversation_id} (held by {c.held_by})" for c in result.collisions[:5]
-        )
-        more = len(result.collisions) - 5
-        log.warning(
-            f"{where}: {len(result.collisions)} conversation(s) the API served for this "
-            f"window are already held by another window or scope: {shown}"
-            + (f" and {more} more" if more > 0 else "")
-            + "; each stays with that window, this load's copy is in the quarantine table "
-            f"(load_id {result.load_id}, reason 'collision: ...')"
-        )
-    if result.shrank:
-        log.warning(
-            f"{where}: the window held {result.replaced} conversations and now holds "
-            f"{result.rows['conversations']}: the API served far fewer than before"
-        )

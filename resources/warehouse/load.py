@@ -1,13 +1,12 @@
-"""One load of one window: begun, staged page by page, then published (or discarded).
+"""One load of one window: begun, staged page by page, then published (or failed).
 
 Each page is *staged* under the load's id (:mod:`resources.warehouse.staging`: in staging
 tables inside the page's transaction, or in files just before it) and *committed* in one short
 transaction that records the page's cursor in ``sync_state`` and its quarantined records in
 ``quarantine``: a run that dies resumes from the last committed cursor (after committing the
-pages staged in files ahead of it). When the last page
-is in, the window is *published*: in one transaction its old rows are deleted and the staged
-rows inserted, so readers see the old window or the new one, never a mix, and loading a window
-twice leaves the same rows as loading it once.
+pages staged in files ahead of it). When the last page is in, the window is *published*: in
+one transaction its old rows are deleted and the staged rows inserted, so readers see the old
+window or the new one, never a mix, and loading a window twice leaves the same rows as once.
 
 :class:`WindowLoad` is a plain class over the warehouse's connections; the engine supplies
 only the bulk insert and the room a large transaction needs.
@@ -67,14 +66,26 @@ class WindowLoad:
         staging = self.warehouse.staging
         with self.warehouse.connect() as con:
             con.execute("BEGIN")
+            published = con.execute(
+                "SELECT CASE WHEN status = 'complete' THEN load_id ELSE published_load_id END, "
+                f"completed_at FROM sync_state WHERE {STATE_OF_WINDOW}",
+                self.key.params(),
+            ).fetchone() or (None, None)
             previous = _forget_window(con, staging, self.key)
             con.execute(
                 "INSERT INTO sync_state (account_id, project_id, environment, channel, "
                 "window_start, window_end, status, load_id, pages, conversations, quarantined, "
-                "in_progress, large_value_bytes, started_at, updated_at) VALUES ($account, "
-                "$project, $env, $channel, $start, $end, 'running', $load, 0, 0, 0, 0, 0, "
-                "$now, $now)",
-                {**self.key.params(), "end": self.key.window.end, "load": self.load_id, "now": now},
+                "in_progress, large_value_bytes, started_at, updated_at, published_load_id, "
+                "completed_at) VALUES ($account, $project, $env, $channel, $start, $end, "
+                "'running', $load, 0, 0, 0, 0, 0, $now, $now, $published, $completed)",
+                {
+                    **self.key.params(),
+                    "end": self.key.window.end,
+                    "load": self.load_id,
+                    "now": now,
+                    "published": published[0],
+                    "completed": published[1],
+                },
             )
             con.execute("COMMIT")
         if previous:
@@ -209,7 +220,8 @@ class WindowLoad:
                     con.execute("DROP TABLE held_elsewhere")
                 staging.drop(con, self.load_id)
                 con.execute(
-                    "UPDATE sync_state SET status = 'complete', cursor = NULL, "
+                    "UPDATE sync_state SET status = 'complete', cursor = NULL, error = NULL, "
+                    "published_load_id = load_id, "
                     "replaced_conversations = $replaced, collisions = $collisions, "
                     f"updated_at = $now, completed_at = $now WHERE {STATE_OF_WINDOW}",
                     {
@@ -272,6 +284,40 @@ class WindowLoad:
             )
         return rows
 
+    def fail(self, reason: str, keep_walk: bool) -> None:
+        """Record that this load failed, and why (status ``failed``); the window's tables keep
+        what they hold. ``keep_walk``: its pages and cursor stay, for the next sync to resume
+        after; otherwise they are dropped and the next sync fetches the window afresh."""
+        staging = self.warehouse.staging
+        reset = ", cursor = NULL, pages = 0, conversations = 0, quarantined = 0, in_progress = 0"
+        reset = "" if keep_walk else reset + ", large_value_bytes = 0"
+        with self.warehouse.connect() as con:
+            con.execute("BEGIN")
+            if not keep_walk:
+                staging.drop(con, self.load_id)
+            con.execute(
+                f"UPDATE sync_state SET status = 'failed', error = $reason, updated_at = $now"
+                f"{reset} WHERE {STATE_OF_WINDOW} AND load_id = $load",
+                {
+                    **self.key.params(),
+                    "reason": reason,
+                    "now": datetime.now(UTC),
+                    "load": self.load_id,
+                },
+            )
+            con.execute("COMMIT")
+        if not keep_walk:
+            staging.dropped(self.load_id)
+
+    def resume(self) -> None:
+        """Take up a load that failed with its walk kept, where it stopped."""
+        with self.warehouse.connect() as con:
+            con.execute(
+                "UPDATE sync_state SET status = 'running', error = NULL, updated_at = $now "
+                f"WHERE {STATE_OF_WINDOW} AND load_id = $load AND status = 'failed'",
+                {**self.key.params(), "now": datetime.now(UTC), "load": self.load_id},
+            )
+
     def discard(self) -> None:
         """Drop what the window's current load staged, and its state."""
         staging = self.warehouse.staging
@@ -318,7 +364,7 @@ def sweep_staged(warehouse: Warehouse) -> None:
         live = {
             row[0]
             for row in con.execute(
-                "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged')"
+                "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged', 'failed')"
             ).fetchall()
         }
         warehouse.staging.sweep(live)

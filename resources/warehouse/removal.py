@@ -152,7 +152,7 @@ def _discard_loads_holding(con: Connection, warehouse: Warehouse) -> list[str]:
     live = [
         row[0]
         for row in con.execute(
-            "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged')"
+            "SELECT load_id FROM sync_state WHERE status IN ('running', 'staged', 'failed')"
         ).fetchall()
     ]
     staging = warehouse.staging

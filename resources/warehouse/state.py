@@ -41,24 +41,32 @@ class WindowKey:
 class SyncState:
     """Where a window's load stands, as last committed."""
 
-    status: str  # running: pages being staged; staged: all pages in; complete: published
+    status: str
+    """running: pages being staged; staged: all pages in; complete: published; failed: the
+    load failed (``error`` says why; a cursor kept means the next sync resumes after it)."""
     load_id: str
     cursor: str | None
     pages: int
     conversations: int
     quarantined: int
     in_progress: int
+    error: str | None = None
 
 
 def read_state(warehouse: Warehouse, key: WindowKey) -> SyncState | None:
     """The window's last committed state, or None if it was never synced."""
     with warehouse.connect(read_only=True) as con:
         row = con.execute(
-            "SELECT status, load_id, cursor, pages, conversations, quarantined, in_progress "
-            f"FROM sync_state WHERE {STATE_OF_WINDOW}",
+            "SELECT status, load_id, cursor, pages, conversations, quarantined, in_progress, "
+            f"error FROM sync_state WHERE {STATE_OF_WINDOW}",
             key.params(),
         ).fetchone()
     return SyncState(*row) if row else None
+
+
+_PUBLISHED = "(status = 'complete' OR published_load_id IS NOT NULL)"
+"""A window whose tables hold a load: its last, or an earlier one while a later runs or after
+it failed."""
 
 
 def newest_synced_days(warehouse: Warehouse) -> dict[Scope, date]:
@@ -68,7 +76,7 @@ def newest_synced_days(warehouse: Warehouse) -> dict[Scope, date]:
     with warehouse.connect(read_only=True) as con:
         rows = con.execute(
             "SELECT environment, channel, max(CAST(window_start AS DATE)) FROM sync_state "
-            "WHERE status = 'complete' GROUP BY environment, channel"
+            f"WHERE {_PUBLISHED} GROUP BY environment, channel"
         ).fetchall()
     return {Scope(env, channel): day for env, channel, day in rows}
 
@@ -80,7 +88,8 @@ def last_load(warehouse: Warehouse, scope: Scope, window: Window) -> str | None:
         return None
     with warehouse.connect(read_only=True) as con:
         row = con.execute(
-            f"SELECT load_id FROM sync_state WHERE {IN_WINDOW} AND status = 'complete' "
+            "SELECT CASE WHEN status = 'complete' THEN load_id ELSE published_load_id END "
+            f"FROM sync_state WHERE {IN_WINDOW} AND {_PUBLISHED} "
             "ORDER BY completed_at DESC LIMIT 1",
             window_params(scope, window),
         ).fetchone()
@@ -88,12 +97,15 @@ def last_load(warehouse: Warehouse, scope: Scope, window: Window) -> str | None:
 
 
 def windows_with_in_progress(warehouse: Warehouse) -> list[tuple[Scope, date]]:
-    """The (scope, day) of every published window that held in-progress conversations."""
+    """The (scope, day) of every published window that held in-progress conversations, or
+    whose later load has not completed (it failed, or runs: what it holds may be in progress
+    too, and the window is worth another sync either way)."""
     if not warehouse.has_table("sync_state"):
         return []
     with warehouse.connect(read_only=True) as con:
         rows = con.execute(
             "SELECT DISTINCT environment, channel, CAST(window_start AS DATE) FROM sync_state "
-            "WHERE status = 'complete' AND in_progress > 0"
+            "WHERE (status = 'complete' AND in_progress > 0) "
+            "OR (status <> 'complete' AND published_load_id IS NOT NULL)"
         ).fetchall()
     return [(Scope(env, channel), day) for env, channel, day in rows]
