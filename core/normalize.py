@@ -42,6 +42,7 @@ from core.records import (
     parse_timestamp,
     screen,
     storable,
+    turns_of,
 )
 from core.turn_metadata import typed_metadata
 from core.windows import Scope
@@ -273,7 +274,7 @@ def _turn_tables(
     owner: list[int] = []
     turn_index: list[int] = []
     for position, record in enumerate(good):
-        its_turns = record.get("turns", [])
+        its_turns = turns_of(record)
         turns.extend(its_turns)
         owner.extend([position] * len(its_turns))
         turn_index.extend(range(len(its_turns)))
@@ -344,7 +345,7 @@ def _latency_table(
         if not isinstance(entries, list):
             issues[f"turn_latency.{api.R_LATENCY_BREAKDOWN}"] += 1
             continue
-        turn_count = len(record.get("turns", []))
+        turn_count = len(turns_of(record))
         for entry in entries:
             entry_stages = entry.get("stages") if isinstance(entry, Mapping) else None
             index = coerce_index(entry.get("turn_index")) if isinstance(entry, Mapping) else None

@@ -119,13 +119,20 @@ def _started_at(record: Any, scope: Scope | None, channels: ChannelMap) -> datet
             raise RecordError(f"{key}: expected a string, got {type(value).__name__}")
     if scope is not None:
         _check_scope(record["environment"], record["channel"], scope, channels)
-    turns = record.get("turns", [])
+    turns = turns_of(record)
     if not isinstance(turns, list):
         raise RecordError(f"turns: expected a list, got {type(turns).__name__}")
     for index, turn in enumerate(turns):
         if not isinstance(turn, Mapping):
             raise RecordError(f"turn {index}: expected an object, got {type(turn).__name__}")
     return started_at
+
+
+def turns_of(record: Mapping[str, Any]) -> Any:
+    """The record's turns: ``turns`` absent or null reads as none (a conversation in progress
+    may have none yet; the contract allows an empty list), anything else as it is."""
+    turns = record.get("turns")
+    return [] if turns is None else turns
 
 
 def _check_scope(environment: str, label: str, scope: Scope, channels: ChannelMap) -> None:

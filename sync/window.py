@@ -218,7 +218,7 @@ def _start(
     result = result or WindowSyncResult(scope, window)
     state = read_state(warehouse, key) if result.restarts == 0 else None
     if state is not None and state.status == "failed":
-        if state.cursor is None:
+        if state.pages == 0:
             state = None  # nothing of the failed walk is kept: begin afresh
         else:
             WindowLoad(warehouse, key, state.load_id).resume()
@@ -322,6 +322,9 @@ def _attempt(
         )
     except Exception as exc:
         if not fails_alone(exc):
+            if isinstance(exc, PolyAISyncError):  # it stops the sync; the walk stays good
+                with contextlib.suppress(Exception):  # (the warehouse may be what failed)
+                    WindowLoad(warehouse, fetch.key, fetch.load_id).fail(str(exc), True)
             raise
         failure = _failed(warehouse, fetch, exc, log)
         if not keep_going:

@@ -295,25 +295,22 @@ class WindowLoad:
             con.execute("BEGIN")
             if not keep_walk:
                 staging.drop(con, self.load_id)
+            now, load = datetime.now(UTC), self.load_id
             con.execute(
                 f"UPDATE sync_state SET status = 'failed', error = $reason, updated_at = $now"
                 f"{reset} WHERE {STATE_OF_WINDOW} AND load_id = $load",
-                {
-                    **self.key.params(),
-                    "reason": reason,
-                    "now": datetime.now(UTC),
-                    "load": self.load_id,
-                },
+                {**self.key.params(), "reason": reason, "now": now, "load": load},
             )
             con.execute("COMMIT")
         if not keep_walk:
             staging.dropped(self.load_id)
 
     def resume(self) -> None:
-        """Take up a load that failed with its walk kept, where it stopped."""
+        """Take up a failed load whose walk was kept (staged again if all its pages are in)."""
         with self.warehouse.connect() as con:
             con.execute(
-                "UPDATE sync_state SET status = 'running', error = NULL, updated_at = $now "
+                "UPDATE sync_state SET error = NULL, updated_at = $now, status = CASE WHEN "
+                "cursor IS NULL THEN 'staged' ELSE 'running' END "
                 f"WHERE {STATE_OF_WINDOW} AND load_id = $load AND status = 'failed'",
                 {**self.key.params(), "now": datetime.now(UTC), "load": self.load_id},
             )

@@ -147,3 +147,27 @@ def test_an_endless_cursor_then_a_healthy_api_lands_every_conversation(
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "cursor" not in api.requests[asked]  # the window fetched from its first page
     assert deployment.ids() == sorted(r["id"] for r in records)
+
+
+def test_in_progress_conversations_with_turns_null_land_counted_as_in_progress(
+    duckdb_deployment: Deployment,
+) -> None:
+    deployment, api = duckdb_deployment, duckdb_deployment.api
+    finished = _records("live", "voice", D1, 5)
+    ongoing = [
+        conversation(f"ongoing-{i}", f"{D1}T1{i}:00:00Z", turns=0)
+        | {"turns": None, "num_turns": 0, "in_progress": True, "latency": None}
+        for i in range(3)
+    ]
+    api.put("live", "voice", D1, finished + ongoing)
+
+    done = deployment.sync(D1, None, "--channel", "voice")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert deployment.ids() == sorted(r["id"] for r in finished + ongoing)
+    assert deployment.rows("quarantine") == []
+    in_progress = deployment.ids("in_progress")
+    assert in_progress == ["ongoing-0", "ongoing-1", "ongoing-2"]
+    (state,) = deployment.rows("sync_state")
+    assert state["in_progress"] == 3
+    assert not deployment.rows("turns", "conversation_id LIKE 'ongoing-%'")
