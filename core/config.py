@@ -92,6 +92,8 @@ class Settings:
     saved_searches: tuple[SavedSearch, ...]
     page_size: int
     request_deadline_seconds: int
+    request_budget_seconds: int
+    """The longest one request may take across its tries and the waits between them."""
     warehouse_max_memory_mb: int | None
     """DuckDB only: the most memory one transaction may take (None: half the machine's)."""
     allow_insecure_http: bool
@@ -153,15 +155,12 @@ class Settings:
             windows_per_run=windows_per_run,
             sync_workers=_int_setting(get, Env.POLYAI_SYNC_WORKERS, 0, MAX_WORKERS),
             max_in_flight=_int_setting(get, Env.POLYAI_MAX_IN_FLIGHT, 1, MAX_IN_FLIGHT),
-            max_attempts=_int_setting(get, Env.POLYAI_MAX_ATTEMPTS, 1, 20),
+            **_requests(get),
             granularity=_granularity(get),
             lake_url=lake_url(get(Env.LAKE_URL)),
             qa_sample_size=_int_setting(get, Env.POLYAI_QA_SAMPLE_SIZE, 0, 1000),
             saved_searches=parse_saved_searches(get(Env.POLYAI_SAVED_SEARCHES)),
             page_size=_int_setting(get, Env.POLYAI_PAGE_SIZE, 1, 1000),
-            request_deadline_seconds=_int_setting(
-                get, Env.POLYAI_REQUEST_DEADLINE_SECONDS, 1, 3600
-            ),
             warehouse_max_memory_mb=_warehouse_max_memory_mb(get),
             allow_insecure_http=allow_insecure_http,
             hash_phone_numbers=hash_phone_numbers,
@@ -327,6 +326,15 @@ def _operations(
         "automation_interval_seconds": _int_setting(
             get, Env.POLYAI_AUTOMATION_INTERVAL_SECONDS, 1, 86400
         ),
+    }
+
+
+def _requests(get: Getter) -> dict[str, int]:
+    """Tries per request, and how long one request may take: one try, and all of them."""
+    return {
+        "max_attempts": _int_setting(get, Env.POLYAI_MAX_ATTEMPTS, 1, 20),
+        "request_deadline_seconds": _int_setting(get, Env.POLYAI_REQUEST_DEADLINE_SECONDS, 1, 3600),
+        "request_budget_seconds": _int_setting(get, Env.POLYAI_REQUEST_BUDGET_SECONDS, 1, 86400),
     }
 
 

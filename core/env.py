@@ -51,6 +51,7 @@ class Env(StrEnum):
     POLYAI_SAVED_SEARCHES = auto()
     POLYAI_PAGE_SIZE = auto()
     POLYAI_REQUEST_DEADLINE_SECONDS = auto()
+    POLYAI_REQUEST_BUDGET_SECONDS = auto()
     POLYAI_ALLOW_INSECURE_HTTP = auto()
     POLYAI_HASH_PHONE_NUMBERS = auto()
     POLYAI_PHONE_HASH_SALT = auto()
@@ -82,6 +83,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.POLYAI_SAVED_SEARCHES: "",
     Env.POLYAI_PAGE_SIZE: str(MAX_LIMIT),
     Env.POLYAI_REQUEST_DEADLINE_SECONDS: "300",
+    Env.POLYAI_REQUEST_BUDGET_SECONDS: "600",
     Env.POLYAI_ALLOW_INSECURE_HTTP: "false",
     Env.DAGSTER_UI_URL: "http://127.0.0.1:3000",  # where `polyai-sync ui` serves
     Env.POLYAI_RETENTION_DAYS: "0",  # off
@@ -158,6 +160,9 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "more requests",
     Env.POLYAI_REQUEST_DEADLINE_SECONDS: "the longest one API request may take, body "
     "included (a server that drips a byte a second is cut off and the request retried)",
+    Env.POLYAI_REQUEST_BUDGET_SECONDS: "the longest one request may take across all its "
+    "tries and the waits between them (1 to 86400): a retry that would start later is not "
+    "made, and the window fails (transient: it resumes at that page on the next sync)",
     Env.POLYAI_ALLOW_INSECURE_HTTP: "allow a plain `http://` `POLYAI_BASE_URL` (and alert "
     "webhook) to a host other than loopback (refused otherwise: the key would travel "
     "unencrypted)",

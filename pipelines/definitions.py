@@ -192,6 +192,7 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             max_in_flight=settings.max_in_flight,
             max_attempts=settings.max_attempts,
             request_deadline_seconds=settings.request_deadline_seconds,
+            request_budget_seconds=settings.request_budget_seconds,
             allow_insecure_http=settings.allow_insecure_http,
             hash_phone_numbers=settings.hash_phone_numbers,
             # Bound by name, so the UI and run config show the variable, not the salt.

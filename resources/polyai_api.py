@@ -17,8 +17,8 @@ reading one response (within its deadline and size, then as JSON) is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,6 +31,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -55,6 +56,9 @@ from resources.polyai_errors import (
     _Transient,
 )
 from resources.polyai_responses import (
+    Connection,
+    Page,
+    RequestStats,
     Turn,
     parse_page_body,
     read_body,
@@ -63,9 +67,6 @@ from resources.polyai_responses import (
     scrub_key,
     ssl_context,
 )
-
-# The contract tests read the lenient JSON parser from here, where it used to live.
-from resources.polyai_responses import lenient_json as _lenient_json  # noqa: F401
 
 __all__ = [
     "CursorRejectedError",
@@ -84,32 +85,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RequestStats:
-    """What talking to the API cost: the sync reports these as Dagster metadata."""
-
-    requests: int = 0
-    retries: int = 0
-    wait_seconds: float = 0.0
-    statuses: dict[int, int] = field(default_factory=dict)
-
-    def add(self, other: RequestStats) -> None:
-        self.requests += other.requests
-        self.retries += other.retries
-        self.wait_seconds += other.wait_seconds
-        for status, count in other.statuses.items():
-            self.statuses[status] = self.statuses.get(status, 0) + count
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a query: its conversations and the position of the page after it."""
-
-    number: int
-    conversations: list[dict[str, Any]]
-    next_cursor: str | None
-
-
 class PolyAIClient(ConfigurableResource):
     """Reads conversations from one PolyAI account and project."""
 
@@ -124,6 +99,11 @@ class PolyAIClient(ConfigurableResource):
         default=float(DEFAULTS[Env.POLYAI_REQUEST_DEADLINE_SECONDS]),
         gt=0,
         description="the longest one request may take, body included",
+    )
+    request_budget_seconds: float = Field(
+        default=float(DEFAULTS[Env.POLYAI_REQUEST_BUDGET_SECONDS]),
+        gt=0,
+        description="the longest one request may take across its tries and waits",
     )
     allow_insecure_http: bool = Field(
         default=False,
@@ -222,7 +202,7 @@ class PolyAIClient(ConfigurableResource):
             pages.cursor = start_cursor  # type: ignore[attr-defined]
         path = api.endpoint_path(self.account_id, self.project_id)
         privacy = self.privacy
-        with self._http() as http:
+        with Connection(self._http) as http:
             number = 0
             while True:
                 position = pages.position()
@@ -269,7 +249,7 @@ class PolyAIClient(ConfigurableResource):
 
     def _get(
         self,
-        http: httpx.Client,
+        http: Connection,
         path: str,
         params: dict[str, Any],
         query: ConversationQuery,
@@ -278,30 +258,42 @@ class PolyAIClient(ConfigurableResource):
     ) -> dict[str, Any]:
         # Spaces must travel as %20 (API.md), which httpx's own encoder writes as '+'.
         url = f"{path}?{urlencode(params, doseq=True, quote_via=quote)}"
+        budget_ends = time.monotonic() + self.request_budget_seconds
+
+        def record_retry(state: RetryCallState) -> None:
+            self._record_retry(state, stats, query)
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Transient) and exc.status is None:
+                http.fresh()  # what is left on a connection cut mid-answer is not reused
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.max_attempts)
+            | stop_before_delay(self.request_budget_seconds),
             wait=self._wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),
-            before_sleep=lambda state: self._record_retry(state, stats, query),
+            before_sleep=record_retry,
             reraise=True,
         )
+        attempts = 0
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._get_once(http, url, params, query, stats, turn)
+                    attempts += 1
+                    left = budget_ends - time.monotonic()
+                    return self._get_once(http.client, url, params, query, stats, turn, left)
         except _Transient as exc:
             if exc.status is not None:
                 raise PolyAIUnavailableError(
                     exc.status,
                     exc.reason,
                     query.describe(),
-                    attempts=self.max_attempts,
+                    attempts=attempts,
                     error_code=exc.error_code,
                     error_id=exc.error_id,
                 ) from None
             raise PolyAITransportError(
                 f"could not read {query.describe()} from {self.base_url} after "
-                f"{self.max_attempts} attempts: {exc.reason}"
+                f"{attempts} attempt{'' if attempts == 1 else 's'}: {exc.reason}"
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
@@ -313,9 +305,10 @@ class PolyAIClient(ConfigurableResource):
         query: ConversationQuery,
         stats: RequestStats,
         turn: Turn | None = None,
+        budget_left: float | None = None,
     ) -> dict[str, Any]:
         stats.requests += 1
-        response, content = self._read(http, url, query)
+        response, content = self._read(http, url, query, budget_left)
         stats.statuses[response.status_code] = stats.statuses.get(response.status_code, 0) + 1
         if response.status_code != httpx.codes.OK:
             # The published envelope (error_code, error_message, error_id), every part
@@ -342,7 +335,11 @@ class PolyAIClient(ConfigurableResource):
             return parse_page_body(content, query, self._scrub)
 
     def _read(
-        self, http: httpx.Client, url: str, query: ConversationQuery
+        self,
+        http: httpx.Client,
+        url: str,
+        query: ConversationQuery,
+        budget_left: float | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """One request and its body, in a slot of the in-flight limit (a 429 cuts it);
         a timeout or a transport error is transient."""
@@ -354,7 +351,10 @@ class PolyAIClient(ConfigurableResource):
                 http,
                 url,
                 query,
-                deadline_seconds=self.request_deadline_seconds,
+                deadline_seconds=min(
+                    self.request_deadline_seconds,
+                    budget_left if budget_left is not None else self.request_deadline_seconds,
+                ),
                 max_bytes=self.max_response_bytes,
             )
             throttled = response.status_code == httpx.codes.TOO_MANY_REQUESTS

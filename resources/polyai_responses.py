@@ -4,8 +4,9 @@ A body is read (inflated) to the end within ``POLYAI_REQUEST_DEADLINE_SECONDS`` 
 limit, so a server that sends a byte a second, or a small gzip body that inflates without end,
 is stopped rather than waited for. JSON is read by orjson, except where it would lose
 something: integers beyond 64 bits and unpaired surrogate escapes go to Python's own parser.
-A body cut short reads as bad JSON and is retried (:class:`_Transient`); a body that is too
-large, undecodable or nested too deeply is a :class:`PolyAIResponseError`.
+A body cut short reads as bad JSON and is retried (:class:`_Transient`), on new connections
+(:class:`Connection`); a body that is too large, undecodable or nested too deeply is a
+:class:`PolyAIResponseError`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -28,6 +30,57 @@ from core import api_contract as api
 from core.env import Env
 from core.query import ConversationQuery
 from resources.polyai_errors import PolyAIResponseError, _Transient
+
+
+@dataclass
+class RequestStats:
+    """What talking to the API cost: the sync reports these as Dagster metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    wait_seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: RequestStats) -> None:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.wait_seconds += other.wait_seconds
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: its conversations and the position of the page after it."""
+
+    number: int
+    conversations: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class Connection:
+    """The HTTP client a query's pages are read with, made again (new connections) after an
+    answer was cut short or unreadable: bytes it left on a kept-alive connection would be read
+    as the next answer."""
+
+    def __init__(self, make: Callable[[], httpx.Client]) -> None:
+        self._make = make
+        self.client = make()
+
+    def fresh(self) -> None:
+        self.client.close()
+        self.client = self._make()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
+
+
+SLOW_NOTICE_SECONDS = 30.0
+"""An answer still arriving after this long is said (it may take until its deadline)."""
+_log = logging.getLogger("resources.polyai_api")  # the client's: its lines go where its go
 
 
 @functools.cache
@@ -68,9 +121,17 @@ def _chunks(
     deadline_seconds: float,
     max_bytes: int,
 ) -> Iterator[bytes]:
-    size = 0
+    size, noticed = 0, False
     for chunk in response.iter_bytes():
         size += len(chunk)
+        left = deadline - time.monotonic()
+        if not noticed and deadline_seconds - left > SLOW_NOTICE_SECONDS:
+            noticed = True
+            _log.warning(
+                f"{query.describe()}: the answer is still arriving after "
+                f"{SLOW_NOTICE_SECONDS:g}s ({size:,} bytes so far); cut off "
+                f"{max(left, 0):.0f}s from now ({Env.POLYAI_REQUEST_DEADLINE_SECONDS})"
+            )
         if size > max_bytes:
             raise PolyAIResponseError(
                 f"response for {query.describe()} is larger than "

@@ -178,7 +178,7 @@ def test_pages_of_a_query_share_one_keep_alive_connection(serve: Serve) -> None:
 def test_a_body_with_an_unpaired_surrogate_escape_is_read_not_refused() -> None:
     """orjson refuses ``"\\ud800"``; one such record must not make its page unreadable (the
     normalizer quarantines it), while a body cut short stays unreadable (and is retried)."""
-    from resources.polyai_api import _lenient_json
+    from resources.polyai_responses import lenient_json as _lenient_json
 
     body = _lenient_json(b'{"conversations": [{"id": "a\\ud800"}], "cursor": null}')
     assert body == {"conversations": [{"id": "a\ud800"}], "cursor": None}
