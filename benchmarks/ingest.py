@@ -439,14 +439,13 @@ PRELOADED = {
 # --- harness
 
 
-def _child(name: str, source: Source, queue: multiprocessing.Queue) -> None:
+def _child(name: str, source: Source, folder: Path, queue: multiprocessing.Queue) -> None:
     try:
         for module in PRELOADED[name]:
             importlib.import_module(module)
-        with tempfile.TemporaryDirectory(prefix="polyai-bench-") as folder:
-            started = time.perf_counter()
-            conversations, turns = CONTENDERS[name](source, Path(folder))
-            seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        conversations, turns = CONTENDERS[name](source, folder)
+        seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
         queue.put(("ok", Landed(conversations, turns, seconds, peak)))
     except BaseException as exc:  # reported to the parent, which fails the run
@@ -458,12 +457,18 @@ def measure(name: str, source: Source, limits: Limits) -> Result:
 
     The parent samples the whole process tree's resident memory (dlt's normalize workers are
     processes of their own) and stops a contender that goes over the memory cap or the time
-    limit, reporting it as such rather than taking the machine down.
+    limit, reporting it as such rather than taking the machine down. Its folder is the
+    parent's, removed whatever became of the child.
     """
+    with tempfile.TemporaryDirectory(prefix="polyai-bench-") as folder:
+        return _measure_in(name, source, limits, Path(folder))
+
+
+def _measure_in(name: str, source: Source, limits: Limits, folder: Path) -> Result:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     before = source.counters()["requests"]
-    process = context.Process(target=_child, args=(name, source, queue))
+    process = context.Process(target=_child, args=(name, source, folder, queue))
     process.start()
     tree = psutil.Process(process.pid)
     started = time.monotonic()

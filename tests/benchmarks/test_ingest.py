@@ -106,3 +106,17 @@ def test_the_backfill_scenario_times_every_contender_and_dagsters_own_cost() -> 
     assert int(count) > 0
     assert rows[DAGSTER_FLOOR][3].strip() == "0"  # and it asks the API for nothing
     assert "Dagster path / Dagster's own cost:" in done.stdout
+
+
+def test_a_contender_stopped_at_the_memory_cap_leaves_no_folder_behind(
+    tmp_path, monkeypatch
+) -> None:
+    import tempfile
+
+    from benchmarks import ingest
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this process's folders
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # and the contender's, a process of its own
+    (result,) = ingest.bench_size(60, ["dlt (tuned)"], ingest.Limits(memory_bytes=1, seconds=60))
+    assert result.landed is None and "memory cap" in (result.failure or "")
+    assert list(tmp_path.glob("polyai-bench-*")) == []
