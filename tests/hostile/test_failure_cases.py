@@ -171,3 +171,48 @@ def test_in_progress_conversations_with_turns_null_land_counted_as_in_progress(
     (state,) = deployment.rows("sync_state")
     assert state["in_progress"] == 3
     assert not deployment.rows("turns", "conversation_id LIKE 'ongoing-%'")
+
+
+def test_a_nightly_tick_with_one_poisoned_scope_lands_the_other_three(
+    duckdb_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from dagster import DagsterInstance, build_schedule_context
+
+    from core.config import Settings
+    from core.names import SYNC_JOB
+    from pipelines.definitions import build_definitions
+    from pipelines.schedules import NIGHTLY
+    from resources.warehouse.duckdb_engine import DuckDBWarehouse
+
+    deployment, api = duckdb_deployment, duckdb_deployment.api
+    for environment, channel in SCOPES:
+        label = "sms" if (environment, channel) == ("sandbox", "chat") else ""
+        api.put(environment, channel, D2, _records(environment, channel, D2, 3, label))
+    env = deployment.env(POLYAI_ENVIRONMENTS="live,sandbox", POLYAI_LOOKBACK_DAYS="0")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the resources' EnvVars are read at run time
+    definitions = build_definitions(Settings.from_env(env))
+    schedule = definitions.resolve_schedule_def(NIGHTLY)
+    with build_schedule_context(
+        scheduled_execution_time=datetime(2026, 1, 6, 2, tzinfo=UTC),
+        resources={"warehouse": DuckDBWarehouse(url=deployment.warehouse_url)},
+    ) as context:
+        requests = list(schedule(context))
+    assert sorted(r.partition_key for r in requests) == sorted(
+        f"{D2}|{env}.{channel}" for env, channel in SCOPES
+    )
+
+    job = definitions.resolve_job_def(SYNC_JOB)
+    with DagsterInstance.ephemeral() as instance:
+        outcomes = {
+            request.partition_key: job.execute_in_process(
+                partition_key=request.partition_key, instance=instance, raise_on_error=False
+            ).success
+            for request in requests
+        }
+    assert outcomes == {
+        f"{D2}|{env}.{channel}": (env, channel) != ("sandbox", "chat") for env, channel in SCOPES
+    }
+    assert len(deployment.ids()) == 9  # 3 scopes x 3 conversations
