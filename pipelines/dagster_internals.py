@@ -34,7 +34,8 @@ Why the public API does not suffice, by what the project does with them:
   creates a new run, and a launcher must execute the run the backfill already created.
 - **Run tags** (:mod:`pipelines.backfill_watcher`, :mod:`pipelines.runner`):
   ``BACKFILL_ID_TAG``, ``PARTITION_NAME_TAG``, ``ASSET_PARTITION_RANGE_START_TAG``,
-  ``ASSET_PARTITION_RANGE_END_TAG``. Only ``MAX_RUNTIME_SECONDS_TAG`` is exported;
+  ``ASSET_PARTITION_RANGE_END_TAG``; ``HIDDEN_TAG_PREFIX``, a tag the UI does not list (the
+  processes recovery needs to know). Only ``MAX_RUNTIME_SECONDS_TAG`` is exported;
   ``RunsFilter.for_backfill`` exists but is not documented either. Their values are stored
   on every run, so the test pins them too.
 - **An event log that keeps its engines open** (:mod:`pipelines.event_log`):
@@ -74,6 +75,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     BACKFILL_ID_TAG,
+    HIDDEN_TAG_PREFIX,
     PARTITION_NAME_TAG,
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -126,6 +128,7 @@ __all__ = [
     "BACKFILL_ID_TAG",
     "CHECKED_VERSIONS",
     "DEFAULT_RUN_COORDINATOR",
+    "HIDDEN_TAG_PREFIX",
     "NOOP_COMPUTE_LOG_MANAGER",
     "PARTITION_NAME_TAG",
     "SQLITE_BUSY_TIMEOUT_SECONDS",

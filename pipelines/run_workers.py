@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,14 +42,28 @@ from dagster import (
 
 from pipelines import dagster_internals
 
-WORKER_TAG = "polyai-sync/worker"
-"""``host|boot_id|pid|start_ticks`` of the process executing the run."""
+WORKER_TAG = f"{dagster_internals.HIDDEN_TAG_PREFIX}polyai-sync/worker"
+"""``host|boot_id|pid|start_ticks`` of the process executing the run: for recovery, not for
+people (the UI does not list it)."""
 
 UNFINISHED = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 
-DRIVER_TAG = "polyai-sync/driver"
+DRIVER_TAG = f"{dagster_internals.HIDDEN_TAG_PREFIX}polyai-sync/driver"
 """On a backfill that ``polyai-sync sync`` drives: the process driving it, as in WORKER_TAG.
 (Not WORKER_TAG itself: a backfill's tags are copied onto its runs.)"""
+
+LAUNCHED_BY_TAG = "polyai-sync/launched_by"
+"""What the Runs list shows of it: ``polyai-sync sync 2026-11-01..2026-11-14 on host``."""
+
+_LEGACY = {WORKER_TAG: "polyai-sync/worker", DRIVER_TAG: "polyai-sync/driver"}
+"""The keys the identity tags had before they were hidden: runs and backfills recorded then
+are still recovered."""
+
+
+def identity_tag(tags: Mapping[str, str], key: str) -> str:
+    """The identity tag ``key`` (WORKER_TAG or DRIVER_TAG) of a run's or backfill's tags."""
+    return tags.get(key) or tags.get(_LEGACY[key], "")
+
 
 WorkerState = Literal["alive", "gone", "unknown"]
 
@@ -74,7 +88,7 @@ class Worker:
     @classmethod
     def of(cls, run: DagsterRun) -> Worker | None:
         """The process recorded on ``run``, if any."""
-        return cls.parse(run.tags.get(WORKER_TAG, ""))
+        return cls.parse(identity_tag(run.tags, WORKER_TAG))
 
     def state(self) -> WorkerState:
         """``gone`` when this process no longer exists on this machine."""
@@ -117,7 +131,7 @@ def this_process() -> Worker:
 
 def worker_state(run: DagsterRun) -> WorkerState:
     """``gone`` when the process that executed ``run`` no longer exists on this machine."""
-    return process_state(run.tags.get(WORKER_TAG, ""))
+    return process_state(identity_tag(run.tags, WORKER_TAG))
 
 
 def process_state(tag: str) -> WorkerState:
@@ -168,7 +182,7 @@ def recover_orphaned_backfills(instance: DagsterInstance) -> list[str]:
     for backfill in instance.get_backfills(
         filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
     ):
-        if process_state(backfill.tags.get(DRIVER_TAG, "")) == "gone":
+        if process_state(identity_tag(backfill.tags, DRIVER_TAG)) == "gone":
             instance.update_backfill(backfill.with_status(BulkActionStatus.FAILED))
             orphaned.append(backfill.backfill_id)
     return orphaned

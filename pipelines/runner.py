@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,7 @@ from pipelines.dagster_internals import (
 from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_problems
 from pipelines.run_workers import (
     DRIVER_TAG,
+    LAUNCHED_BY_TAG,
     free_slots,
     recover_dead_runs,
     recover_orphaned_backfills,
@@ -151,7 +153,10 @@ def run_backfill(
         asset_selection=list(assets),
         backfill_timestamp=time.time(),
         # Which process drives it: a later sync marks it failed if that process is gone.
-        tags={DRIVER_TAG: this_process().tag()},
+        tags={
+            DRIVER_TAG: this_process().tag(),
+            LAUNCHED_BY_TAG: f"{title} on {socket.gethostname()}",
+        },
         dynamic_partitions_store=instance,
         all_partitions=False,
         title=title,

@@ -139,6 +139,7 @@ def test_the_run_tags_keep_the_values_stored_on_every_run() -> None:
     assert internals.PARTITION_NAME_TAG == "dagster/partition"
     assert internals.ASSET_PARTITION_RANGE_START_TAG == "dagster/asset_partition_range_start"
     assert internals.ASSET_PARTITION_RANGE_END_TAG == "dagster/asset_partition_range_end"
+    assert internals.HIDDEN_TAG_PREFIX == ".dagster/"
 
 
 def test_our_run_launchers_implement_everything_dagster_requires() -> None:

@@ -155,3 +155,21 @@ def test_under_the_daemon_run_monitoring_fails_a_dead_run_and_frees_its_slot(
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
+
+
+def test_a_run_recorded_before_the_identity_tags_were_hidden_is_still_recovered(
+    instance: DagsterInstance,
+) -> None:
+    """Runs of an instance written by an earlier version carry ``polyai-sync/worker``."""
+    run_id = str(uuid.uuid4())
+    dead = _process_that_exited()
+    instance.add_run(
+        DagsterRun(
+            job_name="polyai_sync",
+            run_id=run_id,
+            status=DagsterRunStatus.STARTED,
+            tags={"polyai-sync/worker": dead.tag()},
+        )
+    )
+    assert [r.run_id for r in recover_dead_runs(instance)] == [run_id]
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE

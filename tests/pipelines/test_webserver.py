@@ -19,7 +19,7 @@ QUERY = """{
   assetNodeOrError(assetKey: {path: ["polyai", "conversations"]}) {
     ... on AssetNode { partitionStats { numMaterialized numFailed } }
   }
-  runsOrError { ... on Runs { results { status } } }
+  runsOrError { ... on Runs { results { status tags { key value } } } }
 }"""
 
 
@@ -65,6 +65,14 @@ def test_webserver_shows_partitions_materialized_from_the_cli(
         # One backfill run covers both scopes' window (the backfill policy's grouping).
         statuses = [run["status"] for run in body["runsOrError"]["results"]]
         assert statuses and set(statuses) == {"SUCCESS"}
+        # The Runs list says in words what launched a run; the processes recovery follows
+        # (host|boot id|pid|start) are kept in tags it does not list.
+        for run in body["runsOrError"]["results"]:
+            tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+            assert tags["polyai-sync/launched_by"].startswith(
+                f"polyai-sync sync {SYNC_DAY}..{SYNC_DAY} on "
+            )
+            assert not any("worker" in key or "driver" in key for key in tags), tags
     finally:
         webserver.terminate()
         webserver.wait(timeout=30)
