@@ -36,7 +36,7 @@ from pipelines.dagster_internals import (
     BACKFILL_ID_TAG,
     PARTITION_NAME_TAG,
 )
-from pipelines.run_outcomes import BackfillResult, WindowOutcome, run_failure
+from pipelines.run_outcomes import NOT_SYNCED, BackfillResult, WindowOutcome, run_failure
 
 POLL_SECONDS = 0.5
 # The runner's logger: the watcher is part of the sync it drives.
@@ -166,7 +166,7 @@ class BackfillWatcher:
                 first = key
                 error = reason
             else:
-                error = f"not synced: its run stopped at {first}"
+                error = f"{NOT_SYNCED}its run stopped at {first}"
             self._report(WindowOutcome(key, run.run_id, False, error=error))
 
     def _report(self, outcome: WindowOutcome) -> None:
@@ -196,7 +196,7 @@ class BackfillWatcher:
         """After an interrupt: every window not reported yet did not land in this sync."""
         for key in sorted(self.keys - self.reported):
             self._report(
-                WindowOutcome(key, "", False, error="not synced: the sync was interrupted")
+                WindowOutcome(key, "", False, error=f"{NOT_SYNCED}the sync was interrupted")
             )
 
 

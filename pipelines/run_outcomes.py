@@ -16,6 +16,10 @@ from core.errors import TRANSIENT_NOTE, transient_error_names
 from core.names import SYNC_STEP
 from pipelines.run_launcher import was_interrupted
 
+NOT_SYNCED = "not synced: "
+"""How the error of a window that was not reached begins (its run stopped at another window,
+or the sync was interrupted)."""
+
 
 @dataclass(frozen=True)
 class WindowOutcome:

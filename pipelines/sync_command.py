@@ -174,8 +174,7 @@ def _print_result(result: BackfillResult, windows: int) -> int:
         f"{sum(w.turns for w in landed):,} turns",
         flush=True,
     )
-    for window in result.failed:
-        print(f"  {window.key.replace('|', ' ')}: {window.error}", file=sys.stderr, flush=True)
+    _print_failed(result.failed)
     errors = [p for p in result.problems if p.error]
     for problem in result.problems:
         kind = "FAILED" if problem.error else "warning"
@@ -193,6 +192,22 @@ def _print_result(result: BackfillResult, windows: int) -> int:
         )
         return 130
     return 1 if result.failed or errors or len(landed) < windows else 0
+
+
+def _print_failed(failed: list[WindowOutcome]) -> None:
+    """Each window that failed with its own cause; those that were not reached (their run
+    stopped at another window, or the sync was interrupted) once per reason."""
+    from pipelines.run_outcomes import NOT_SYNCED
+
+    unreached: dict[str, list[str]] = {}
+    for window in failed:
+        label = window.key.replace("|", " ")
+        if (window.error or "").startswith(NOT_SYNCED):
+            unreached.setdefault(window.error or "", []).append(label)
+        else:
+            print(f"  {label}: {window.error}", file=sys.stderr, flush=True)
+    for reason, labels in unreached.items():
+        print(f"  {len(labels)} window(s) {reason}: {', '.join(labels)}", file=sys.stderr)
 
 
 class _NotAnInterrupt(logging.Filter):

@@ -216,3 +216,21 @@ def test_a_nightly_tick_with_one_poisoned_scope_lands_the_other_three(
         f"{D2}|{env}.{channel}": (env, channel) != ("sandbox", "chat") for env, channel in SCOPES
     }
     assert len(deployment.ids()) == 9  # 3 scopes x 3 conversations
+
+
+def test_a_refused_key_stops_the_run_at_once_and_says_so_once(
+    duckdb_deployment: Deployment,
+) -> None:
+    deployment, api = duckdb_deployment, duckdb_deployment.api
+    api.override = lambda query: json_reply({"detail": "Invalid API key"}, 401)
+
+    done = deployment.sync(D1, None, POLYAI_ENVIRONMENTS="live,sandbox")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = [line for line in done.stderr.splitlines() if line.startswith("  ")]
+    refused = [line for line in summary if "401" in line]
+    assert len(refused) == 1 and "POLYAI_API_KEY" in refused[0]  # the cause, once
+    (unreached,) = [line for line in summary if "not synced" in line]
+    assert unreached.startswith("  3 window(s) not synced: its run stopped at ")
+    assert len(api.requests) <= 4  # a 401 is not retried: one request a window at most
+    deployment.assert_no_secret(done)
