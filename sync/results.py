@@ -15,7 +15,7 @@ from core.records import RecordError
 from core.windows import Scope, Window
 from resources.polyai_api import RequestStats
 from resources.polyai_errors import PolyAIAuthError, PolyAIHTTPError, PolyAIResponseError
-from resources.warehouse import Collision, SyncState
+from resources.warehouse import Collision, SyncState, WarehouseSizeError
 
 DEFAULT_MAX_QUARANTINED_FRACTION = float(DEFAULTS[Env.POLYAI_QUARANTINE_MAX_FRACTION])
 
@@ -65,8 +65,11 @@ class WindowFailure:
     result: WindowSyncResult
     """What the attempt counted (requests, pages committed)."""
     resumes: bool
-    """Whether the next sync resumes after the pages committed (the API was unavailable),
-    or fetches the window from its first page (nothing of this walk is trusted)."""
+    """Whether the next sync resumes after the pages committed (the API was unavailable, or
+    the publish needs more memory than allowed), or fetches the window from its first page
+    (nothing of this walk is trusted)."""
+    staged: bool = False
+    """Whether every page was in (the publish failed): a re-run publishes them."""
 
     @property
     def message(self) -> str:
@@ -74,23 +77,41 @@ class WindowFailure:
         text = str(self.error).strip()
         if not text.endswith((".", ")")):
             text += "."
-        again = (
-            f"a re-run resumes at page {self.result.pages + (self.result.resumed_from_page or 1)}"
-            if self.resumes
-            else "a re-run fetches the window again from its first page"
-        )
-        return f"{text} ({again})" + (TRANSIENT_NOTE if self.resumes else "")
+        if self.staged:
+            again = "a re-run publishes the pages staged, without fetching them"
+        elif self.resumes:
+            page = self.result.pages + (self.result.resumed_from_page or 1)
+            again = f"a re-run resumes at page {page}"
+        else:
+            again = "a re-run fetches the window again from its first page"
+        transient = isinstance(self.error, PolyAISyncError) and self.error.transient
+        return f"{text} ({again})" + (TRANSIENT_NOTE if transient else "")
+
+
+def keeps_walk(error: BaseException) -> bool:
+    """Whether a window failing with ``error`` keeps its pages and cursor for the next sync:
+    the error says nothing against them (the API unavailable, a transient error; a publish
+    over the memory ceiling)."""
+    return isinstance(error, WarehouseSizeError) or (
+        isinstance(error, PolyAISyncError) and error.transient
+    )
 
 
 def fails_alone(error: BaseException) -> bool:
     """Whether ``error`` concerns its window only, so the sync goes on with the others: too
     many invalid records, an endless or rejected cursor, an invalid response, an error status
     (even after every retry). Not a refused key, an unreachable API or warehouse, a bug or an
-    interrupt: those concern every window, and stop the sync at once."""
+    interrupt: those concern every window, and stop the sync at once. (A publish over the
+    memory ceiling is its window's alone.)"""
     if isinstance(error, PolyAIHTTPError):
         return not isinstance(error, PolyAIAuthError)
     return isinstance(
-        error, QuarantineThresholdError | PaginationError | PolyAIResponseError | RecordError
+        error,
+        QuarantineThresholdError
+        | PaginationError
+        | PolyAIResponseError
+        | RecordError
+        | WarehouseSizeError,  # this window's size: the others may fit
     )
 
 

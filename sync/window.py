@@ -46,6 +46,7 @@ from sync.results import (
     WindowSyncResult,
     check_quarantine,
     fails_alone,
+    keeps_walk,
     report,
 )
 
@@ -338,10 +339,12 @@ def _failed(
     error: Exception,
     log: logging.Logger | logging.LoggerAdapter,
 ) -> WindowFailure:
-    """Record the window's failure in its state: its walk kept only when the error was the
-    API being unavailable (transient), which says nothing against the pages and cursor."""
-    resumes = isinstance(error, PolyAISyncError) and error.transient
-    failure = WindowFailure(fetch.key.scope, fetch.key.window, error, fetch.result, resumes)
+    """Record the window's failure in its state: its walk kept only when the error says
+    nothing against the pages and cursor (:func:`sync.results.keeps_walk`)."""
+    resumes = keeps_walk(error)
+    state = read_state(warehouse, fetch.key) if resumes else None
+    staged = state is not None and state.status == "staged"
+    failure = WindowFailure(fetch.key.scope, fetch.key.window, error, fetch.result, resumes, staged)
     WindowLoad(warehouse, fetch.key, fetch.load_id).fail(failure.message, keep_walk=resumes)
     log.error(f"{fetch.key.describe()}: FAILED: {failure.message}")
     return failure

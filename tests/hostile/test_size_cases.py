@@ -95,8 +95,10 @@ def test_a_publish_over_the_memory_ceiling_is_refused_by_name_and_a_rerun_publis
     assert "more than WAREHOUSE_MAX_MEMORY_MB (256 MB)" in output
     assert "a re-run publishes the staged pages" in output
     assert "Traceback" not in output and "OutOfMemory" not in output
+    assert "a re-run publishes the pages staged, without fetching them" in output
     (state,) = deployment.rows("sync_state", "channel = 'voice'")
-    assert (state["status"], state["pages"]) == ("staged", 4)
+    assert (state["status"], state["pages"]) == ("failed", 4)  # its pages kept
+    assert "more than WAREHOUSE_MAX_MEMORY_MB" in state["error"]
     assert deployment.ids() == []
     fetched = len(api.requests)
 
@@ -119,14 +121,15 @@ def test_a_page_over_the_memory_ceiling_is_staged_and_its_publish_refused(
     key = WindowKey(ACCOUNT, PROJECT, Scope("live", "chat"), daily_window(date(2026, 1, 5)))
     tight = DuckDBWarehouse(url=deployment.warehouse_url, max_memory_mb=256)
 
-    with pytest.raises(WarehouseSizeError) as refused:
+    with pytest.raises(WarehouseSizeError) as refused:  # (the window's own: alone, it raises)
         sync_window(client, tight, key.scope, key.window)
 
     assert str(refused.value).startswith("publishing live.chat 2026-01-05: 66 MB of text values")
     assert "Raise it, or use PostgreSQL" in str(refused.value)
     assert "a re-run publishes the staged pages" in str(refused.value)
     state = read_state(tight, key)
-    assert state is not None and (state.status, state.pages) == ("staged", 1)
+    assert state is not None and (state.status, state.pages) == ("failed", 1)
+    assert state.cursor is None  # every page in: the next sync publishes them
     assert deployment.rows("turns") == []
     fetched = len(api.requests)
 
