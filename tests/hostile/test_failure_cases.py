@@ -172,6 +172,14 @@ def test_in_progress_conversations_with_turns_null_land_counted_as_in_progress(
     assert state["in_progress"] == 3
     assert not deployment.rows("turns", "conversation_id LIKE 'ongoing-%'")
 
+    # They finish; the next sync of the window (the nightly lookback's) brings their turns.
+    done_now = [conversation(f"ongoing-{i}", f"{D1}T1{i}:00:00Z", turns=2) for i in range(3)]
+    api.put("live", "voice", D1, finished + done_now)
+    again = deployment.sync(D1, None, "--channel", "voice")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert deployment.ids("in_progress") == []
+    assert len(deployment.rows("turns", "conversation_id LIKE 'ongoing-%'")) == 6
+
 
 def test_a_nightly_tick_with_one_poisoned_scope_lands_the_other_three(
     duckdb_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
