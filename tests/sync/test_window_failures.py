@@ -41,18 +41,21 @@ def api() -> HostileAPI:
     return api
 
 
-def _sync(api: HostileAPI, url: str, tmp_path: Path, **options: Any) -> list[Any]:
+def _client(url: str, **options: Any):
     from resources.polyai_api import PolyAIClient
 
-    client = PolyAIClient(
+    return PolyAIClient(
         base_url=url,
         api_key=KEY,
         account_id=ACCOUNT,
         project_id=PROJECT,
         allow_insecure_http=True,
-        page_size=2,
-        max_attempts=2,
+        **options,
     )
+
+
+def _sync(api: HostileAPI, url: str, tmp_path: Path, **options: Any) -> list[Any]:
+    client = _client(url, page_size=2, max_attempts=2)
     warehouse = warehouse_for(f"duckdb:///{tmp_path / 'w.duckdb'}")
     windows = [(VOICE, daily_window(day)) for day in DAYS]
     return list(sync_windows(client, warehouse, windows, keep_going=True, **options))
@@ -139,18 +142,10 @@ def test_a_refused_key_stops_the_sync_and_marks_its_window_failed_with_its_walk(
 def test_sync_window_raises_a_window_failure_after_recording_it(
     api: HostileAPI, tmp_path: Path
 ) -> None:
-    from resources.polyai_api import PolyAIClient
     from resources.polyai_errors import PolyAIResponseError
 
     api.override = lambda query: Reply(body=b'{"conversations": 3}')
     warehouse = warehouse_for(f"duckdb:///{tmp_path / 'w.duckdb'}")
     with serving(api) as url, pytest.raises(PolyAIResponseError):
-        client = PolyAIClient(
-            base_url=url,
-            api_key=KEY,
-            account_id=ACCOUNT,
-            project_id=PROJECT,
-            allow_insecure_http=True,
-        )
-        sync_window(client, warehouse, VOICE, daily_window(DAYS[0]))
+        sync_window(_client(url), warehouse, VOICE, daily_window(DAYS[0]))
     assert _state(tmp_path, DAYS[0]).status == "failed"
