@@ -18,6 +18,7 @@ calling the API. A cursor the API rejects restarts the window from its first pag
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -147,10 +148,9 @@ def sync_windows(
                 raise fetch
             key = WindowKey(client.account_id, client.project_id, scope, window)
             assert fetch.key == key, f"began {fetch.key.describe()} before {key.describe()}"
-            yield _attempt(
-                client, warehouse, feed, fetch, _once(begin_next), on_page, log,
-                max_quarantined_fraction, keep_going,
-            )  # fmt: skip
+            args = (client, warehouse, feed, fetch, _once(begin_next), on_page, log)
+            finish = functools.partial(_finish, *args, max_quarantined_fraction)
+            yield _attempt(finish, warehouse, fetch, log, keep_going)
 
 
 def _lanes(client: PolyAIClient, windows: int, workers: int | None) -> tuple[int, int]:
@@ -305,22 +305,16 @@ def _finish(
 
 
 def _attempt(
-    client: PolyAIClient,
+    finish: Callable[[], WindowSyncResult],
     warehouse: Warehouse,
-    feed: PageFeed,
     fetch: WindowFetch[WindowSyncResult],
-    start_next: Callable[[], None],
-    on_page: Callable[[PageInfo], None] | None,
     log: logging.Logger | logging.LoggerAdapter,
-    max_quarantined_fraction: float,
     keep_going: bool,
 ) -> WindowSyncResult | WindowFailure:
-    """The window finished (:func:`_finish`), or, when it failed on its own, recorded as
-    failed: returned with ``keep_going``, raised otherwise."""
+    """The window finished (``finish``: :func:`_finish`), or, when it failed on its own,
+    recorded as failed: returned with ``keep_going``, raised otherwise."""
     try:
-        return _finish(
-            client, warehouse, feed, fetch, start_next, on_page, log, max_quarantined_fraction
-        )
+        return finish()
     except Exception as exc:
         if not fails_alone(exc):
             if isinstance(exc, PolyAISyncError):  # it stops the sync; the walk stays good
