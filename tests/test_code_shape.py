@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests import python_source
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "core",
@@ -37,7 +39,7 @@ def modules() -> dict[str, Path]:
 def imported(path: Path, known: dict[str, Path]) -> Iterator[str]:
     """The project modules ``path`` imports, anywhere in it (inside functions and
     ``TYPE_CHECKING`` blocks too: a lazy import is still a dependency)."""
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(python_source.parse(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -94,7 +96,7 @@ def test_no_function_is_longer_than_the_limit() -> None:
     long = {
         f"{name}.{node.name}": node.end_lineno - node.lineno + 1
         for name, path in modules().items()
-        for node in ast.walk(ast.parse(path.read_text()))
+        for node in ast.walk(python_source.parse(path))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     }
@@ -119,3 +121,23 @@ def test_the_code_layout_page_names_every_module() -> None:
         if f"`{relative.name}`" not in mentioned:
             missing.append(str(relative))
     assert missing == []
+
+
+def test_a_tree_cpython_refuses_with_a_recursion_mismatch_is_built_again_in_a_fresh_thread(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import threading
+
+    real, threads = ast.parse, []
+
+    def flaky(source: str) -> ast.Module:
+        threads.append(threading.current_thread())
+        if len(threads) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=144, after=34)")
+        return real(source)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    module = tmp_path / "m.py"
+    module.write_text("x = 1\n")
+    assert isinstance(python_source.parse(module).body[0], ast.Assign)
+    assert threads[1] is not threads[0]  # the second attempt, in a thread of its own

@@ -19,6 +19,7 @@ from dagster import DagsterInstance, DagsterRun, in_process_executor
 from pipelines import dagster_internals as internals
 from pipelines.run_launcher import InProcessRunLauncher, LocalRunLauncher
 from pipelines.run_workers import run_worker_executor
+from tests import python_source
 from tests.pipelines.cli_runs import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def private_dagster_uses(path: Path) -> list[str]:
     """Where ``path`` reaches into ``dagster._*``: an import (at any depth, lazy ones too), or
     a string naming such a module (``importlib``, an instance override)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(python_source.parse(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
