@@ -12,7 +12,7 @@ from core import api_contract as api
 from core.windows import Scope, Window
 from resources.warehouse.quarantine import COLLISION
 from resources.warehouse.resource import Warehouse
-from resources.warehouse.sql import CONVERSATIONS_IN_WINDOW, IN_WINDOW, count, window_params
+from resources.warehouse.sql import CONVERSATIONS_IN_WINDOW, IN_WINDOW, window_params
 
 
 @dataclass(frozen=True)
@@ -166,20 +166,21 @@ def run_checks(
         "load": load_id,
         "max_fraction": max_quarantined_fraction,
     }
-    outcomes = []
+    # One statement, a scalar subquery per check: a window's twelve small queries cost
+    # DuckDB's per-statement overhead twelve times (28 windows: 0.87 s, combined 0.50 s).
+    sql = "SELECT " + ", ".join(f"({check.violations_sql})" for check in CHECKS)
+    used = {name: value for name, value in params.items() if f"${name}" in sql}
     with warehouse.connect(read_only=True) as con:
-        for check in CHECKS:
-            sql = check.violations_sql
-            used = {name: value for name, value in params.items() if f"${name}" in sql}
-            violations = count(con, sql, used)
-            outcomes.append(
-                CheckOutcome(
-                    check.name,
-                    violations == 0,
-                    violations,
-                    check.description,
-                    check.warn_only,
-                    check.explanation,
-                )
-            )
-    return outcomes
+        row = con.execute(sql, used).fetchone()
+    assert row is not None
+    return [
+        CheckOutcome(
+            check.name,
+            not violations,
+            int(violations or 0),
+            check.description,
+            check.warn_only,
+            check.explanation,
+        )
+        for check, violations in zip(CHECKS, row, strict=True)
+    ]
