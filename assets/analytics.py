@@ -1,6 +1,6 @@
 """Assets computed from the window tables, each its own step on the same (date x scope)
-partitions: the three KPI tables and the lake (here), the QA sample and the saved-search
-matches (their own modules).
+partitions: the lake (here), the QA sample and the saved-search matches (their own modules),
+and the dbt project's models, the KPIs among them (:mod:`assets.dbt`).
 
 They sit downstream of the tables in the graph and are brought up to date the Dagster way: a
 sync job or a backfill of everything runs them in the same run, after the tables (they share
@@ -28,7 +28,6 @@ from dagster import (
 
 from assets.keys import (
     CONVERSATIONS,
-    KPI_KEYS,
     LAKE,
     TURN_GENAI,
     TURN_LATENCY,
@@ -41,7 +40,6 @@ from core.names import POOL
 from core.windows import Scope, Window
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
-from resources.warehouse.analytics import recompute_kpis
 
 WHEN_TABLES_CHANGE = (
     AutomationCondition.any_deps_updated().since_last_handled()
@@ -84,69 +82,6 @@ def window_asset(
         return MaterializeResult(asset_key=spec.key)
 
     return compute_windows
-
-
-_SOURCES = {
-    "conversation_kpis": (CONVERSATIONS, TURNS),
-    "latency_kpis": (TURNS, TURN_LATENCY),
-    "genai_kpis": (TURN_GENAI,),
-}
-_DESCRIPTIONS = {
-    "conversation_kpis": (
-        "Per window, scope and variant: conversations, finished and in progress, containment "
-        "rate, hand-offs by reason and destination, duration mean/p50/p95, turns per "
-        "conversation, silence and out-of-domain rates."
-    ),
-    "latency_kpis": "Per window and scope: turn latency p50/p90/p95/p99, overall and per stage.",
-    "genai_kpis": (
-        "Per window, scope and model: turns, input and output tokens, time to first token "
-        "p50/p95, tool calls."
-    ),
-}
-
-
-def kpi_assets(
-    partitions_def: MultiPartitionsDefinition,
-    windows_per_run: int,
-    freshness_policy: FreshnessPolicy | None,
-) -> list[AssetsDefinition]:
-    """One asset per KPI table, each recomputing only its own table."""
-    return [
-        window_asset(
-            analytics_spec(
-                key,
-                {"duckdb", "sql"},
-                _DESCRIPTIONS[table],
-                _SOURCES[table],
-                freshness_policy,
-                table,
-            ),
-            partitions_def,
-            windows_per_run,
-            set(),
-            _kpi_compute(table),
-        )
-        for table, key in KPI_KEYS.items()
-    ]
-
-
-def _kpi_compute(table: str) -> WindowCompute:
-    def compute(context: AssetExecutionContext, scope: Scope, window: Window) -> dict[str, Any]:
-        warehouse: Warehouse = context.resources.warehouse
-        rows = recompute_kpi(warehouse, table, scope, window)
-        return {
-            "environment": scope.environment,
-            "channel": scope.channel,
-            "window_start": window.start.isoformat(),
-            "dagster/row_count": rows,
-        }
-
-    return compute
-
-
-def recompute_kpi(warehouse: Warehouse, table: str, scope: Scope, window: Window) -> int:
-    """Replace one window's rows of one KPI table; the rows it now holds."""
-    return recompute_kpis(warehouse, scope, window, [table])[table]
 
 
 def lake_asset(

@@ -21,6 +21,7 @@ from core.config import Settings
 from core.env import LOCAL_DIR
 from core.errors import PolyAISyncError
 from core.windows import Scope, days_between
+from pipelines.dbt_command import add_dbt_parser
 from pipelines.forget_command import add_forget_parser
 from pipelines.sync_command import UI_PORT, run_sync
 from simulator import FaultConfig, SimulatorConfig, SimulatorServer
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui)
 
     add_forget_parser(commands)
+    add_dbt_parser(commands)
     return parser
 
 

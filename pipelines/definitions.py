@@ -27,8 +27,9 @@ from dagster import (
     define_asset_job,
 )
 
-from assets.analytics import kpi_assets, lake_asset
+from assets.analytics import lake_asset
 from assets.conversations import build_sync_asset
+from assets.dbt import dbt_models, dbt_resource
 from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
 from assets.qa_sample import qa_sample_asset
 from assets.retention import retention_asset
@@ -146,11 +147,11 @@ def _retention(settings: Settings) -> _Parts:
 def _downstream_assets(
     partitions: MultiPartitionsDefinition, settings: Settings
 ) -> list[AssetsDefinition]:
-    """What is computed from the synced tables: KPIs and lake always, the QA sample and the
-    saved searches when configured."""
+    """What is computed from the synced tables: the dbt models (the KPIs among them) and the
+    lake always, the QA sample and the saved searches when configured."""
     per_run = settings.windows_per_run
     return [
-        *kpi_assets(partitions, per_run, FRESHNESS),
+        dbt_models(partitions, per_run, FRESHNESS),
         lake_asset(partitions, per_run, FRESHNESS),
         *(
             [qa_sample_asset(partitions, per_run, settings.qa_sample_size)]
@@ -204,6 +205,7 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             channel_filter=settings.channel_map.filter_mode,
         ),
         "lake": ParquetLake(root=settings.lake_url),
+        "dbt": dbt_resource(),
         "warehouse": _warehouse(settings),
         # Bound by name: the UI shows the variable, never the URL (its path is the secret).
         **(

@@ -21,7 +21,7 @@ def add_forget_parser(commands: Any) -> None:
         description=(
             "Remove conversations from every table of the warehouse (staged pages, quarantine, "
             "QA samples and saved-search matches included) and every lake file that held them, "
-            "recompute the KPIs of the windows touched, and record the erasure (counts and "
+            "rebuild the KPIs of the windows touched (dbt), and record the erasure (counts and "
             "time, never the ids or numbers). A later re-sync of a window brings a "
             "conversation back only if the API still serves it."
         ),
@@ -70,7 +70,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     discarded = erased.loads_discarded
     print(
         f"Erasure {erased.erasure_id}: {erased.conversations} conversations removed "
-        f"({len(erased.windows)} windows, KPIs recomputed); "
+        f"({len(erased.windows)} windows, KPIs "
+        f"{'NOT rebuilt' if done.kpis_error else 'rebuilt'}); "
         f"{done.lake_files_rewritten} lake files rewritten"
         + (
             f"; {discarded} loads in progress discarded (synced again next time)"
@@ -83,4 +84,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
             print(f"  {table:<22}{rows:>8} rows")
     if not erased.conversations and not done.lake_files_rewritten:
         print("Nothing held them (already erased, or never synced).")
+    if done.kpis_error:
+        print(
+            "polyai-sync: error: the erasure is complete, but dbt did not rebuild the KPIs of "
+            "the windows it touched; rebuild them with `polyai-sync dbt run --select "
+            f"+tag:kpis`. dbt said:\n{done.kpis_error}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -2,11 +2,12 @@
 
 :func:`forget` removes the conversations named by id, or those from or to a phone number, from
 the warehouse (every table, staged pages, the quarantine, the QA samples, the saved-search
-matches; the KPIs of the windows touched recomputed; the file scrubbed:
-:mod:`resources.warehouse.removal`), then rewrites every lake file that held them, each
-replaced atomically. The lake is searched on its own, not through the warehouse, so a second
-run after a crash between the two finishes the job. With phone hashing on, a number is matched
-through its hash. Nothing here prints or records an id or a number.
+matches; the file scrubbed: :mod:`resources.warehouse.removal`), then rewrites every lake file
+that held them, each replaced atomically, and last has dbt rebuild the KPIs of the windows
+touched (after the scrub: a dbt that fails leaves nothing of the person behind). The lake
+is searched on its own, not through the warehouse, so a second run after a crash between the
+two finishes the job. With phone hashing on, a number is matched through its hash. Nothing
+here prints or records an id or a number.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core import schema
 from core.errors import PolyAISyncError
 from core.lazy import lazy_module
 from core.privacy import HASH_PREFIX, hash_number
+from resources.dbt import DbtBuildError, rebuild_kpis
 from resources.lake import ParquetLake
 from resources.warehouse import Warehouse
 from resources.warehouse.removal import Erased, erase, record_lake_rewrites
@@ -45,6 +47,8 @@ class Forgotten:
 
     erased: Erased
     lake_files_rewritten: int
+    kpis_error: str | None = None
+    """Why dbt did not rebuild the KPIs of the windows touched (the erasure itself is done)."""
 
 
 def stored_numbers(numbers: Sequence[str], hash_key: bytes | None) -> list[str]:
@@ -80,7 +84,11 @@ def forget(
     erased = erase(warehouse, ids, forms, kind, given=len(ids) + len(numbers))
     rewritten = _rewrite_lake(lake, set(ids) | erased.ids, set(forms))
     record_lake_rewrites(warehouse, erased.erasure_id, rewritten)
-    warehouse.scrub()  # last: the lake first, so a scrub that fails leaves no lake file behind
+    warehouse.scrub()  # after the lake, so a scrub that fails leaves no lake file behind
+    try:
+        rebuild_kpis(warehouse, erased.windows)
+    except DbtBuildError as exc:  # the erasure is done; only the KPIs are behind
+        return Forgotten(erased, rewritten, kpis_error=str(exc))
     return Forgotten(erased, rewritten)
 
 

@@ -272,17 +272,28 @@ def sync_job(
 @pytest.fixture
 def run_sync_job(sync_job: Any) -> Iterator[Callable[..., Any]]:
     """Run the sync job for one partition (default: SYNC_DAY, live.voice) in an ephemeral
-    instance; returns the run's result."""
-    from dagster import DagsterInstance
+    instance; returns the run's result. The dbt models (the KPIs) only with ``dbt=True``: dbt
+    starts a process of its own and parses the project, about 5 s a run, which the tests that
+    do not read them need not wait for."""
+    from dagster import AssetKey, DagsterInstance
 
     from core.windows import Scope
     from pipelines.partitions import partition_key
+    from resources.dbt import manifest
+
+    nodes = json.loads(manifest().read_text())["nodes"].values()
+    models = {AssetKey(["polyai", n["name"]]) for n in nodes if n["resource_type"] == "model"}
+    without_dbt = [k for k in sync_job.asset_layer.selected_asset_keys if k not in models]
 
     with DagsterInstance.ephemeral() as instance:
 
-        def run(day: date = SYNC_DAY, scope: Scope | None = None) -> Any:
+        def run(day: date = SYNC_DAY, scope: Scope | None = None, dbt: bool = False) -> Any:
             key = partition_key(day, scope or Scope("live", "voice"))
-            result = sync_job.execute_in_process(partition_key=key, instance=instance)
+            result = sync_job.execute_in_process(
+                partition_key=key,
+                instance=instance,
+                asset_selection=None if dbt else without_dbt,
+            )
             assert result.success
             return result
 

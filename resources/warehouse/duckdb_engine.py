@@ -97,8 +97,6 @@ class DuckDBWarehouse(Warehouse):
     # load guarantees their keys and the unique_turn_keys check verifies them.
     unenforced_keys: ClassVar[tuple[sa.Table, ...]] = schema.CHILD_TABLES
     json: ClassVar[JsonFunctions] = JsonFunctions(
-        object_agg="json_group_object({key}, {value})",
-        array_length="json_array_length({value})",
         number_field=(
             "CASE WHEN json_type({value}, '$.{field}') IN ('DOUBLE', 'UBIGINT', 'BIGINT', "
             "'HUGEINT') THEN TRY_CAST({value} ->> '{field}' AS DOUBLE) END"

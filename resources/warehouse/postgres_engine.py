@@ -79,10 +79,6 @@ class PostgresWarehouse(Warehouse):
     engine: ClassVar[str] = "postgresql"
     hold_seconds: ClassVar[float | None] = None
     json: ClassVar[JsonFunctions] = JsonFunctions(
-        object_agg="json_object_agg({key}, {value})",
-        array_length=(
-            "CASE WHEN json_typeof({value}) = 'array' THEN json_array_length({value}) END"
-        ),
         number_field=(  # through numeric: 1e400 would not cast to a double, and fail
             "CASE WHEN json_typeof({value} -> '{field}') = 'number' THEN CASE WHEN "
             "abs(CAST({value} ->> '{field}' AS numeric)) < 1e300 "

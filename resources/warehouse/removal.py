@@ -3,9 +3,9 @@
 Both remove from every table that can hold them, in one transaction: the window tables, the
 quarantine, the QA samples, the saved-search matches, and any load in progress whose staged
 pages hold them (that load is discarded: the window's next sync begins it again). An erasure
-also recomputes the KPIs of the windows it touched, in the same transaction, and records
-itself in ``erasures`` (counts and when; never an id or a number). A retention run records
-what it removed in ``retention_removals``, per window and table.
+records itself in ``erasures`` (counts and when; never an id or a number); the KPIs of the
+windows it touched are dbt's to rebuild (:func:`sync.forget.forget` has dbt do it next). A
+retention run records what it removed in ``retention_removals``, per window and table.
 
 After an erasure (and its lake files) the caller has the engine scrub what a deleted row leaves
 behind (:meth:`resources.warehouse.resource.Warehouse.scrub`): DuckDB rewrites its file,
@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 from core import schema
 from core.windows import Scope, Window
-from resources.warehouse.analytics import recompute_window_kpis
 from resources.warehouse.resource import Warehouse
 from resources.warehouse.sql import Connection, count, quote
 
@@ -58,9 +57,10 @@ def erase(
     given: int,
 ) -> Erased:
     """Remove the conversations with these ``ids``, and those from or to these ``numbers``
-    (each as it is stored: the caller adds the hashed form), from every table; recompute the
-    KPIs of the windows they were in; record the erasure. ``identified_by`` and ``given`` (how
-    many identifiers were given) are all the record says of what was asked."""
+    (each as it is stored: the caller adds the hashed form), from every table; record the
+    erasure (its ``windows``: those they were in, whose KPIs need rebuilding).
+    ``identified_by`` and ``given`` (how many identifiers were given) are all the record says
+    of what was asked."""
     warehouse.ensure_schema()
     with warehouse.connect() as con:
         con.execute("BEGIN")
@@ -75,8 +75,6 @@ def erase(
         ids_found = {row[0] for row in con.execute("SELECT DISTINCT id FROM _erase_ids").fetchall()}
         loads = _discard_loads_holding(con, warehouse)
         rows = _delete_erased(con)
-        for scope, window in windows:
-            recompute_window_kpis(con, warehouse, scope, window)
         erased = Erased(
             erasure_id=uuid.uuid4().hex,
             conversations=rows.get("conversations", 0),

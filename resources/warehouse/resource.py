@@ -69,12 +69,9 @@ class WarehouseSizeError(WarehouseError):
 
 @dataclass(frozen=True)
 class JsonFunctions:
-    """The JSON functions the KPI queries and migrations need, as each engine spells them."""
+    """The JSON functions the migrations need, as each engine spells them (the dbt models'
+    are macros of their own: ``dbt_project/macros/json.sql``)."""
 
-    object_agg: str
-    """``{key}``/``{value}`` pairs aggregated into a JSON object."""
-    array_length: str
-    """The length of the JSON array ``{value}`` (null when it is not an array)."""
     number_field: str
     """The top-level field ``{field}`` of the JSON object ``{value}`` as a double precision
     number (null when it is absent, not a number, or beyond a double's range)."""

@@ -197,4 +197,4 @@ def test_a_range_records_each_window_once_with_its_own_metadata_and_a_failed_win
         assert failure.step_key == SYNC_STEP
         assert failure.step_failure_data.user_failure_data.description.startswith(keys[1])
         # Nothing downstream ran on the failed step's windows.
-        assert not failed.asset_materializations_for_node("conversation_kpis")
+        assert not failed.asset_materializations_for_node("polyai_dbt")

@@ -32,7 +32,7 @@ def test_a_window_with_transcripts_hidden_loads_warns_and_leaves_turn_kpis_null(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # First with transcripts visible: the turn KPIs have values, every check passes.
-    shown = run_sync_job()
+    shown = run_sync_job(dbt=True)
     assert evaluations(shown) and all(e.passed for e in evaluations(shown).values())
     assert kpis(warehouse)
     assert all(row[k] > 0 for row in kpis(warehouse) for k in ("turns_per_conversation",))
@@ -41,7 +41,7 @@ def test_a_window_with_transcripts_hidden_loads_warns_and_leaves_turn_kpis_null(
 
     # Then the project's "Conversation transcript" setting is off: the same window again.
     monkeypatch.setenv("POLYAI_PROJECT_ID", simulator.config.transcripts_hidden_project)
-    hidden = run_sync_job()
+    hidden = run_sync_job(dbt=True)
 
     conversations = warehouse.read_table("conversations")
     finished_with_turns = conversations[(conversations.num_turns > 0) & ~conversations.in_progress]

@@ -46,7 +46,7 @@ def model_and_counts(metadata: dict) -> tuple[str, int | None, int | None, int |
 def test_conversation_kpis_match_an_independent_computation(
     run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
-    run_sync_job()
+    run_sync_job(dbt=True)
     stored = warehouse.read_table("conversation_kpis").set_index("variant_id")
     by_variant = defaultdict(list)
     for conversation in raw(simulator):
@@ -84,7 +84,7 @@ def test_conversation_kpis_match_an_independent_computation(
 def test_latency_and_genai_kpis_match_an_independent_computation(
     run_sync_job, simulator: SimulatorServer, warehouse: Warehouse
 ) -> None:
-    run_sync_job()
+    run_sync_job(dbt=True)
     conversations = raw(simulator)
     samples = defaultdict(list)
     for conversation in conversations:
@@ -124,11 +124,11 @@ def test_a_resync_recomputes_only_the_windows_it_touched(
     run_sync_job, warehouse: Warehouse
 ) -> None:
     other_day = SYNC_DAY - timedelta(days=1)
-    run_sync_job(SYNC_DAY)
-    run_sync_job(other_day)
+    run_sync_job(SYNC_DAY, dbt=True)
+    run_sync_job(other_day, dbt=True)
     before = warehouse.read_table("conversation_kpis").groupby("conversation_date")
     stamps = before["computed_at"].max().to_dict()
-    run_sync_job(SYNC_DAY)
+    run_sync_job(SYNC_DAY, dbt=True)
     after = warehouse.read_table("conversation_kpis").groupby("conversation_date")
     stamps_after = after["computed_at"].max().to_dict()
     assert stamps_after[other_day] == stamps[other_day]

@@ -60,7 +60,7 @@ def _forget_cli(warehouse: Warehouse, lake: Path, hashed: bool, *args: str):
 def test_a_forgotten_caller_is_found_nowhere_and_the_rest_of_the_window_stays(
     run_sync_job, simulator: SimulatorServer, warehouse: Warehouse, tmp_path: Path, hashed: bool
 ) -> None:
-    run_sync_job()
+    run_sync_job(dbt=True)
     lake = tmp_path / "lake"
     source = list(simulator.dataset.conversations_in("live", ["voice"], WINDOW.start, WINDOW.end))
     sampled = set(warehouse.read_table("qa_samples")["conversation_id"])

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from core.windows import Scope, daily_window
+from resources.dbt import rebuild_kpis
 from resources.polyai_api import PolyAIClient
 from resources.warehouse import Warehouse
-from resources.warehouse.analytics import recompute_kpis
 from resources.warehouse.checks import run_checks
 from sync.window import sync_window
 from tests.canned_server import (
@@ -96,7 +96,7 @@ def test_the_published_page_loads_by_label_with_seconds_metadata_and_hidden_turn
                                               result.load_id, 0.01)}  # fmt: skip
     assert outcomes["transcripts_visible"].violations == 1
     assert {name for name, o in outcomes.items() if not o.passed} == {"transcripts_visible"}
-    recompute_kpis(warehouse, Scope("live", "voice"), WINDOW, ["latency_kpis"])
+    rebuild_kpis(warehouse, [(Scope("live", "voice"), WINDOW)])
     latency = warehouse.read_table("latency_kpis").set_index("stage")
     assert latency.loc["overall", "p50_ms"] == pytest.approx(1030.0)  # of 742 and 1318 ms
 

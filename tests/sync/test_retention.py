@@ -62,8 +62,8 @@ def test_windows_past_retention_are_removed_everywhere_and_recorded(
     tmp_path: Path,
     sync_settings: dict[str, str],
 ) -> None:
-    run_sync_job(OLD_DAY)
-    run_sync_job(SYNC_DAY)
+    run_sync_job(OLD_DAY, dbt=True)
+    run_sync_job(SYNC_DAY, dbt=True)
     old_load = _a_load_in_progress_and_a_quarantined_record(warehouse, simulator, OLD_DAY)
     lake = ParquetLake(root=str(tmp_path / "lake"))
     before = _rows_by_day(warehouse)
