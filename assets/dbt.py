@@ -128,7 +128,7 @@ def dbt_models(
         ]
         with (
             profile_environment(warehouse),
-            build_target(warehouse, context.run_id[:8]) as target,
+            build_target(warehouse, context.run.run_id[:8]) as target,
             _quiet_unless_captured(context),
         ):
             build = ["build", "--vars", windows_vars(windows)]

@@ -280,20 +280,26 @@ def run_sync_job(sync_job: Any) -> Iterator[Callable[..., Any]]:
     from core.windows import Scope
     from pipelines.partitions import partition_key
     from resources.dbt import manifest
+    from resources.warehouse.checks import CHECKS
 
     nodes = json.loads(manifest().read_text())["nodes"].values()
     models = {AssetKey(["polyai", n["name"]]) for n in nodes if n["resource_type"] == "model"}
-    without_dbt = [k for k in sync_job.asset_layer.selected_asset_keys if k not in models]
+    # Without the models, and without dbt's tests on the tables (dbt would run for those).
+    without_dbt = sync_job.get_subset(
+        asset_selection={k for k in sync_job.asset_layer.selected_asset_keys if k not in models},
+        asset_check_selection={
+            key
+            for key in sync_job.asset_layer.asset_graph.asset_check_keys
+            if key.name in {check.name for check in CHECKS}
+        },
+    )
 
     with DagsterInstance.ephemeral() as instance:
 
         def run(day: date = SYNC_DAY, scope: Scope | None = None, dbt: bool = False) -> Any:
             key = partition_key(day, scope or Scope("live", "voice"))
-            result = sync_job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                asset_selection=None if dbt else without_dbt,
-            )
+            job = sync_job if dbt else without_dbt
+            result = job.execute_in_process(partition_key=key, instance=instance)
             assert result.success
             return result
 

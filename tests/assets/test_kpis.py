@@ -120,6 +120,7 @@ def test_latency_and_genai_kpis_match_an_independent_computation(
         assert row["tool_calls"] == sum(m[4] for m in metas)
 
 
+@pytest.mark.e2e  # three Dagster runs, each starting dbt (about 8 s a run)
 def test_a_resync_recomputes_only_the_windows_it_touched(
     run_sync_job, warehouse: Warehouse
 ) -> None:
