@@ -14,7 +14,8 @@ KPI is the dbt model's.
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dagster import (
@@ -27,6 +28,7 @@ from dagster import (
     MultiPartitionsDefinition,
 )
 from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
@@ -46,6 +48,7 @@ from resources.dbt import (
     windows_vars,
 )
 from resources.warehouse import Warehouse
+from resources.warehouse.duckdb_engine import LOCK_WAIT_SECONDS
 
 
 class _Translator(DagsterDbtTranslator):
@@ -93,6 +96,34 @@ def _quiet_unless_captured(context: AssetExecutionContext) -> Iterator[None]:
         yield
 
 
+_LOCKED = "Could not set lock on file"
+"""DuckDB's words when another process writes the file."""
+
+
+def _waiting_for_the_file(
+    context: AssetExecutionContext, build: Callable[[], Iterator[Any]]
+) -> Iterator[Any]:
+    """``build``'s events; started again while DuckDB refuses dbt the file because another
+    process writes it (another sync on the same file: the warehouse's own connections wait for
+    the lock, :data:`resources.warehouse.duckdb_engine.LOCK_WAIT_SECONDS`, and so does dbt).
+    dbt takes the file before building anything, so a refused build has recorded nothing."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.25
+    while True:
+        recorded = False
+        try:
+            for event in build():
+                recorded = True
+                yield event
+            return
+        except DagsterDbtCliRuntimeError as exc:
+            if recorded or _LOCKED not in str(exc) or time.monotonic() > deadline:
+                raise
+        context.log.info(f"Another process writes the warehouse file: dbt tries again in {delay} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 4.0)
+
+
 def dbt_resource() -> DbtCliResource:
     """The dbt CLI, in the project, with its own ``profiles.yml``."""
     return DbtCliResource(
@@ -132,6 +163,8 @@ def dbt_models(
             _quiet_unless_captured(context),
         ):
             build = ["build", "--vars", windows_vars(windows)]
-            yield from dbt.cli(build, context=context, target_path=target).stream()
+            yield from _waiting_for_the_file(
+                context, lambda: dbt.cli(build, context=context, target_path=target).stream()
+            )
 
     return polyai_dbt

@@ -109,6 +109,8 @@ class Settings:
     """Windows older than this many days are removed by the nightly retention run (0: off)."""
     automation_interval_seconds: int
     """How often the daemon evaluates the downstream assets' automation condition."""
+    dbt_models: bool
+    """Whether the code location builds the dbt project's models (the KPIs among them)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -166,6 +168,7 @@ class Settings:
             hash_phone_numbers=hash_phone_numbers,
             phone_hash_salt=phone_hash_salt,
             redact_transcripts=_bool_setting(get, Env.POLYAI_REDACT_TRANSCRIPTS),
+            dbt_models=_bool_setting(get, Env.POLYAI_DBT_MODELS),
             **_operations(environ, get, allow_insecure_http, lookback_days),
         )
 

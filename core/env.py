@@ -60,6 +60,7 @@ class Env(StrEnum):
     DAGSTER_UI_URL = auto()
     POLYAI_RETENTION_DAYS = auto()
     POLYAI_AUTOMATION_INTERVAL_SECONDS = auto()
+    POLYAI_DBT_MODELS = auto()
 
 
 DEFAULTS: Final[dict[str, str]] = {
@@ -88,6 +89,7 @@ DEFAULTS: Final[dict[str, str]] = {
     Env.DAGSTER_UI_URL: "http://127.0.0.1:3000",  # where `polyai-sync ui` serves
     Env.POLYAI_RETENTION_DAYS: "0",  # off
     Env.POLYAI_AUTOMATION_INTERVAL_SECONDS: "30",
+    Env.POLYAI_DBT_MODELS: "true",
 }
 """The only place a default is written: :class:`Settings` has none of its own, so
 ``Settings.from_env({})`` is the default configuration. A variable missing here defaults to
@@ -155,6 +157,9 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     Env.LAKE_URL: "root of the Parquet lake: a local path, `file:///path`, or an object store "
     "`s3://bucket/prefix`, `gs://`, `abfs://`, `hdfs://` (credentials in the URL are refused)",
     Env.POLYAI_QA_SAMPLE_SIZE: "conversations in each window's QA sample (0 turns the sample off)",
+    Env.POLYAI_DBT_MODELS: "build the dbt project's models (the KPI tables, the marts, dbt's "
+    "tests) in the sync's runs; `false` leaves them out of the code location (no KPIs; a team "
+    "with a dbt project of its own), and saves a run the 5-8 s of starting dbt",
     Env.POLYAI_SAVED_SEARCHES: "`name=transcript:text` or `name=semantic:text`, separated by `;`",
     Env.POLYAI_PAGE_SIZE: "conversations per API request (1 to 1000, the API's maximum): one "
     "page is in memory at a time, so a smaller page bounds memory tighter at the cost of "

@@ -29,7 +29,6 @@ from dagster import (
 
 from assets.analytics import lake_asset
 from assets.conversations import build_sync_asset
-from assets.dbt import dbt_models, dbt_resource
 from assets.freshness import SYNC_STATE_SPEC, build_freshness_check
 from assets.qa_sample import qa_sample_asset
 from assets.retention import retention_asset
@@ -147,11 +146,11 @@ def _retention(settings: Settings) -> _Parts:
 def _downstream_assets(
     partitions: MultiPartitionsDefinition, settings: Settings
 ) -> list[AssetsDefinition]:
-    """What is computed from the synced tables: the dbt models (the KPIs among them) and the
-    lake always, the QA sample and the saved searches when configured."""
+    """What is computed from the synced tables: the dbt models (the KPIs among them, unless
+    turned off) and the lake, the QA sample and the saved searches when configured."""
     per_run = settings.windows_per_run
     return [
-        dbt_models(partitions, per_run, FRESHNESS),
+        *_dbt_models(partitions, settings),
         lake_asset(partitions, per_run, FRESHNESS),
         *(
             [qa_sample_asset(partitions, per_run, settings.qa_sample_size)]
@@ -164,6 +163,18 @@ def _downstream_assets(
             else []
         ),
     ]
+
+
+def _dbt_models(
+    partitions: MultiPartitionsDefinition, settings: Settings
+) -> list[AssetsDefinition]:
+    """The dbt project's models, unless POLYAI_DBT_MODELS is off (then dagster-dbt, 2.4 s to
+    import, is not imported either)."""
+    if not settings.dbt_models:
+        return []
+    from assets.dbt import dbt_models
+
+    return [dbt_models(partitions, settings.windows_per_run, FRESHNESS)]
 
 
 def _downstream_sensor(
@@ -205,7 +216,7 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             channel_filter=settings.channel_map.filter_mode,
         ),
         "lake": ParquetLake(root=settings.lake_url),
-        "dbt": dbt_resource(),
+        **({"dbt": _dbt_resource()} if settings.dbt_models else {}),
         "warehouse": _warehouse(settings),
         # Bound by name: the UI shows the variable, never the URL (its path is the secret).
         **(
@@ -214,6 +225,12 @@ def _resources(settings: Settings) -> dict[str, ConfigurableResource]:
             else {}
         ),
     }
+
+
+def _dbt_resource() -> ConfigurableResource:
+    from assets.dbt import dbt_resource
+
+    return dbt_resource()
 
 
 def _warehouse(settings: Settings) -> Warehouse:

@@ -38,6 +38,12 @@ def add_forget_parser(commands: Any) -> None:
     forget.set_defaults(func=cmd_forget)
 
 
+def _kpis_said(dbt_models: bool, error: str | None) -> str:
+    if not dbt_models:
+        return ""  # POLYAI_DBT_MODELS off: no KPI tables to keep up
+    return ", KPIs NOT rebuilt" if error else ", KPIs rebuilt"
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from resources.lake import ParquetLake
     from resources.warehouse import warehouse_for
@@ -56,6 +62,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             conversation_ids=args.conversation_id or (),
             phone_numbers=args.phone_number or (),
             hash_key=hash_key,
+            kpis=settings.dbt_models,
         )
     except PolyAISyncError as exc:
         if isinstance(exc, ValueError):
@@ -70,8 +77,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     discarded = erased.loads_discarded
     print(
         f"Erasure {erased.erasure_id}: {erased.conversations} conversations removed "
-        f"({len(erased.windows)} windows, KPIs "
-        f"{'NOT rebuilt' if done.kpis_error else 'rebuilt'}); "
+        f"({len(erased.windows)} windows"
+        f"{_kpis_said(settings.dbt_models, done.kpis_error)}); "
         f"{done.lake_files_rewritten} lake files rewritten"
         + (
             f"; {discarded} loads in progress discarded (synced again next time)"

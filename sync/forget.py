@@ -66,8 +66,10 @@ def forget(
     conversation_ids: Sequence[str] = (),
     phone_numbers: Sequence[str] = (),
     hash_key: bytes | None = None,
+    kpis: bool = True,
 ) -> Forgotten:
-    """Remove the conversations with these ids, or from or to these numbers, everywhere."""
+    """Remove the conversations with these ids, or from or to these numbers, everywhere;
+    then (``kpis``: the dbt models are on) rebuild the KPIs of the windows they were in."""
     ids = [i.strip() for i in conversation_ids]
     numbers = [n.strip() for n in phone_numbers]
     if bool(ids) == bool(numbers):
@@ -85,6 +87,8 @@ def forget(
     rewritten = _rewrite_lake(lake, set(ids) | erased.ids, set(forms))
     record_lake_rewrites(warehouse, erased.erasure_id, rewritten)
     warehouse.scrub()  # after the lake, so a scrub that fails leaves no lake file behind
+    if not kpis:
+        return Forgotten(erased, rewritten)
     try:
         rebuild_kpis(warehouse, erased.windows)
     except DbtBuildError as exc:  # the erasure is done; only the KPIs are behind

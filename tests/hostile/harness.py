@@ -52,6 +52,9 @@ class Deployment:
             WAREHOUSE_URL=self.warehouse_url,
             LAKE_URL=str(self.lake),
             DAGSTER_HOME=str(self.dagster_home),
+            # Off unless a test turns them on: these cases are about the sync (see
+            # tests/pipelines/cli_runs.py clean_env).
+            POLYAI_DBT_MODELS="0",
         )
         env.update(changes)
         return env

@@ -48,13 +48,13 @@ def test_an_id_served_for_two_scopes_and_days_is_held_once_and_reported(
     api = deployment.api
     twin = conversation("twin", f"{D4}T10:00:00Z")
     api.put("live", "voice", D4, [twin, conversation("v1", f"{D4}T11:00:00Z")])
-    done_ok(deployment.sync(D4, None, "--channel", "voice"))
+    done_ok(deployment.sync(D4, None, "--channel", "voice", POLYAI_DBT_MODELS="1"))
     before = deployment.state()
 
     chat_twin = {**twin, "channel": "chat"}  # the same id, as a chat, and again on the 5th
     api.put("live", "chat", D4, [chat_twin, conversation("c1", f"{D4}T12:00:00Z", channel="chat")])
     api.put("live", "voice", D5, [{**twin, "started_at": f"{D5}T10:00:00Z"}])
-    done = deployment.sync(D4, D5)
+    done = deployment.sync(D4, D5, POLYAI_DBT_MODELS="1")  # the KPIs are compared
     done_ok(done)
     assert "already held by another window or scope" in done.stdout
     assert "no_conversation_held_by_another_window" in done.stderr

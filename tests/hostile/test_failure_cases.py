@@ -55,7 +55,7 @@ def test_a_poisoned_scope_fails_its_windows_alone_and_the_run_lands_the_rest(
             label = "sms" if (environment, channel) == ("sandbox", "chat") else ""
             api.put(environment, channel, day, _records(environment, channel, day, 3, label))
 
-    done = deployment.sync(D1, D2, POLYAI_ENVIRONMENTS="live,sandbox")
+    done = deployment.sync(D1, D2, POLYAI_ENVIRONMENTS="live,sandbox", POLYAI_DBT_MODELS="1")
 
     assert done.returncode == 1, done.stdout + done.stderr
     failed = [line for line in done.stdout.splitlines() if "FAILED" in line]

@@ -12,8 +12,13 @@ CLI = str(Path(sys.executable).parent / "polyai-sync")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The developer's settings cleared; the dbt models off unless ``extra`` turns them on
+    (``POLYAI_DBT_MODELS="1"``): these tests are about the sync, and dbt costs a run 5-8 s;
+    the dbt project has tests of its own (tests/assets/test_dbt.py) and is on in those that
+    read the KPIs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POLYAI_", "WAREHOUSE_"))}
     env.pop("DAGSTER_HOME", None)
+    env["POLYAI_DBT_MODELS"] = "0"
     env.update(extra)
     return env
 

@@ -86,7 +86,7 @@ def test_sync_materializes_each_partition_into_the_configured_instance(
         # own after the sync step; the scope freshness check is not part of a sync run.
         plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
         steps = {step.key for step in plan.steps}
-        assert {SYNC_STEP, WINDOW_CHECKS, "conversation_kpis", "lake"} <= steps
+        assert {SYNC_STEP, WINDOW_CHECKS, "lake"} <= steps  # (dbt's step: the demo's test)
         assert not any(FRESHNESS_CHECK in step for step in steps), steps
 
     truth = sum(
@@ -115,7 +115,7 @@ def test_sync_reports_a_failed_partition_and_exits_non_zero(
 
 
 def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -> None:
-    done = run_cli("demo", env=clean_env(), cwd=tmp_path)
+    done = run_cli("demo", env=clean_env(POLYAI_DBT_MODELS="1"), cwd=tmp_path)  # as a user
     assert done.returncode == 0, done.stdout + done.stderr
     assert "uv run polyai-sync ui --demo" in done.stdout
 
@@ -134,7 +134,10 @@ def test_demo_needs_no_configuration_and_matches_the_simulator(tmp_path: Path) -
             "SELECT count(*), sum(num_turns) FROM polyai.conversations"
         ).fetchone()
         (turns,) = con.execute("SELECT count(*) FROM polyai.turns").fetchone()
+        # dbt built the models: the marts count the same turns.
+        (agent_turns,) = con.execute("SELECT sum(turns) FROM polyai.agent_turns").fetchone()
     assert conversations == truth
+    assert agent_turns == turns
     assert turns == num_turns
     # The demo's own table: warehouse rows beside the simulator's, equal.
     assert re.search(rf"conversations\s+{conversations}\s+{conversations}\n", done.stdout)

@@ -45,6 +45,7 @@ def test_a_backfill_of_the_tables_alone_brings_their_windows_kpis_and_lake_up_to
 ) -> None:
     env = {
         **source_env(simulator, tmp_path),
+        "POLYAI_DBT_MODELS": "1",  # the KPIs are dbt's
         "LAKE_URL": str(tmp_path / "lake"),
         "POLYAI_AUTOMATION_INTERVAL_SECONDS": str(AUTOMATION_INTERVAL_SECONDS),
     }

@@ -21,7 +21,7 @@ def dg(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = clean_env(DAGSTER_HOME=str(home), POLYAI_SYNC_START="2026-11-01")
+    env = clean_env(DAGSTER_HOME=str(home), POLYAI_SYNC_START="2026-11-01", POLYAI_DBT_MODELS="1")
     return subprocess.run(
         [DG, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -51,7 +51,7 @@ def sync_settings(hashed: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 
 def _forget_cli(warehouse: Warehouse, lake: Path, hashed: bool, *args: str):
     extra = {"POLYAI_HASH_PHONE_NUMBERS": "true", "POLYAI_PHONE_HASH_SALT": SALT} if hashed else {}
-    env = clean_env(WAREHOUSE_URL=warehouse.url, LAKE_URL=str(lake), **extra)
+    env = clean_env(WAREHOUSE_URL=warehouse.url, LAKE_URL=str(lake), POLYAI_DBT_MODELS="1", **extra)
     env["DAGSTER_HOME"] = str(lake.parent / "dagster_home")
     return run_cli("forget", *args, env=env, cwd=lake.parent)
 

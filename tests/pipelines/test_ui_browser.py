@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def ui(simulator: SimulatorServer, tmp_path: Path) -> Iterator[str]:
     """The UI as `polyai-sync ui` opens it (webserver and daemon), on a day just synced."""
-    env = source_env(simulator, tmp_path)
+    env = {**source_env(simulator, tmp_path), "POLYAI_DBT_MODELS": "1"}  # its lineage shown
     synced = run_cli("sync", "--start", str(SYNC_DAY), "--end", str(SYNC_DAY), env=env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     with polyai_sync_ui(env) as port:
@@ -90,12 +91,20 @@ def test_ui_shows_the_assets_their_row_counts_and_passed_checks(
             for name in ("conversations", "turns", "turn_latency", "turn_genai"):
                 assert name in graph
             assert passed.search(graph), "the graph shows checks passed"
-            kpis = visit(page, f"{groups}/polyai_analytics", "latency_kpis", "asset-graph-kpis")
-            for name in ("conversation_kpis", "latency_kpis", "genai_kpis"):
-                assert name in kpis
+            # The dbt models' lineage: a KPI table over the staging views over the tables.
+            dbt = visit(
+                page, f"{base}/assets/polyai/conversation_kpis?view=lineage",
+                "stg_conversations", "asset-graph-kpis",
+            )  # fmt: skip
+            assert "stg_turns" in dbt
+            catalog = visit(page, f"{base}/assets", "latency_kpis", "asset-catalog")
+            for name in ("conversation_kpis", "latency_kpis", "genai_kpis", "handoff_analysis"):
+                assert name in catalog
 
+            # One partition's events (dbt's tests on the table, unpartitioned, are its newest).
+            partition = quote(f"{SYNC_DAY}|live.voice")
             events = visit(
-                page, f"{base}/assets/polyai/conversations?view=events",
+                page, f"{base}/assets/polyai/conversations?view=events&partition={partition}",
                 re.compile(r"Partition \S+ materialized[\s\S]*dagster/row_count\s+\d"),
                 "conversations-events",
             )  # fmt: skip
