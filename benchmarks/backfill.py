@@ -83,7 +83,7 @@ class Backfill:
             "POLYAI_PROJECT_ID": "demo-project",
             "POLYAI_ENVIRONMENTS": "live",
             "POLYAI_CHANNELS": ",".join(scope.channel for scope in SCOPES),
-            "WAREHOUSE_URL": f"duckdb:///{folder / 'polyai.duckdb'}",
+            "WAREHOUSE_URL": f"duckdb:///{folder / 'warehouse.duckdb'}",
             "LAKE_URL": str(folder / "lake"),
             "POLYAI_QA_SAMPLE_SIZE": "0",
             Env.POLYAI_MAX_IN_FLIGHT: str(self.max_in_flight),

@@ -171,7 +171,7 @@ def _landed(url: str) -> tuple[int, int]:
 
 
 def run_polyai_sync(source: Source, folder: Path) -> tuple[int, int]:
-    url = f"duckdb:///{folder / 'polyai.duckdb'}"
+    url = f"duckdb:///{folder / 'warehouse.duckdb'}"
     _sync_windows(source, url, source.windows)
     return _landed(url)
 
@@ -212,7 +212,7 @@ def _through_dagster(source: Source, folder: Path, tables_only: bool) -> tuple[i
             "POLYAI_ENVIRONMENTS": SCOPE.environment,
             "POLYAI_CHANNELS": SCOPE.channel,
             "POLYAI_SYNC_START": FIRST_DAY.isoformat(),
-            "WAREHOUSE_URL": f"duckdb:///{folder / 'polyai.duckdb'}",
+            "WAREHOUSE_URL": f"duckdb:///{folder / 'warehouse.duckdb'}",
             "LAKE_URL": str(folder / "lake"),
             "POLYAI_PAGE_SIZE": str(source.page_size),
         }

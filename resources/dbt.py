@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from core.env import Env
 from core.errors import PolyAISyncError
 from core.windows import Scope, Window
 from resources.warehouse import Warehouse
@@ -58,6 +59,14 @@ def profile_env(warehouse: Warehouse) -> dict[str, str]:
     """The ``POLYAI_DBT_*`` variables that point ``profiles.yml`` at ``warehouse``."""
     env = {"POLYAI_DBT_TARGET": warehouse.engine, "POLYAI_DBT_SCHEMA": warehouse.schema_name}
     if warehouse.engine == "duckdb":
+        if warehouse.catalog == warehouse.schema_name:  # type: ignore[attr-defined]
+            raise DbtBuildError(
+                f"dbt cannot build its views in {warehouse.path}: DuckDB names the file's "  # type: ignore[attr-defined]
+                f"catalog {warehouse.schema_name!r}, as its schema ({Env.WAREHOUSE_SCHEMA}), "
+                "and then refuses to bind a view that reads the schema's tables (DuckDB 2.0). "
+                f"Give the file another name, set {Env.WAREHOUSE_SCHEMA} to another schema, or "
+                f"set {Env.POLYAI_DBT_MODELS}=false"
+            )
         env["POLYAI_DBT_DUCKDB_PATH"] = str(Path(warehouse.path).resolve())  # type: ignore[attr-defined]
         return env
     from psycopg.conninfo import conninfo_to_dict

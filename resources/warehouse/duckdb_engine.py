@@ -129,8 +129,12 @@ class DuckDBWarehouse(Warehouse):
         after the file (its first non-empty part between dots: ``.hidden.duckdb`` is
         ``hidden``), so ``polyai.duckdb`` holding a schema ``polyai`` would make
         ``polyai.conversations`` ambiguous without it."""
-        catalog = next((part for part in self.path.name.split(".") if part), self.path.name)
-        return f"{quote(catalog)}.{quote(self.schema_name)}"
+        return f"{quote(self.catalog)}.{quote(self.schema_name)}"
+
+    @property
+    def catalog(self) -> str:
+        """The name DuckDB gives the file's catalog: its first non-empty part between dots."""
+        return next((part for part in self.path.name.split(".") if part), self.path.name)
 
     def exists(self) -> bool:
         return self.path.exists()

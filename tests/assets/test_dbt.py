@@ -140,3 +140,17 @@ def test_the_manifest_is_parsed_again_when_the_project_changes_and_only_then(
 
     assert again.stat().st_mtime_ns != parsed_at
     assert "model.polyai_sync.extra_mart" in again.read_text()
+
+
+def test_a_duckdb_file_named_as_its_schema_is_refused_naming_the_settings(tmp_path: Path) -> None:
+    """DuckDB 2.0 will not bind a view in ``polyai.duckdb`` reading schema ``polyai``: said
+    before dbt starts, with the ways out, instead of dbt's binder error on every view."""
+    from resources.warehouse.duckdb_engine import DuckDBWarehouse
+
+    named_as_schema = DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'polyai.duckdb'}")
+    with pytest.raises(dbt.DbtBuildError) as refused:
+        dbt.profile_env(named_as_schema)
+    for words in ("polyai.duckdb", "WAREHOUSE_SCHEMA", "POLYAI_DBT_MODELS=false"):
+        assert words in str(refused.value)
+    other = DuckDBWarehouse(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    assert dbt.profile_env(other)["POLYAI_DBT_SCHEMA"] == "polyai"
