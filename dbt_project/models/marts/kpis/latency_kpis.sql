@@ -1,13 +1,5 @@
 -- Per window, scope and stage: turn latency percentiles in milliseconds, overall (the API's
 -- turn latency) and per stage of a latency breakdown. Rebuilt for a run's windows only.
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ polyai_sync.delete_run_windows() }}",
-    tags=['kpis'],
-) }}
-
 with samples as (
     select environment, channel, window_start, 'overall' as stage, latency_s * 1000 as ms
     from {{ ref('stg_turns') }}

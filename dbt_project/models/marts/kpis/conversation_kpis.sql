@@ -3,14 +3,6 @@
 -- rates. Rates are over finished conversations (containment) or over turns; percentiles are
 -- percentile_cont (linear interpolation between closest ranks). Rebuilt for a run's windows
 -- only (macros/windows.sql), into the table the warehouse schema declares (core/schema.py).
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ polyai_sync.delete_run_windows() }}",
-    tags=['kpis'],
-) }}
-
 with c as (
     select * from {{ ref('stg_conversations') }} where {{ polyai_sync.run_windows_filter() }}
 ),

@@ -1,13 +1,5 @@
 -- Per window, scope and model: turns, input and output tokens, time to first token, tool
 -- calls. Rebuilt for a run's windows only.
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='fail',
-    pre_hook="{{ polyai_sync.delete_run_windows() }}",
-    tags=['kpis'],
-) }}
-
 select
     environment,
     channel,
